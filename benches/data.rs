@@ -1,0 +1,166 @@
+//! Deterministic telemetry for the benchmarks: OTLP log and trace requests whose shape
+//! is like real services' (templated lines, a few services, random trace IDs).
+#![allow(dead_code)]
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+pub const T0: i64 = 1_700_000_000_000_000_000;
+
+/// xorshift64*: fast, deterministic, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn trace_id(&mut self) -> Vec<u8> {
+        let mut id = self.next().to_be_bytes().to_vec();
+        id.extend_from_slice(&self.next().to_be_bytes());
+        id
+    }
+}
+
+fn string(s: &str) -> Option<AnyValue> {
+    Some(AnyValue {
+        value: Some(any_value::Value::StringValue(s.to_owned())),
+    })
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: string(value),
+        ..Default::default()
+    }
+}
+
+fn resource(service: &str, pod: u64) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![
+            kv("service.name", service),
+            kv("k8s.namespace.name", "shop"),
+            kv("k8s.pod.name", &format!("{service}-{pod}")),
+            kv("host.name", &format!("node-{}", pod % 3)),
+        ],
+        ..Default::default()
+    })
+}
+
+pub const SERVICES: &[&str] = &["checkout", "cart", "search", "payments", "frontend", "auth", "shipping", "email"];
+
+/// A log line from one of a few templates, ~100–250 bytes.
+pub fn line(rng: &mut Rng) -> String {
+    let user = rng.below(100_000);
+    let ms = rng.below(2_000);
+    match rng.below(5) {
+        0 => format!(
+            "10.0.{}.{} - - [14/Nov/2023:22:13:20 +0000] \"GET /api/v1/items/{} HTTP/1.1\" 200 {} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\" {ms}ms",
+            rng.below(255),
+            rng.below(255),
+            rng.below(1_000_000),
+            rng.below(50_000)
+        ),
+        1 => format!(
+            "{{\"level\":\"info\",\"msg\":\"request served\",\"user_id\":\"u-{user}\",\"route\":\"/cart/{}\",\"duration_ms\":{ms},\"status\":200}}",
+            rng.below(1000)
+        ),
+        2 => format!("level=warn msg=\"slow query\" table=orders rows={} duration={ms}ms user=u-{user}", rng.below(10_000)),
+        3 => format!(
+            "connection pool stats: active={} idle={} waiting={} max=64 acquired_total={}",
+            rng.below(64),
+            rng.below(64),
+            rng.below(10),
+            rng.below(10_000_000)
+        ),
+        _ => format!(
+            "java.lang.IllegalStateException: cart {} is locked\n\tat com.shop.cart.CartService.update(CartService.java:{})\n\tat com.shop.http.Handler.handle(Handler.java:88)",
+            rng.below(100_000),
+            rng.below(900)
+        ),
+    }
+}
+
+/// `records` log records spread over the services, one resource per service.
+pub fn logs_request(rng: &mut Rng, records: usize, t: i64) -> ExportLogsServiceRequest {
+    let per_service = records.div_ceil(SERVICES.len());
+    let resource_logs = SERVICES
+        .iter()
+        .enumerate()
+        .map(|(s, service)| ResourceLogs {
+            resource: resource(service, s as u64),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..per_service)
+                    .map(|i| {
+                        let traced = rng.below(4) == 0;
+                        LogRecord {
+                            time_unix_nano: (t + i as i64 * 1_000) as u64,
+                            severity_text: ["INFO", "INFO", "INFO", "WARN", "ERROR"][rng.below(5) as usize].into(),
+                            body: string(&line(rng)),
+                            attributes: vec![kv("thread", &format!("worker-{}", rng.below(16)))],
+                            trace_id: if traced { rng.trace_id() } else { Vec::new() },
+                            span_id: if traced { rng.next().to_be_bytes().to_vec() } else { Vec::new() },
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest { resource_logs }
+}
+
+/// `traces` traces of `spans_per_trace` spans for one service; returns the trace IDs.
+pub fn traces_request(rng: &mut Rng, service: &str, traces: usize, spans_per_trace: usize, t: i64) -> (ExportTraceServiceRequest, Vec<Vec<u8>>) {
+    let mut ids = Vec::with_capacity(traces);
+    let mut spans = Vec::with_capacity(traces * spans_per_trace);
+    for i in 0..traces {
+        let trace_id = rng.trace_id();
+        let root = rng.next().to_be_bytes().to_vec();
+        let start = t + i as i64 * 1_000_000;
+        for s in 0..spans_per_trace {
+            let span_id = if s == 0 { root.clone() } else { rng.next().to_be_bytes().to_vec() };
+            spans.push(Span {
+                trace_id: trace_id.clone(),
+                span_id,
+                parent_span_id: if s == 0 { Vec::new() } else { root.clone() },
+                name: format!("op-{}", rng.below(20)),
+                kind: 2,
+                start_time_unix_nano: (start + s as i64 * 1_000) as u64,
+                end_time_unix_nano: (start + s as i64 * 1_000 + rng.below(50_000_000) as i64) as u64,
+                attributes: vec![kv("http.route", "/api/v1/items"), kv("user.id", &format!("u-{}", rng.below(100_000)))],
+                ..Default::default()
+            });
+        }
+        ids.push(trace_id);
+    }
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource(service, 0),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    (request, ids)
+}

@@ -1,0 +1,89 @@
+//! Ingest and chunk-write throughput.
+//!
+//! `otlp_logs_ingest_*`: one OTLP protobuf request at a time through decode, conversion,
+//! the WAL with the default fsync policy, and the head — what a push costs, per core.
+//! `chunk_write_*`: sorting and encoding a head's rows as a Parquet chunk.
+
+#[path = "data.rs"]
+mod data;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use data::{Rng, T0, logs_request};
+use prost::Message;
+use threadline::db::{Db, DbConfig};
+use threadline::ingest::IngestRules;
+use threadline::ingest::otlp::{self, Encoding};
+use threadline::metrics::Metrics;
+use threadline::model::{Signal, Tenant};
+use threadline::storage::{encode_chunk, sort_for_chunk};
+use threadline::wal::SyncPolicy;
+
+fn db_config(dir: &std::path::Path, sync: SyncPolicy) -> DbConfig {
+    DbConfig {
+        data_dir: dir.to_owned(),
+        object_store: String::new(),
+        wal_sync: sync,
+        wal_segment_bytes: 64 << 20,
+        head_max_bytes: usize::MAX,
+        head_max_age: Duration::from_secs(3600),
+    }
+}
+
+fn ingest(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut rng = Rng::new(7);
+    let body = logs_request(&mut rng, 2_000, T0).encode_to_vec();
+    let rules = IngestRules::default();
+    let tenant = Tenant::default_tenant();
+
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.sample_size(30);
+    group.bench_function("otlp_logs_decode_only_2k_records", |b| {
+        b.iter(|| {
+            let request = otlp::decode_logs_request(&body, Encoding::Protobuf).unwrap();
+            otlp::logs_to_batch(&request, &rules, T0)
+        })
+    });
+    for (name, sync) in [("fsync", SyncPolicy::Fsync), ("buffered", SyncPolicy::Buffered)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = rt.block_on(Db::open(db_config(dir.path(), sync), Arc::new(Metrics::default()))).unwrap();
+        group.bench_function(format!("otlp_logs_ingest_2k_records_{name}"), |b| {
+            b.iter(|| {
+                let request = otlp::decode_logs_request(&body, Encoding::Protobuf).unwrap();
+                let decoded = otlp::logs_to_batch(&request, &rules, T0);
+                rt.block_on(db.write(&tenant, Signal::Logs, decoded.batch)).unwrap();
+            })
+        });
+        db.close();
+    }
+    group.finish();
+}
+
+fn chunk_write(c: &mut Criterion) {
+    let mut rng = Rng::new(11);
+    let rules = IngestRules::default();
+    let batches: Vec<_> = (0..50)
+        .map(|i| {
+            let request = logs_request(&mut rng, 2_000, T0 + i * 10_000_000);
+            otlp::logs_to_batch(&request, &rules, T0).batch
+        })
+        .collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut group = c.benchmark_group("chunk_write");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.sample_size(10);
+    group.bench_function("chunk_write_100k_logs_8_services", |b| {
+        b.iter(|| {
+            let sorted = sort_for_chunk(Signal::Logs, &batches).unwrap();
+            encode_chunk(Signal::Logs, &sorted).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest, chunk_write);
+criterion_main!(benches);

@@ -1,0 +1,135 @@
+//! Read-path speed.
+//!
+//! `grep_kernel_*`: the whole-buffer substring search against arrow's per-row `contains`
+//! kernel on the same array, in the same run (the ratio is the result).
+//! `grep_query_1m_lines`: a `{…} |= "needle"` label-matcher query over 1M log lines in
+//! chunks, end to end through DataFusion; throughput is body bytes scanned.
+//! `trace_lookup_1m_spans_100_chunks`: a trace lookup with no time range over 1M spans
+//! in 100 chunks.
+
+#[path = "data.rs"]
+mod data;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, StringArray};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use data::{Rng, SERVICES, T0, line, logs_request, traces_request};
+use threadline::db::{Db, DbConfig};
+use threadline::ingest::IngestRules;
+use threadline::ingest::otlp;
+use threadline::metrics::Metrics;
+use threadline::model::{LogQuery, Signal, Tenant, TraceId};
+use threadline::query::grep::contains;
+use threadline::query::logql::{Direction, LogRequest};
+use threadline::query::{QueryConfig, QueryEngine};
+use threadline::wal::SyncPolicy;
+
+fn engine(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Arc<QueryEngine> {
+    let config = DbConfig {
+        data_dir: dir.to_owned(),
+        object_store: String::new(),
+        wal_sync: SyncPolicy::Buffered,
+        wal_segment_bytes: 64 << 20,
+        head_max_bytes: usize::MAX,
+        head_max_age: Duration::from_secs(3600),
+    };
+    let db = rt.block_on(Db::open(config, Arc::new(Metrics::default()))).unwrap();
+    Arc::new(QueryEngine::new(
+        db,
+        QueryConfig {
+            timeout: Duration::from_secs(300),
+            max_memory_bytes: 4 << 30,
+            max_result_rows: 100_000,
+        },
+    ))
+}
+
+fn grep_kernel(c: &mut Criterion) {
+    let mut rng = Rng::new(3);
+    let lines: Vec<String> = (0..1_000_000).map(|_| line(&mut rng)).collect();
+    let array = StringArray::from(lines);
+    let bytes = array.value_data().len() as u64;
+    let mut group = c.benchmark_group("grep_kernel");
+    group.throughput(Throughput::Bytes(bytes));
+    group.sample_size(20);
+    group.bench_function("grep_kernel_1m_lines_whole_buffer", |b| b.iter(|| contains(&array, b"needle-not-there")));
+    group.bench_function("grep_kernel_1m_lines_arrow_per_row_baseline", |b| {
+        let needle = arrow::array::Scalar::new(StringArray::from(vec!["needle-not-there"]));
+        b.iter(|| arrow::compute::kernels::comparison::contains(&array, &needle).unwrap())
+    });
+    group.finish();
+}
+
+fn grep_query(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &rt);
+    let tenant = Tenant::default_tenant();
+    let rules = IngestRules::default();
+    let mut rng = Rng::new(5);
+    let mut body_bytes = 0u64;
+    for i in 0..100 {
+        let request = logs_request(&mut rng, 10_000, T0 + i * 100_000_000);
+        let batch = otlp::logs_to_batch(&request, &rules, T0).batch;
+        body_bytes += batch.column_by_name("body").unwrap().as_string::<i32>().value_data().len() as u64;
+        rt.block_on(engine.db().write(&tenant, Signal::Logs, batch)).unwrap();
+        if i % 10 == 9 {
+            rt.block_on(engine.db().flush(true)).unwrap();
+        }
+    }
+    let request = |q: &str| LogRequest {
+        query: LogQuery::parse(q).unwrap(),
+        start: T0 - 1,
+        end: T0 + 1_000_000_000_000,
+        limit: 100,
+        direction: Direction::Backward,
+    };
+    let mut group = c.benchmark_group("grep_query");
+    group.throughput(Throughput::Bytes(body_bytes));
+    group.sample_size(10);
+    let all = request(r#"{service_name=~".+"} |= "needle-not-there""#);
+    group.bench_function("grep_query_1m_lines_all_streams", |b| {
+        b.iter(|| rt.block_on(engine.logs(&tenant, &all)).unwrap())
+    });
+    let sql = "SELECT count(*) FROM logs WHERE body LIKE '%needle-not-there%'";
+    group.bench_function("grep_query_1m_lines_sql_like_baseline", |b| {
+        b.iter(|| rt.block_on(engine.sql(&tenant, sql)).unwrap())
+    });
+    group.finish();
+    let _ = SERVICES;
+}
+
+fn trace_lookup(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &rt);
+    let tenant = Tenant::default_tenant();
+    let rules = IngestRules::default();
+    let mut rng = Rng::new(9);
+    let mut ids = Vec::new();
+    // 100 flushes of 10k spans (1,000 traces of 10 spans): 100 chunks, 1M spans.
+    for i in 0..100 {
+        let service = SERVICES[i % SERVICES.len()];
+        let (request, trace_ids) = traces_request(&mut rng, service, 1_000, 10, T0 + i as i64 * 3_600_000_000_000 / 10);
+        ids.extend(trace_ids);
+        let batch = otlp::traces_to_batch(&request, &rules).batch;
+        rt.block_on(engine.db().write(&tenant, Signal::Spans, batch)).unwrap();
+        rt.block_on(engine.db().flush(true)).unwrap();
+    }
+    let mut group = c.benchmark_group("trace_lookup");
+    group.sample_size(50);
+    let mut pick = Rng::new(1);
+    group.bench_function("trace_lookup_1m_spans_100_chunks", |b| {
+        b.iter(|| {
+            let id = TraceId::from_bytes(&ids[pick.below(ids.len() as u64) as usize]).unwrap();
+            let doc = rt.block_on(engine.trace(&tenant, id)).unwrap().unwrap();
+            assert_eq!(doc.span_count, 10);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, grep_kernel, grep_query, trace_lookup);
+criterion_main!(benches);

@@ -1,0 +1,100 @@
+//! API errors: a small code that maps to an HTTP status in one place, and a message the
+//! client can act on. Internal details are logged, never returned.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tracing::{error, warn};
+
+use crate::db;
+use crate::query::QueryError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// Limits on what a query may use.
+    LimitExceeded,
+    /// Temporarily unable (WAL or object store trouble, timeouts): retrying may work.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+}
+
+impl From<db::Error> for ApiError {
+    fn from(e: db::Error) -> Self {
+        error!(error = %e, "write failed");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the write could not be made durable; nothing was acknowledged, retry later",
+        )
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(message) => ApiError::bad_request(message),
+            QueryError::ResourcesExhausted(_) => ApiError::new(ErrorCode::LimitExceeded, e.to_string()),
+            QueryError::Timeout(_) => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+            QueryError::Execution(_) => {
+                error!(error = %e, "query failed");
+                ApiError::new(ErrorCode::Internal, "query execution failed; see the server log")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        if status.is_server_error() {
+            warn!(status = status.as_u16(), message = %self.message, "request failed");
+        }
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "status": "error", "error": self.message })),
+        )
+            .into_response();
+        if self.code == ErrorCode::Unavailable {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

@@ -1,0 +1,83 @@
+//! The HTTP API: one axum router for every endpoint. Ingest endpoints sit at the paths
+//! their protocols define (`/v1/logs`, `/v1/traces`); Threadline's own API lives under
+//! `/threadline/v1/` so it never collides with a compatible path.
+
+mod error;
+mod otlp;
+mod query;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+pub use error::{ApiError, ErrorCode};
+
+use crate::db::Db;
+use crate::ingest::IngestRules;
+use crate::model::Tenant;
+use crate::query::QueryEngine;
+
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Arc<Db>,
+    pub engine: Arc<QueryEngine>,
+    pub ingest: Arc<IngestRules>,
+    pub max_body_bytes: usize,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/logs", post(otlp::logs))
+        .route("/v1/traces", post(otlp::traces))
+        .route("/threadline/v1/sql", post(query::sql))
+        .route("/threadline/v1/query", get(query::logs))
+        .route("/threadline/v1/labels", get(query::labels))
+        .route("/threadline/v1/label/{name}/values", get(query::label_values))
+        .route("/threadline/v1/series", get(query::series))
+        .route("/threadline/v1/traces/{trace_id}", get(query::trace))
+        .route("/metrics", get(metrics))
+        .route("/ready", get(|| async { "ready\n" }))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> ([(&'static str, &'static str); 1], String) {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        state.db.metrics().render(),
+    )
+}
+
+/// The request's tenant: `X-Scope-OrgID`, or `default` without it.
+pub fn tenant(headers: &HeaderMap) -> Result<Tenant, ApiError> {
+    match headers.get(TENANT_HEADER) {
+        None => Ok(Tenant::default_tenant()),
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-Scope-OrgID must be ASCII"))?;
+            Tenant::new(text.trim()).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+    }
+}
+
+/// Reads a body of at most `limit` bytes, counting as it streams (chunked bodies have
+/// no Content-Length to trust).
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
+    }
+}

@@ -1,0 +1,144 @@
+//! OTLP/HTTP receivers for logs and traces, per the OTLP/HTTP spec: protobuf or JSON
+//! (the response uses the request's encoding), optional gzip, 200 with
+//! `partial_success` when some records were refused, and errors as a `google.rpc.Status`
+//! body with 400, 413, 415 or 503.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prost::Message;
+
+use super::{ApiError, AppState, ErrorCode, read_body, tenant};
+use crate::ingest::otlp::{self, Encoding};
+use crate::ingest::{BodyError, ContentEncoding, Decoded, decompress};
+use crate::metrics::Metrics;
+use crate::model::Signal;
+
+/// `google.rpc.Status`, the error body OTLP/HTTP asks for.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+struct OtlpError(ApiError, Encoding);
+
+impl IntoResponse for OtlpError {
+    fn into_response(self) -> Response {
+        let OtlpError(error, encoding) = self;
+        let status = error.code.status();
+        // gRPC codes: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL.
+        let code = match error.code {
+            ErrorCode::PayloadTooLarge | ErrorCode::LimitExceeded => 8,
+            ErrorCode::Unavailable => 14,
+            ErrorCode::Internal => 13,
+            _ => 3,
+        };
+        let body = match encoding {
+            Encoding::Protobuf => RpcStatus {
+                code,
+                message: error.message.clone(),
+            }
+            .encode_to_vec(),
+            Encoding::Json => serde_json::json!({ "code": code, "message": error.message })
+                .to_string()
+                .into_bytes(),
+        };
+        let mut response = (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+        if error.code == ErrorCode::Unavailable {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+/// The steps both signals share, up to a decoded body.
+async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<(Encoding, bytes::Bytes), OtlpError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(encoding) = Encoding::from_content_type(content_type) else {
+        return Err(OtlpError(
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("unsupported content type {content_type:?}: send application/x-protobuf or application/json"),
+            ),
+            Encoding::Json,
+        ));
+    };
+    let fail = |e: ApiError| OtlpError(e, encoding);
+    let content_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let content_encoding = ContentEncoding::parse(content_encoding)
+        .map_err(|e| fail(ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())))?;
+    let raw = read_body(body, state.max_body_bytes).await.map_err(fail)?;
+    let data = decompress(raw, content_encoding, state.max_body_bytes).map_err(|e| {
+        fail(match e {
+            BodyError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+            BodyError::UnsupportedEncoding(_) => ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string()),
+            BodyError::BadGzip(_) => ApiError::bad_request(e.to_string()),
+        })
+    })?;
+    Ok((encoding, data))
+}
+
+async fn store(
+    state: &AppState,
+    headers: &HeaderMap,
+    signal: Signal,
+    decoded: Decoded,
+    body_bytes: usize,
+    encoding: Encoding,
+) -> Result<(), OtlpError> {
+    let fail = |e: ApiError| OtlpError(e, encoding);
+    let tenant = tenant(headers).map_err(fail)?;
+    let metrics = state.db.metrics();
+    Metrics::add(&metrics.rejected_records_total, decoded.rejected.count as u64);
+    state
+        .db
+        .write(&tenant, signal, decoded.batch)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    Metrics::add(&metrics.ingested_bytes_total, body_bytes as u64);
+    Ok(())
+}
+
+fn ok(encoding: Encoding, body: Vec<u8>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+pub async fn logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, OtlpError> {
+    let (encoding, data) = accept(&headers, body, &state).await?;
+    let request = otlp::decode_logs_request(&data, encoding)
+        .map_err(|e| OtlpError(ApiError::bad_request(e.to_string()), encoding))?;
+    let total = otlp::log_record_count(&request);
+    let decoded = otlp::logs_to_batch(&request, &state.ingest, now_ns());
+    let rejected = decoded.rejected.clone();
+    store(&state, &headers, Signal::Logs, decoded, data.len(), encoding).await?;
+    Ok(ok(encoding, otlp::logs_response(&rejected, total, encoding)))
+}
+
+pub async fn traces(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, OtlpError> {
+    let (encoding, data) = accept(&headers, body, &state).await?;
+    let request = otlp::decode_traces_request(&data, encoding)
+        .map_err(|e| OtlpError(ApiError::bad_request(e.to_string()), encoding))?;
+    let total = otlp::span_count(&request);
+    let decoded = otlp::traces_to_batch(&request, &state.ingest);
+    let rejected = decoded.rejected.clone();
+    store(&state, &headers, Signal::Spans, decoded, data.len(), encoding).await?;
+    Ok(ok(encoding, otlp::traces_response(&rejected, total, encoding)))
+}

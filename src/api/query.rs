@@ -1,0 +1,359 @@
+//! Threadline's own query API under `/threadline/v1/`: SQL, label-matcher queries,
+//! label names, values and series, and trace lookup.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow::ipc::writer::StreamWriter;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState, ErrorCode, read_body, tenant};
+use crate::model::{LogQuery, Selector, Signal, StreamId, Tenant, TraceId};
+use crate::query::logql::{Direction, LogRequest};
+use crate::query::time::parse_time;
+use crate::query::{QueryOutput, to_json_rows};
+
+/// Largest SQL text accepted.
+const MAX_SQL_BYTES: usize = 1 << 20;
+pub const DEFAULT_LOG_LIMIT: usize = 100;
+pub const MAX_LOG_LIMIT: usize = 10_000;
+const DEFAULT_RANGE_NS: i64 = 3_600_000_000_000;
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SqlParams {
+    format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    Arrow,
+}
+
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+fn result_format(params: &SqlParams, headers: &HeaderMap) -> Result<Format, ApiError> {
+    match params.format.as_deref() {
+        Some("json") => return Ok(Format::Json),
+        Some("csv") => return Ok(Format::Csv),
+        Some("arrow") => return Ok(Format::Arrow),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?}: use json, csv or arrow"
+            )));
+        }
+        None => {}
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    Ok(if accept.contains(ARROW_STREAM) {
+        Format::Arrow
+    } else if accept.contains("text/csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    })
+}
+
+/// `POST /threadline/v1/sql`: the body is the SQL text, or JSON `{"query": "…"}`.
+pub async fn sql(
+    State(state): State<AppState>,
+    Query(params): Query<SqlParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let format = result_format(&params, &headers)?;
+    let body = read_body(body, MAX_SQL_BYTES).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("SQL must be UTF-8"))?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let text = if is_json {
+        #[derive(Deserialize)]
+        struct Body {
+            query: String,
+        }
+        serde_json::from_str::<Body>(text)
+            .map_err(|e| ApiError::bad_request(format!("expected {{\"query\": \"…\"}}: {e}")))?
+            .query
+    } else {
+        text.to_owned()
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("empty SQL query"));
+    }
+    let output = state.engine.sql(&tenant, &text).await?;
+    render(output, format)
+}
+
+fn render(output: QueryOutput, format: Format) -> Result<Response, ApiError> {
+    let internal = |e: arrow::error::ArrowError| ApiError::new(ErrorCode::Internal, e.to_string());
+    let truncated = if output.truncated { "true" } else { "false" };
+    match format {
+        Format::Json => {
+            let columns: Vec<_> = output
+                .schema
+                .fields()
+                .iter()
+                .map(|f| json!({ "name": f.name(), "type": f.data_type().to_string() }))
+                .collect();
+            let rows = to_json_rows(&output.batches)?;
+            Ok(Json(json!({
+                "columns": columns,
+                "rows": rows,
+                "truncated": output.truncated,
+                "stats": output.stats.to_json(),
+            }))
+            .into_response())
+        }
+        Format::Csv => {
+            let mut buf = Vec::new();
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+            for batch in &output.batches {
+                writer.write(batch).map_err(internal)?;
+            }
+            drop(writer);
+            if output.batches.is_empty() {
+                let names: Vec<_> = output.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                buf = format!("{}\n", names.join(",")).into_bytes();
+            }
+            Ok((
+                [(header::CONTENT_TYPE, "text/csv"), (header::HeaderName::from_static("x-threadline-truncated"), truncated)],
+                buf,
+            )
+                .into_response())
+        }
+        Format::Arrow => {
+            let mut buf = Vec::new();
+            let mut writer = StreamWriter::try_new(&mut buf, &output.schema).map_err(internal)?;
+            for batch in &output.batches {
+                writer.write(batch).map_err(internal)?;
+            }
+            writer.finish().map_err(internal)?;
+            drop(writer);
+            Ok((
+                [(header::CONTENT_TYPE, ARROW_STREAM), (header::HeaderName::from_static("x-threadline-truncated"), truncated)],
+                buf,
+            )
+                .into_response())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogParams {
+    query: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<String>,
+    direction: Option<String>,
+}
+
+fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let end = match end {
+        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("end: {e}")))?,
+        None => now_ns(),
+    };
+    let start = match start {
+        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("start: {e}")))?,
+        None => end.saturating_sub(DEFAULT_RANGE_NS),
+    };
+    if start > end {
+        return Err(ApiError::bad_request("start must not be after end"));
+    }
+    Ok((start, end))
+}
+
+/// `GET /threadline/v1/query`: a selector and line filters, newest first by default.
+pub async fn logs(
+    State(state): State<AppState>,
+    Query(params): Query<LogParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let text = params
+        .query
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("missing query parameter: query"))?;
+    let query = LogQuery::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LOG_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LOG_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a number from 1 to {MAX_LOG_LIMIT}"
+                )));
+            }
+        },
+    };
+    let direction = match params.direction.as_deref() {
+        None | Some("backward") => Direction::Backward,
+        Some("forward") => Direction::Forward,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "direction must be forward or backward, not {other:?}"
+            )));
+        }
+    };
+    let result = state
+        .engine
+        .logs(
+            &tenant,
+            &LogRequest {
+                query,
+                start,
+                end,
+                limit,
+                direction,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "streams": result.streams,
+        "stats": result.stats.to_json(),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LabelParams {
+    start: Option<String>,
+    end: Option<String>,
+    /// A selector narrowing the streams considered (`query` or `match`).
+    query: Option<String>,
+    #[serde(rename = "match")]
+    matcher: Option<String>,
+    signal: Option<String>,
+}
+
+/// The streams the parameters select, per signal.
+fn selected_streams(
+    state: &AppState,
+    tenant: &Tenant,
+    params: &LabelParams,
+) -> Result<Vec<(Signal, HashSet<StreamId>)>, ApiError> {
+    let signals = match params.signal.as_deref() {
+        None => Signal::ALL.to_vec(),
+        Some(s) => vec![s.parse::<Signal>().map_err(ApiError::bad_request)?],
+    };
+    let selector = match params.query.as_deref().or(params.matcher.as_deref()) {
+        Some(text) => Some(Selector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        None => None,
+    };
+    let range = match (&params.start, &params.end) {
+        (None, None) => None,
+        (start, end) => Some(time_range(start.as_deref(), end.as_deref())?),
+    };
+    let mut out = Vec::new();
+    for signal in signals {
+        let mut streams = state.db.streams_in_range(tenant, signal, range);
+        if let Some(selector) = &selector {
+            let catalog = state.db.read_catalog();
+            let chosen = catalog
+                .table(tenant, signal)
+                .map(|t| t.labels.select(selector))
+                .unwrap_or_default();
+            streams.retain(|id| chosen.contains(id));
+        }
+        out.push((signal, streams));
+    }
+    Ok(out)
+}
+
+/// `GET /threadline/v1/labels`
+pub async fn labels(
+    State(state): State<AppState>,
+    Query(params): Query<LabelParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let mut names = BTreeSet::new();
+    for (signal, streams) in selected_streams(&state, &tenant, &params)? {
+        let catalog = state.db.read_catalog();
+        if let Some(table) = catalog.table(&tenant, signal) {
+            names.extend(table.labels.names(Some(&streams)));
+        }
+    }
+    Ok(Json(json!({ "labels": names })).into_response())
+}
+
+/// `GET /threadline/v1/label/{name}/values`
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<LabelParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let mut values = BTreeSet::new();
+    for (signal, streams) in selected_streams(&state, &tenant, &params)? {
+        let catalog = state.db.read_catalog();
+        if let Some(table) = catalog.table(&tenant, signal) {
+            values.extend(table.labels.values(&name, Some(&streams)));
+        }
+    }
+    Ok(Json(json!({ "label": name, "values": values })).into_response())
+}
+
+/// `GET /threadline/v1/series`: the label sets of the selected streams.
+pub async fn series(
+    State(state): State<AppState>,
+    Query(params): Query<LabelParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let mut series = Vec::new();
+    for (signal, streams) in selected_streams(&state, &tenant, &params)? {
+        let catalog = state.db.read_catalog();
+        let Some(table) = catalog.table(&tenant, signal) else {
+            continue;
+        };
+        let mut sets: Vec<_> = streams.iter().filter_map(|id| table.labels.labels(*id).map(|l| (*id, l))).collect();
+        sets.sort_by(|a, b| a.1.cmp(b.1));
+        for (id, labels) in sets {
+            let labels: BTreeMap<_, _> = labels.iter().collect();
+            series.push(json!({ "signal": signal.as_str(), "stream_id": id.to_string(), "labels": labels }));
+        }
+    }
+    Ok(Json(json!({ "series": series })).into_response())
+}
+
+/// `GET /threadline/v1/traces/{trace_id}`: no time range needed.
+pub async fn trace(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let id = TraceId::from_hex(&trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match state.engine.trace(&tenant, id).await? {
+        Some(doc) => {
+            let stats = doc.stats.to_json();
+            let mut value = serde_json::to_value(&doc).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            value["stats"] = stats;
+            Ok(Json(value).into_response())
+        }
+        None => Ok((
+            StatusCode::NOT_FOUND,
+            Json(json!({ "status": "error", "error": format!("trace {id} not found") })),
+        )
+            .into_response()),
+    }
+}

@@ -1,0 +1,179 @@
+//! The client side of the CLI: `threadline sql`, `query` and `trace` talk to a running
+//! server over HTTP and print aligned tables.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::util::pretty::pretty_format_batches;
+use serde_json::Value;
+
+use crate::api::TENANT_HEADER;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot reach {url}: {source}")]
+    Connect { url: String, source: reqwest::Error },
+    #[error("server answered {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("unexpected response: {0}")]
+    Response(String),
+}
+
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+pub struct Client {
+    base: String,
+    tenant: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, tenant: Option<String>) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            tenant,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<bytes::Bytes> {
+        let request = match &self.tenant {
+            Some(t) => request.header(TENANT_HEADER, t),
+            None => request,
+        };
+        let response = request.send().await.map_err(|source| CliError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|source| CliError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(CliError::Server {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(body)
+    }
+
+    async fn get_json(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let body = self.send(self.http.get(&url).query(query), &url).await?;
+        serde_json::from_slice(&body).map_err(|e| CliError::Response(e.to_string()))
+    }
+
+    /// Runs SQL and returns the result table, formatted.
+    pub async fn sql(&self, sql: &str) -> Result<String> {
+        let url = format!("{}/threadline/v1/sql?format=arrow", self.base);
+        let body = self
+            .send(self.http.post(&url).header("content-type", "application/sql").body(sql.to_owned()), &url)
+            .await?;
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+            .map_err(|e| CliError::Response(e.to_string()))?;
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::Response(e.to_string()))?;
+        format_batches(&batches)
+    }
+
+    pub async fn query(&self, query: &str, since: Option<String>, limit: usize) -> Result<String> {
+        let mut params = vec![("query", query.to_owned()), ("limit", limit.to_string())];
+        if let Some(start) = since {
+            params.push(("start", start));
+        }
+        let result = self.get_json("/threadline/v1/query", &params).await?;
+        let mut rows = Vec::new();
+        for stream in result["streams"].as_array().into_iter().flatten() {
+            let labels = labels_text(&stream["labels"]);
+            for entry in stream["entries"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    text(&entry["timestamp"]),
+                    labels.clone(),
+                    text(&entry["line"]),
+                ]);
+            }
+        }
+        rows.sort_by(|a, b| b[0].cmp(&a[0]));
+        table(&["time", "labels", "line"], rows)
+    }
+
+    pub async fn trace(&self, id: &str) -> Result<String> {
+        let doc = self.get_json(&format!("/threadline/v1/traces/{id}"), &[]).await?;
+        let mut rows = Vec::new();
+        for item in doc["timeline"].as_array().into_iter().flatten() {
+            let is_span = item["signal"] == "span";
+            let time = if is_span { &item["start_time"] } else { &item["timestamp"] };
+            let what = if is_span {
+                format!("{} ({} ms)", text(&item["name"]), item["duration_ns"].as_i64().unwrap_or(0) as f64 / 1e6)
+            } else {
+                text(&item["body"])
+            };
+            rows.push(vec![
+                text(time),
+                text(&item["signal"]),
+                text(&item["service_name"]),
+                text(&item["span_id"]),
+                what,
+            ]);
+        }
+        let header = format!(
+            "trace {} — {} spans, {} log lines, {} ms, services: {}\n",
+            text(&doc["trace_id"]),
+            doc["span_count"],
+            doc["log_count"],
+            doc["duration_ns"].as_i64().unwrap_or(0) as f64 / 1e6,
+            doc["services"]
+                .as_array()
+                .map(|s| s.iter().map(text).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+        );
+        Ok(header + &table(&["time", "signal", "service", "span_id", "what"], rows)?)
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn labels_text(labels: &Value) -> String {
+    let pairs: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+fn format_batches(batches: &[RecordBatch]) -> Result<String> {
+    pretty_format_batches(batches)
+        .map(|t| t.to_string())
+        .map_err(|e| CliError::Response(e.to_string()))
+}
+
+/// An aligned text table, drawn by the same printer as SQL results.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<String> {
+    let schema = Arc::new(Schema::new(
+        headers
+            .iter()
+            .map(|h| Field::new(*h, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..headers.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].as_str()))) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| CliError::Response(e.to_string()))?;
+    format_batches(&[batch])
+}

@@ -1,0 +1,339 @@
+//! Configuration: a TOML file, environment variables and command-line flags, merged in
+//! that order of increasing precedence and validated into one `Config`. Every setting
+//! has a flag `--name` and a variable `THREADLINE_NAME`; `config/threadline.toml`
+//! documents them all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::db::DbConfig;
+use crate::ingest::{DEFAULT_LABEL_ATTRIBUTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TRACE_ID_PATTERN, IngestRules, label_name_for_attribute};
+use crate::model::labels::validate_name;
+use crate::query::QueryConfig;
+use crate::wal::SyncPolicy;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {setting}: {message}")]
+    Invalid { setting: &'static str, message: String },
+}
+
+fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.to_string(),
+    }
+}
+
+/// The settings as given, any of them possibly absent. The file and the flags both
+/// fill one of these; `merge` lets the flags win.
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to listen on (OTLP/HTTP's default port is 4318).
+    #[arg(long, env = "THREADLINE_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the WAL and, by default, the chunks.
+    #[arg(long, env = "THREADLINE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store URL for chunks (s3://bucket/prefix, gs://…, az://…, file:///path);
+    /// empty means {data_dir}/chunks.
+    #[arg(long, env = "THREADLINE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// fsync (acknowledge after fdatasync) or buffered (after the write reaches the OS).
+    #[arg(long, env = "THREADLINE_WAL_SYNC")]
+    pub wal_sync: Option<String>,
+    /// A WAL segment is closed when it reaches this size.
+    #[arg(long, env = "THREADLINE_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+    /// A partition's head is cut into a chunk at this many bytes of memory…
+    #[arg(long, env = "THREADLINE_HEAD_MAX_BYTES")]
+    pub head_max_bytes: Option<usize>,
+    /// …or when its oldest rows are this old (e.g. 5m, 30s).
+    #[arg(long, env = "THREADLINE_HEAD_MAX_AGE")]
+    pub head_max_age: Option<String>,
+    /// Largest request body accepted, after decompression.
+    #[arg(long, env = "THREADLINE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest log line accepted; longer records are rejected one by one.
+    #[arg(long, env = "THREADLINE_MAX_LINE_BYTES")]
+    pub max_line_bytes: Option<usize>,
+    /// OTLP resource attributes that become labels (comma-separated).
+    #[arg(long, env = "THREADLINE_LABEL_ATTRIBUTES", value_delimiter = ',')]
+    pub label_attributes: Option<Vec<String>>,
+    /// Regex finding a trace ID in a log line; capture group 1 is the 32 hex digits.
+    /// Empty turns extraction off.
+    #[arg(long, env = "THREADLINE_TRACE_ID_PATTERN")]
+    pub trace_id_pattern: Option<String>,
+    /// Longest a query may run (e.g. 30s).
+    #[arg(long, env = "THREADLINE_QUERY_TIMEOUT")]
+    pub query_timeout: Option<String>,
+    /// Memory one query may use for sorts, joins and aggregations.
+    #[arg(long, env = "THREADLINE_QUERY_MAX_MEMORY_BYTES")]
+    pub query_max_memory_bytes: Option<usize>,
+    /// Most rows a SQL query returns.
+    #[arg(long, env = "THREADLINE_QUERY_MAX_ROWS")]
+    pub query_max_rows: Option<usize>,
+}
+
+/// The file's layout: the same settings, grouped in sections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    storage: FileStorage,
+    #[serde(default)]
+    wal: FileWal,
+    #[serde(default)]
+    head: FileHead,
+    #[serde(default)]
+    ingest: FileIngest,
+    #[serde(default)]
+    query: FileQuery,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    data_dir: Option<PathBuf>,
+    object_store: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWal {
+    sync: Option<String>,
+    segment_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHead {
+    max_bytes: Option<usize>,
+    max_age: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIngest {
+    max_body_bytes: Option<usize>,
+    max_line_bytes: Option<usize>,
+    label_attributes: Option<Vec<String>>,
+    trace_id_pattern: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileQuery {
+    timeout: Option<String>,
+    max_memory_bytes: Option<usize>,
+    max_rows: Option<usize>,
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            listen: file.server.listen,
+            data_dir: file.storage.data_dir,
+            object_store: file.storage.object_store,
+            wal_sync: file.wal.sync,
+            wal_segment_bytes: file.wal.segment_bytes,
+            head_max_bytes: file.head.max_bytes,
+            head_max_age: file.head.max_age,
+            max_body_bytes: file.ingest.max_body_bytes,
+            max_line_bytes: file.ingest.max_line_bytes,
+            label_attributes: file.ingest.label_attributes,
+            trace_id_pattern: file.ingest.trace_id_pattern,
+            query_timeout: file.query.timeout,
+            query_max_memory_bytes: file.query.max_memory_bytes,
+            query_max_rows: file.query.max_rows,
+        })
+    }
+
+    /// Settings in `over` replace those in `self`.
+    pub fn merge(self, over: RawConfig) -> RawConfig {
+        RawConfig {
+            listen: over.listen.or(self.listen),
+            data_dir: over.data_dir.or(self.data_dir),
+            object_store: over.object_store.or(self.object_store),
+            wal_sync: over.wal_sync.or(self.wal_sync),
+            wal_segment_bytes: over.wal_segment_bytes.or(self.wal_segment_bytes),
+            head_max_bytes: over.head_max_bytes.or(self.head_max_bytes),
+            head_max_age: over.head_max_age.or(self.head_max_age),
+            max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
+            max_line_bytes: over.max_line_bytes.or(self.max_line_bytes),
+            label_attributes: over.label_attributes.or(self.label_attributes),
+            trace_id_pattern: over.trace_id_pattern.or(self.trace_id_pattern),
+            query_timeout: over.query_timeout.or(self.query_timeout),
+            query_max_memory_bytes: over.query_max_memory_bytes.or(self.query_max_memory_bytes),
+            query_max_rows: over.query_max_rows.or(self.query_max_rows),
+        }
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db: DbConfig,
+    pub ingest: IngestRules,
+    pub max_body_bytes: usize,
+    pub query: QueryConfig,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+impl Config {
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen.parse().map_err(|e| invalid("listen", format!("{listen:?}: {e}")))?;
+        let positive = |setting, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(invalid(setting, "must be greater than 0")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let wal_sync = match raw.wal_sync.as_deref() {
+            None => SyncPolicy::Fsync,
+            Some(s) => s.parse().map_err(|e| invalid("wal_sync", e))?,
+        };
+        let label_attributes = raw
+            .label_attributes
+            .unwrap_or_else(|| DEFAULT_LABEL_ATTRIBUTES.iter().map(|s| s.to_string()).collect());
+        for attribute in &label_attributes {
+            validate_name(&label_name_for_attribute(attribute))
+                .map_err(|e| invalid("label_attributes", format!("{attribute:?}: {e}")))?;
+        }
+        let pattern = raw
+            .trace_id_pattern
+            .unwrap_or_else(|| DEFAULT_TRACE_ID_PATTERN.to_owned());
+        let trace_id_pattern = if pattern.is_empty() {
+            None
+        } else {
+            let re = Regex::new(&pattern).map_err(|e| invalid("trace_id_pattern", e))?;
+            if re.captures_len() < 2 {
+                return Err(invalid("trace_id_pattern", "needs a capture group for the trace id"));
+            }
+            Some(re)
+        };
+        Ok(Config {
+            listen,
+            db: DbConfig {
+                data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+                object_store: raw.object_store.unwrap_or_default(),
+                wal_sync,
+                wal_segment_bytes: match raw.wal_segment_bytes {
+                    Some(0) => return Err(invalid("wal_segment_bytes", "must be greater than 0")),
+                    Some(v) => v,
+                    None => 64 << 20,
+                },
+                head_max_bytes: positive("head_max_bytes", raw.head_max_bytes, 64 << 20)?,
+                head_max_age: parse_duration(raw.head_max_age.as_deref().unwrap_or("5m"))
+                    .map_err(|e| invalid("head_max_age", e))?,
+            },
+            ingest: IngestRules {
+                label_attributes,
+                trace_id_pattern,
+                max_line_bytes: positive("max_line_bytes", raw.max_line_bytes, DEFAULT_MAX_LINE_BYTES)?,
+            },
+            max_body_bytes: positive("max_body_bytes", raw.max_body_bytes, DEFAULT_MAX_BODY_BYTES)?,
+            query: QueryConfig {
+                timeout: parse_duration(raw.query_timeout.as_deref().unwrap_or("30s"))
+                    .map_err(|e| invalid("query_timeout", e))?,
+                max_memory_bytes: positive("query_max_memory_bytes", raw.query_max_memory_bytes, 1 << 30)?,
+                max_result_rows: positive("query_max_rows", raw.query_max_rows, 100_000)?,
+            },
+        })
+    }
+}
+
+/// `250ms`, `30s`, `5m`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: use e.g. 250ms, 30s, 5m, 2h"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration {text:?}: use e.g. 250ms, 30s, 5m, 2h")),
+    };
+    if duration.is_zero() {
+        return Err(format!("duration {text:?} must be greater than 0"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_file_is_valid_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/threadline.toml");
+        let from_file = Config::from_raw(RawConfig::from_file(&path).unwrap()).unwrap();
+        let defaults = Config::from_raw(RawConfig::default()).unwrap();
+        assert_eq!(from_file.listen, defaults.listen);
+        assert_eq!(from_file.db.head_max_age, defaults.db.head_max_age);
+        assert_eq!(from_file.max_body_bytes, defaults.max_body_bytes);
+        assert_eq!(from_file.ingest.label_attributes, defaults.ingest.label_attributes);
+        assert_eq!(
+            from_file.ingest.trace_id_pattern.map(|r| r.to_string()),
+            defaults.ingest.trace_id_pattern.map(|r| r.to_string())
+        );
+        assert_eq!(from_file.query.timeout, defaults.query.timeout);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_bad_values_say_which() {
+        let file = RawConfig {
+            listen: Some("127.0.0.1:1".into()),
+            ..RawConfig::default()
+        };
+        let flags = RawConfig {
+            listen: Some("127.0.0.1:2".into()),
+            ..RawConfig::default()
+        };
+        assert_eq!(Config::from_raw(file.merge(flags)).unwrap().listen.port(), 2);
+        let bad = RawConfig {
+            head_max_age: Some("soon".into()),
+            ..RawConfig::default()
+        };
+        let err = Config::from_raw(bad).unwrap_err().to_string();
+        assert!(err.starts_with("invalid setting head_max_age"), "{err}");
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    }
+}

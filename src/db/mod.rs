@@ -1,0 +1,451 @@
+//! The store's write side and its catalog: WAL + head + chunks + indexes, per tenant
+//! and signal.
+//!
+//! One lock (`catalog`) covers the head, the chunk lists and the indexes, so a query's
+//! snapshot sees every acknowledged row exactly once: in the head, in a chunk being
+//! flushed (still served from memory), or in a registered chunk — never two of these.
+//! Writers take it only to append to the WAL queue and push batches; all encoding,
+//! I/O and syncing happens outside it.
+
+mod flush;
+pub mod head;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use tracing::{info, warn};
+
+pub use flush::FlushReport;
+use head::{HeadBuffer, Part, split_by_partition, split_by_window};
+
+use crate::index::{LabelIndex, TraceIndex};
+use crate::metrics::Metrics;
+use crate::model::{Signal, StreamId, Tenant};
+use crate::storage::{ChunkError, ChunkId, ChunkMeta, ChunkStore, PartitionKey, StoreError};
+use crate::wal::{self, SyncPolicy, Wal, WalConfig, WalRecord};
+
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub data_dir: PathBuf,
+    /// Empty for `{data_dir}/chunks`; otherwise an object store URL.
+    pub object_store: String,
+    pub wal_sync: SyncPolicy,
+    pub wal_segment_bytes: u64,
+    /// A partition's head is cut into chunks when it holds this many bytes…
+    pub head_max_bytes: usize,
+    /// …or when its oldest rows are this old.
+    pub head_max_age: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    #[error("cannot read ingester id {path}: {source}")]
+    IngesterId {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Default)]
+struct PartitionHead {
+    active: Option<HeadBuffer>,
+    /// Buffers being written as chunks; served from memory until registered.
+    flushing: Vec<Arc<HeadBuffer>>,
+}
+
+/// One tenant's table for one signal.
+#[derive(Debug, Default)]
+pub struct Table {
+    partitions: HashMap<PartitionKey, PartitionHead>,
+    chunks: BTreeMap<ChunkId, Arc<ChunkMeta>>,
+    pub labels: LabelIndex,
+    pub traces: TraceIndex,
+}
+
+impl Table {
+    fn register_chunk(&mut self, meta: Arc<ChunkMeta>) {
+        for stream in &meta.streams {
+            self.labels.insert(stream.id, &stream.labels);
+        }
+        self.traces.insert(&meta);
+        self.chunks.insert(meta.id.clone(), meta);
+    }
+
+    fn heads(&self) -> impl Iterator<Item = &HeadBuffer> {
+        self.partitions.values().flat_map(|p| {
+            p.active
+                .iter()
+                .chain(p.flushing.iter().map(|b| b.as_ref()))
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    tables: HashMap<(Tenant, Signal), Table>,
+}
+
+impl Catalog {
+    pub fn table(&self, tenant: &Tenant, signal: Signal) -> Option<&Table> {
+        self.tables.get(&(tenant.clone(), signal))
+    }
+
+    pub fn tenants(&self) -> Vec<Tenant> {
+        let mut tenants: Vec<_> = self.tables.keys().map(|(t, _)| t.clone()).collect();
+        tenants.sort();
+        tenants.dedup();
+        tenants
+    }
+
+    fn insert(&mut self, tenant: &Tenant, signal: Signal, parts: Vec<Part>, seq: u64, now: Instant) {
+        let table = self.tables.entry((tenant.clone(), signal)).or_default();
+        for part in parts {
+            for id in &part.streams {
+                if !table.labels.contains(*id) {
+                    add_stream_labels(&mut table.labels, *id, &part.batch);
+                }
+            }
+            table
+                .partitions
+                .entry(part.partition.clone())
+                .or_default()
+                .active
+                .get_or_insert_with(|| HeadBuffer::new(now))
+                .push(part, seq);
+        }
+    }
+
+    /// The lowest WAL sequence number still only in memory.
+    fn min_unflushed_seq(&self) -> Option<u64> {
+        self.tables
+            .values()
+            .flat_map(|t| t.heads())
+            .filter(|h| !h.is_empty())
+            .map(|h| h.min_seq)
+            .min()
+    }
+}
+
+fn add_stream_labels(index: &mut LabelIndex, id: StreamId, batch: &RecordBatch) {
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt64Type;
+    let (Some(ids), Some(labels)) = (
+        batch
+            .column_by_name("stream_id")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+        batch.column_by_name("labels").and_then(|c| c.as_map_opt()),
+    ) else {
+        return;
+    };
+    if let Some(row) = ids.values().iter().position(|v| *v == id.0) {
+        index.insert(id, &crate::storage::chunk::row_labels(labels, row));
+    }
+}
+
+/// What a scan should read, chosen by the indexes.
+#[derive(Debug, Clone, Default)]
+pub struct ScanFilter {
+    /// Inclusive time range, ns since the epoch.
+    pub time: Option<(i64, i64)>,
+    pub streams: Option<HashSet<StreamId>>,
+    pub trace: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub chunks: Vec<Arc<ChunkMeta>>,
+    pub head: Vec<RecordBatch>,
+    pub pruned_chunks: usize,
+}
+
+pub struct Db {
+    config: DbConfig,
+    wal: Arc<Wal>,
+    store: ChunkStore,
+    catalog: RwLock<Catalog>,
+    ingester: String,
+    chunk_counter: AtomicU32,
+    flush_lock: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Db {
+    /// Opens the store: loads chunk metadata into the indexes, then replays the WAL,
+    /// skipping rows already in chunks.
+    pub async fn open(config: DbConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+        let store = ChunkStore::open(&config.object_store, &config.data_dir, Arc::clone(&metrics))?;
+        Self::open_with_store(config, store, metrics).await
+    }
+
+    pub async fn open_with_store(config: DbConfig, store: ChunkStore, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+        let wal_dir = config.data_dir.join("wal");
+        std::fs::create_dir_all(&wal_dir).map_err(|source| Error::IngesterId {
+            path: wal_dir.clone(),
+            source,
+        })?;
+        let ingester = ingester_id(&wal_dir)?;
+        let metas = store.load_metas().await?;
+        let mut catalog = Catalog::default();
+        // Per (tenant, signal, partition, window): the WAL sequence number through which
+        // this ingester's rows are already in chunks.
+        let mut flushed: HashMap<(Tenant, Signal, PartitionKey, i64), u64> = HashMap::new();
+        for meta in metas {
+            if meta.ingester == ingester {
+                let key = (meta.tenant.clone(), meta.signal, meta.partition.clone(), meta.window_start);
+                let through = flushed.entry(key).or_default();
+                *through = (*through).max(meta.wal_through);
+            }
+            catalog
+                .tables
+                .entry((meta.tenant.clone(), meta.signal))
+                .or_default()
+                .register_chunk(Arc::new(meta));
+        }
+        let chunk_count: usize = catalog.tables.values().map(|t| t.chunks.len()).sum();
+
+        let (wal, records, report) = Wal::open(
+            WalConfig {
+                dir: wal_dir,
+                sync: config.wal_sync,
+                segment_bytes: config.wal_segment_bytes,
+            },
+            Arc::clone(&metrics),
+        )?;
+        let now = Instant::now();
+        let mut replayed_rows = 0;
+        for record in records {
+            replayed_rows += replay_record(&mut catalog, &flushed, record, now)?;
+        }
+        info!(
+            chunks = chunk_count,
+            wal_segments = report.segments,
+            wal_records = report.records,
+            replayed_rows,
+            torn_tail = report.torn_tail.is_some(),
+            corrupt_segments = report.corrupt.len(),
+            "store opened"
+        );
+        metrics.chunks.store(chunk_count as u64, std::sync::atomic::Ordering::Relaxed);
+        let db = Arc::new(Self {
+            config,
+            wal,
+            store,
+            catalog: RwLock::new(catalog),
+            ingester,
+            chunk_counter: AtomicU32::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+            metrics,
+        });
+        db.update_head_gauges();
+        Ok(db)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn store(&self) -> &ChunkStore {
+        &self.store
+    }
+
+    /// Appends rows to the WAL and the head; returns once they are durable per the
+    /// sync policy. Visible to queries from the moment they enter the head.
+    pub async fn write(&self, tenant: &Tenant, signal: Signal, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let rows = batch.num_rows() as u64;
+        let encoded = wal::encode_rows(&batch)?;
+        let parts = split_by_partition(signal, &batch)?;
+        let appended = {
+            let mut catalog = self.write_catalog();
+            let appended = self.wal.append(tenant, signal, &encoded)?;
+            catalog.insert(tenant, signal, parts, appended.seq, Instant::now());
+            appended
+        };
+        self.update_head_gauges();
+        appended.durable().await?;
+        Metrics::add(&self.metrics.ingested_rows_total, rows);
+        Ok(())
+    }
+
+    pub fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Chooses the chunks and head batches a scan must read.
+    pub fn select(&self, tenant: &Tenant, signal: Signal, filter: &ScanFilter) -> Selection {
+        let catalog = self.read_catalog();
+        let Some(table) = catalog.table(tenant, signal) else {
+            return Selection::default();
+        };
+        let mut selection = Selection::default();
+        let time_ok = |lo: i64, hi: i64| filter.time.is_none_or(|(s, e)| lo <= e && hi >= s);
+        let streams_ok = |has: &dyn Fn(StreamId) -> bool| {
+            filter
+                .streams
+                .as_ref()
+                .is_none_or(|wanted| wanted.iter().any(|id| has(*id)))
+        };
+        let candidates: Vec<&Arc<ChunkMeta>> = match filter.trace {
+            Some(fp) => {
+                selection.pruned_chunks = table.chunks.len() - table.traces.lookup(fp).len();
+                table.traces.lookup(fp).iter().collect()
+            }
+            None => table.chunks.values().collect(),
+        };
+        for chunk in candidates {
+            let time = match filter.trace.and_then(|fp| chunk.trace(fp)) {
+                Some(t) => (t.min_time, t.max_time),
+                None => (chunk.min_time, chunk.max_time),
+            };
+            if time_ok(time.0, time.1) && streams_ok(&|id| chunk.has_stream(id)) {
+                selection.chunks.push(Arc::clone(chunk));
+            } else {
+                selection.pruned_chunks += 1;
+            }
+        }
+        for head in table.heads() {
+            let trace_ok = filter.trace.is_none_or(|fp| head.traces.contains(&fp));
+            if trace_ok
+                && time_ok(head.min_time, head.max_time)
+                && streams_ok(&|id| head.streams.contains(&id))
+            {
+                selection.head.extend(head.batches.iter().cloned());
+            }
+        }
+        Metrics::add(&self.metrics.query_chunks_selected_total, selection.chunks.len() as u64);
+        Metrics::add(&self.metrics.query_chunks_pruned_total, selection.pruned_chunks as u64);
+        selection
+    }
+
+    /// Streams with rows in `[start, end]` (all streams when no range is given).
+    pub fn streams_in_range(&self, tenant: &Tenant, signal: Signal, range: Option<(i64, i64)>) -> HashSet<StreamId> {
+        let catalog = self.read_catalog();
+        let Some(table) = catalog.table(tenant, signal) else {
+            return HashSet::new();
+        };
+        let mut out = HashSet::new();
+        for chunk in table.chunks.values() {
+            for stream in &chunk.streams {
+                if range.is_none_or(|(s, e)| stream.min_time <= e && stream.max_time >= s) {
+                    out.insert(stream.id);
+                }
+            }
+        }
+        for head in table.heads() {
+            if range.is_none_or(|(s, e)| head.overlaps(s, e)) {
+                out.extend(head.streams.iter().copied());
+            }
+        }
+        out
+    }
+
+    fn update_head_gauges(&self) {
+        let catalog = self.read_catalog();
+        let (rows, bytes) = catalog
+            .tables
+            .values()
+            .flat_map(|t| t.heads())
+            .fold((0, 0), |(r, b), h| (r + h.rows, b + h.bytes));
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.head_rows.store(rows as u64, Relaxed);
+        self.metrics.head_bytes.store(bytes as u64, Relaxed);
+    }
+
+    /// Runs the periodic cut until the token is cancelled.
+    pub async fn run_flusher(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let period = (self.config.head_max_age / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.flush(false).await {
+                warn!(error = %e, "periodic flush failed; rows stay in the head and the wal");
+            }
+        }
+    }
+
+    /// Stops the WAL writer after it has written everything queued.
+    pub fn close(&self) {
+        self.wal.close();
+    }
+}
+
+/// Re-inserts a replayed record, minus rows whose partition and window already have
+/// them in a chunk. Returns the number of rows kept.
+fn replay_record(
+    catalog: &mut Catalog,
+    flushed: &HashMap<(Tenant, Signal, PartitionKey, i64), u64>,
+    record: WalRecord,
+    now: Instant,
+) -> Result<usize> {
+    let mut keep = Vec::new();
+    for part in split_by_partition(record.signal, &record.batch)? {
+        for (window, batch) in split_by_window(record.signal, &part.batch)? {
+            let key = (record.tenant.clone(), record.signal, part.partition.clone(), window);
+            if flushed.get(&key).is_some_and(|through| *through >= record.seq) {
+                continue;
+            }
+            keep.push(batch);
+        }
+    }
+    let mut rows = 0;
+    for batch in keep {
+        rows += batch.num_rows();
+        let parts = split_by_partition(record.signal, &batch)?;
+        catalog.insert(&record.tenant, record.signal, parts, record.seq, now);
+    }
+    Ok(rows)
+}
+
+/// A random ID for this WAL, kept beside it: chunk IDs include it, and replay trusts
+/// only watermarks written by the same WAL.
+fn ingester_id(wal_dir: &std::path::Path) -> Result<String> {
+    let path = wal_dir.join("ingester-id");
+    let err = |source| Error::IngesterId {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if id.trim().len() == 16 && id.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(id.trim().to_owned())
+        }
+        Ok(_) | Err(_) if !path.exists() => {
+            let id = format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0);
+            let tmp = wal_dir.join("ingester-id.tmp");
+            std::fs::write(&tmp, &id).map_err(err)?;
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(err)?;
+            std::fs::rename(&tmp, &path).map_err(err)?;
+            std::fs::File::open(wal_dir).and_then(|d| d.sync_all()).map_err(err)?;
+            Ok(id)
+        }
+        Ok(_) => Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not 16 hex digits",
+        ))),
+        Err(e) => Err(err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+//! The `threadline` binary: `serve` runs the store; `sql`, `query` and `trace` ask a
+//! running server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use threadline::cli::Client;
+use threadline::config::{Config, RawConfig};
+use threadline::server::Server;
+
+#[derive(Parser)]
+#[command(name = "threadline", version, about = "A log-structured, index-free correlation store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The server to ask.
+    #[arg(long, env = "THREADLINE_URL", default_value = "http://127.0.0.1:4318")]
+    url: String,
+    /// Tenant (sent as X-Scope-OrgID).
+    #[arg(long, env = "THREADLINE_TENANT")]
+    tenant: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// TOML config file; flags and THREADLINE_* variables override it.
+        #[arg(long, env = "THREADLINE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: RawConfig,
+    },
+    /// Run a SQL query against a running server.
+    Sql {
+        query: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run a label-matcher query: '{service_name="api"} |= "error"'.
+    Query {
+        query: String,
+        /// Start of the range (RFC 3339 or Unix time); default one hour ago.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show every span and log line of a trace.
+    Trace {
+        trace_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, settings } => serve(config, settings).await,
+        Command::Sql { query, client } => print(Client::new(&client.url, client.tenant).sql(&query).await),
+        Command::Query {
+            query,
+            since,
+            limit,
+            client,
+        } => print(Client::new(&client.url, client.tenant).query(&query, since, limit).await),
+        Command::Trace { trace_id, client } => print(Client::new(&client.url, client.tenant).trace(&trace_id).await),
+    }
+}
+
+fn print(result: threadline::cli::Result<String>) -> anyhow::Result<()> {
+    println!("{}", result?);
+    Ok(())
+}
+
+async fn serve(config: Option<PathBuf>, settings: RawConfig) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("THREADLINE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let raw = match &config {
+        Some(path) => RawConfig::from_file(path)?.merge(settings),
+        None => settings,
+    };
+    let config = Config::from_raw(raw)?;
+    let server = Server::start(config).await.context("cannot start threadline")?;
+    let stop = server.stop_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    server.wait().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,189 @@
+//! Label sets: the low-cardinality identity of a stream, and the stream ID derived from
+//! them. A label set is kept sorted by name with unique names, so equal sets have equal
+//! bytes and equal stream IDs regardless of the order they arrived in.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Bounds that keep one stream's identity small. They apply to every label set the
+/// store accepts, whatever the protocol.
+pub const MAX_LABELS: usize = 64;
+pub const MAX_NAME_LEN: usize = 128;
+pub const MAX_VALUE_LEN: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("invalid label name {0:?}: use [a-zA-Z_][a-zA-Z0-9_]*")]
+    BadName(String),
+    #[error("label name too long: {0} > {MAX_NAME_LEN} bytes")]
+    NameTooLong(usize),
+    #[error("label value too long for {name:?}: {len} > {MAX_VALUE_LEN} bytes")]
+    ValueTooLong { name: String, len: usize },
+    #[error("too many labels: {0} > {MAX_LABELS}")]
+    TooMany(usize),
+    #[error("duplicate label name {0:?}")]
+    Duplicate(String),
+}
+
+/// A stream's identity: a 64-bit hash of its canonical label encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamId(pub u64);
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(try_from = "Vec<(String, String)>", into = "Vec<(String, String)>")]
+pub struct LabelSet(Vec<(String, String)>);
+
+impl LabelSet {
+    /// Validates and sorts. Empty values are dropped, as in Prometheus: a label with an
+    /// empty value is the same as no label.
+    pub fn new(pairs: Vec<(String, String)>) -> Result<Self, LabelError> {
+        let mut pairs: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        if pairs.len() > MAX_LABELS {
+            return Err(LabelError::TooMany(pairs.len()));
+        }
+        for (name, value) in &pairs {
+            validate_name(name)?;
+            if value.len() > MAX_VALUE_LEN {
+                return Err(LabelError::ValueTooLong {
+                    name: name.clone(),
+                    len: value.len(),
+                });
+            }
+        }
+        pairs.sort();
+        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(LabelError::Duplicate(w[0].0.clone()));
+        }
+        Ok(Self(pairs))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// xxh3 over `name 0xff value 0xff …`; 0xff never occurs in UTF-8, so no two
+    /// different sets share an encoding.
+    pub fn stream_id(&self) -> StreamId {
+        let mut buf = Vec::with_capacity(self.0.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+        for (name, value) in &self.0 {
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(0xff);
+            buf.extend_from_slice(value.as_bytes());
+            buf.push(0xff);
+        }
+        StreamId(xxhash_rust::xxh3::xxh3_64(&buf))
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<(), LabelError> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(LabelError::NameTooLong(name.len()));
+    }
+    let mut chars = name.chars();
+    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LabelError::BadName(name.to_owned()))
+    }
+}
+
+impl TryFrom<Vec<(String, String)>> for LabelSet {
+    type Error = LabelError;
+    fn try_from(pairs: Vec<(String, String)>) -> Result<Self, LabelError> {
+        Self::new(pairs)
+    }
+}
+
+impl From<LabelSet> for Vec<(String, String)> {
+    fn from(set: LabelSet) -> Self {
+        set.0
+    }
+}
+
+/// Prints in selector form, `{name="value", …}`, which `Selector::parse` reads back.
+impl fmt::Display for LabelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{name}=")?;
+            super::matcher::write_quoted(f, value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn label_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,10}", "\\PC{1,12}", 0..8)
+            .prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn stream_id_ignores_order(pairs in label_pairs(), seed in any::<u64>()) {
+            let a = LabelSet::new(pairs.clone()).unwrap();
+            let mut shuffled = pairs;
+            let n = shuffled.len().max(1);
+            shuffled.rotate_left((seed as usize) % n);
+            let b = LabelSet::new(shuffled).unwrap();
+            prop_assert_eq!(a.stream_id(), b.stream_id());
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn different_sets_have_different_ids(a in label_pairs(), b in label_pairs()) {
+            let (a, b) = (LabelSet::new(a).unwrap(), LabelSet::new(b).unwrap());
+            prop_assert_eq!(a == b, a.stream_id() == b.stream_id());
+        }
+
+        #[test]
+        fn display_parses_back(pairs in label_pairs()) {
+            let set = LabelSet::new(pairs).unwrap();
+            let parsed = crate::model::Selector::parse(&set.to_string()).unwrap();
+            prop_assert_eq!(parsed.as_label_set().unwrap(), set);
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let many = (0..65).map(|i| (format!("l{i}"), "v".to_owned())).collect();
+        assert_eq!(LabelSet::new(many), Err(LabelError::TooMany(65)));
+        let long = vec![("a".to_owned(), "x".repeat(2049))];
+        assert!(matches!(LabelSet::new(long), Err(LabelError::ValueTooLong { len: 2049, .. })));
+        assert!(LabelSet::new(vec![("1a".into(), "v".into())]).is_err());
+        let dup = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
+        assert_eq!(LabelSet::new(dup), Err(LabelError::Duplicate("a".into())));
+    }
+}

@@ -1,0 +1,187 @@
+//! Label-matcher queries: a selector resolved through the label index to stream IDs,
+//! then line filters, compiled to a DataFusion plan over the `logs` table so they share
+//! its pruning with SQL. Results come back grouped by stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Expr, col, lit, not};
+use serde::Serialize;
+
+use super::grep::{line_contains_udf, line_regex_udf};
+use super::table::ScanStats;
+use super::time::format_time;
+use super::{QueryEngine, QueryError, Result};
+use crate::model::schema::UTC;
+use crate::model::{LabelSet, LineFilterOp, LogQuery, Signal, StreamId, Tenant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogRequest {
+    pub query: LogQuery,
+    pub start: i64,
+    pub end: i64,
+    pub limit: usize,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub timestamp: String,
+    pub timestamp_ns: String,
+    pub line: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamResult {
+    pub labels: serde_json::Map<String, serde_json::Value>,
+    pub entries: Vec<Entry>,
+}
+
+pub struct LogResult {
+    pub streams: Vec<StreamResult>,
+    pub stats: Arc<ScanStats>,
+}
+
+pub fn ts_literal(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(Some(ns), Some(UTC.into())))
+}
+
+fn line_filter(filter: &crate::model::LineFilter) -> Result<Expr> {
+    let body = col("body");
+    Ok(match (filter.op, filter.regex()) {
+        (LineFilterOp::Contains, _) => line_contains_udf().call(vec![body, lit(filter.pattern.clone())]),
+        (LineFilterOp::NotContains, _) => not(line_contains_udf().call(vec![body, lit(filter.pattern.clone())])),
+        (LineFilterOp::Regex, Some(re)) => line_regex_udf(re.clone()).call(vec![body]),
+        (LineFilterOp::NotRegex, Some(re)) => not(line_regex_udf(re.clone()).call(vec![body])),
+        (_, None) => return Err(QueryError::Invalid("regex filter without a regex".into())),
+    })
+}
+
+impl QueryEngine {
+    pub async fn logs(&self, tenant: &Tenant, request: &LogRequest) -> Result<LogResult> {
+        self.counted(self.run_logs(tenant, request)).await
+    }
+
+    async fn run_logs(&self, tenant: &Tenant, request: &LogRequest) -> Result<LogResult> {
+        let stats = Arc::new(ScanStats::default());
+        let selector = &request.query.selector;
+        // `{}` means every stream; otherwise the label index names them.
+        let all = selector.matchers.is_empty();
+        let in_range = all.then(|| {
+            self.db
+                .streams_in_range(tenant, Signal::Logs, Some((request.start, request.end)))
+        });
+        let (streams, labels): (Option<Vec<StreamId>>, HashMap<StreamId, LabelSet>) = {
+            let catalog = self.db.read_catalog();
+            let Some(table) = catalog.table(tenant, Signal::Logs) else {
+                return Ok(LogResult {
+                    streams: Vec::new(),
+                    stats,
+                });
+            };
+            let ids: Vec<StreamId> = match in_range {
+                Some(ids) => ids.into_iter().collect(),
+                None => table.labels.select(selector).into_iter().collect(),
+            };
+            let labels = ids
+                .iter()
+                .filter_map(|id| table.labels.labels(*id).map(|l| (*id, l.clone())))
+                .collect();
+            ((!all).then_some(ids), labels)
+        };
+        if streams.as_ref().is_some_and(|s| s.is_empty()) {
+            return Ok(LogResult {
+                streams: Vec::new(),
+                stats,
+            });
+        }
+
+        let ctx = self.session(tenant, Arc::clone(&stats)).await?;
+        let mut df = ctx
+            .table("logs")
+            .await?
+            .filter(col("timestamp").between(ts_literal(request.start), ts_literal(request.end)))?;
+        if let Some(ids) = streams {
+            let list = ids.iter().map(|id| lit(id.0)).collect();
+            df = df.filter(col("stream_id").in_list(list, false))?;
+        }
+        for filter in &request.query.filters {
+            df = df.filter(line_filter(filter)?)?;
+        }
+        let descending = request.direction == Direction::Backward;
+        let df = df
+            .select_columns(&["timestamp", "stream_id", "body", "trace_id", "span_id"])?
+            .sort(vec![col("timestamp").sort(!descending, false)])?
+            .limit(0, Some(request.limit))?;
+        let (_, batches) = self.collect(df).await?;
+        Ok(LogResult {
+            streams: group_by_stream(&batches, &labels)?,
+            stats,
+        })
+    }
+}
+
+fn group_by_stream(batches: &[RecordBatch], labels: &HashMap<StreamId, LabelSet>) -> Result<Vec<StreamResult>> {
+    let mut order: Vec<StreamId> = Vec::new();
+    let mut grouped: HashMap<StreamId, Vec<Entry>> = HashMap::new();
+    let missing = |name: &str| QueryError::Execution(format!("result column {name} missing"));
+    for batch in batches {
+        let ts = batch
+            .column_by_name("timestamp")
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            .ok_or_else(|| missing("timestamp"))?;
+        let ids = batch
+            .column_by_name("stream_id")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| missing("stream_id"))?;
+        let body = batch
+            .column_by_name("body")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| missing("body"))?;
+        let trace = batch
+            .column_by_name("trace_id")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| missing("trace_id"))?;
+        let span = batch
+            .column_by_name("span_id")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| missing("span_id"))?;
+        for row in 0..batch.num_rows() {
+            let id = StreamId(ids.value(row));
+            let entries = grouped.entry(id).or_insert_with(|| {
+                order.push(id);
+                Vec::new()
+            });
+            entries.push(Entry {
+                timestamp: format_time(ts.value(row)),
+                timestamp_ns: ts.value(row).to_string(),
+                line: body.value(row).to_owned(),
+                trace_id: trace.is_valid(row).then(|| trace.value(row).to_owned()),
+                span_id: span.is_valid(row).then(|| span.value(row).to_owned()),
+            });
+        }
+    }
+    Ok(order
+        .into_iter()
+        .map(|id| StreamResult {
+            labels: labels
+                .get(&id)
+                .map(|l| l.iter().map(|(k, v)| (k.to_owned(), v.into())).collect())
+                .unwrap_or_default(),
+            entries: grouped.remove(&id).unwrap_or_default(),
+        })
+        .collect())
+}

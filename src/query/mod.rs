@@ -1,0 +1,197 @@
+//! The read path: SQL, label-matcher queries and trace lookups, all planned and run by
+//! DataFusion over the tables in `table`, one session per query, scoped to one tenant
+//! and bounded in time and memory.
+
+pub mod grep;
+pub mod logql;
+pub mod table;
+pub mod time;
+pub mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::model::{Signal, Tenant};
+use table::{STORE_URL, ScanStats, SignalTable};
+
+/// Views that ship with the product, created in every session.
+pub const VIEWS: &str = include_str!("../../sql/views.sql");
+
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub timeout: Duration,
+    pub max_memory_bytes: usize,
+    /// Most rows a SQL query may return (the rest is cut and reported).
+    pub max_result_rows: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query is wrong: syntax, unknown table or column, bad argument.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("query timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("query exceeded its memory limit: {0}")]
+    ResourcesExhausted(String),
+    /// Reading or computing failed for a reason that is not the query's.
+    #[error("query execution failed: {0}")]
+    Execution(String),
+}
+
+pub type Result<T, E = QueryError> = std::result::Result<T, E>;
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        let message = e.to_string();
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => Self::ResourcesExhausted(message),
+            DataFusionError::ObjectStore(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ParquetError(_)
+            | DataFusionError::Internal(_)
+            | DataFusionError::External(_)
+            | DataFusionError::Shared(_) => Self::Execution(message),
+            _ => Self::Invalid(message),
+        }
+    }
+}
+
+/// A query's result and what the indexes did for it.
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub truncated: bool,
+    pub stats: Arc<ScanStats>,
+}
+
+pub struct QueryEngine {
+    db: Arc<Db>,
+    config: QueryConfig,
+}
+
+impl QueryEngine {
+    pub fn new(db: Arc<Db>, config: QueryConfig) -> Self {
+        Self { db, config }
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// A fresh session that sees only `tenant`'s tables.
+    pub async fn session(&self, tenant: &Tenant, stats: Arc<ScanStats>) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.max_memory_bytes, 1.0)
+            .build_arc()?;
+        let url = url::Url::parse(STORE_URL).map_err(|e| QueryError::Execution(e.to_string()))?;
+        runtime.register_object_store(&url, self.db.store().object_store());
+        let mut config = SessionConfig::new().with_information_schema(false);
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for signal in Signal::ALL {
+            let table = SignalTable::new(Arc::clone(&self.db), tenant.clone(), signal, Arc::clone(&stats));
+            ctx.register_table(signal.as_str(), Arc::new(table))?;
+        }
+        ctx.register_udf(grep::line_contains_udf());
+        for statement in VIEWS.split(';').map(str::trim).filter(|s| !s.is_empty() && !is_comment(s)) {
+            ctx.sql(statement).await?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs one read-only SQL statement for a tenant.
+    pub async fn sql(&self, tenant: &Tenant, text: &str) -> Result<QueryOutput> {
+        let stats = Arc::new(ScanStats::default());
+        let ctx = self.session(tenant, Arc::clone(&stats)).await?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let run = async {
+            let df = ctx.sql_with_options(text, options).await?;
+            let limit = self.config.max_result_rows;
+            let df = df.limit(0, Some(limit + 1))?;
+            self.collect(df).await
+        };
+        let (schema, mut batches) = self.counted(run).await?;
+        let truncated = truncate(&mut batches, self.config.max_result_rows);
+        Ok(QueryOutput {
+            schema,
+            batches,
+            truncated,
+            stats,
+        })
+    }
+
+    /// Collects a DataFrame within the time limit.
+    pub async fn collect(&self, df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        match tokio::time::timeout(self.config.timeout, df.collect()).await {
+            Ok(batches) => Ok((schema, batches?)),
+            Err(_) => Err(QueryError::Timeout(self.config.timeout)),
+        }
+    }
+
+    /// Counts a query and its failure in the metrics.
+    pub async fn counted<T>(&self, run: impl Future<Output = Result<T>>) -> Result<T> {
+        Metrics::add(&self.db.metrics().queries_total, 1);
+        let result = match tokio::time::timeout(self.config.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(QueryError::Timeout(self.config.timeout)),
+        };
+        if result.is_err() {
+            Metrics::add(&self.db.metrics().query_errors_total, 1);
+        }
+        result
+    }
+}
+
+fn is_comment(statement: &str) -> bool {
+    statement.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+}
+
+/// Keeps at most `limit` rows; true when rows were dropped.
+fn truncate(batches: &mut Vec<RecordBatch>, limit: usize) -> bool {
+    let mut left = limit;
+    let mut truncated = false;
+    for batch in batches.iter_mut() {
+        if batch.num_rows() > left {
+            *batch = batch.slice(0, left);
+            truncated = true;
+        }
+        left -= batch.num_rows();
+    }
+    batches.retain(|b| b.num_rows() > 0);
+    truncated
+}
+
+/// Rows as JSON objects, the way the HTTP API returns them.
+pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut buf = Vec::new();
+    let mut writer = arrow::json::ArrayWriter::new(&mut buf);
+    for batch in batches {
+        writer
+            .write(batch)
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
+    }
+    writer.finish().map_err(|e| QueryError::Execution(e.to_string()))?;
+    drop(writer);
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(|e| QueryError::Execution(e.to_string()))
+}

@@ -1,0 +1,298 @@
+//! The tables as DataFusion sees them: one `TableProvider` per tenant and signal that
+//! reads the head and exactly the chunks the indexes allow.
+//!
+//! Filters DataFusion pushes down are read for what the indexes can use — the time
+//! column's range, `trace_id = '…'`, `stream_id = …` / `IN (…)`, and equality on the
+//! label columns (`service_name`, `severity`) — to choose chunks and head buffers. All
+//! filters are then handed to the Parquet reader (row-group and page statistics, bloom
+//! filters, row filtering during decode) and reported as inexact, so DataFusion still
+//! applies them above the scan.
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+
+use crate::db::{Db, ScanFilter};
+use crate::model::{MatchOp, Matcher, Selector, Signal, StreamId, Tenant, TraceId, schema};
+
+/// The URL the chunk store is registered under in every session.
+pub const STORE_URL: &str = "threadline://chunks";
+
+/// What the indexes did for one query, summed over its scans.
+#[derive(Debug, Default)]
+pub struct ScanStats {
+    pub chunks_selected: AtomicU64,
+    pub chunks_pruned: AtomicU64,
+    pub chunk_bytes: AtomicU64,
+    pub head_rows: AtomicU64,
+}
+
+impl ScanStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "chunks_selected": self.chunks_selected.load(Ordering::Relaxed),
+            "chunks_pruned": self.chunks_pruned.load(Ordering::Relaxed),
+            "chunk_bytes": self.chunk_bytes.load(Ordering::Relaxed),
+            "head_rows": self.head_rows.load(Ordering::Relaxed),
+        })
+    }
+}
+
+pub struct SignalTable {
+    db: Arc<Db>,
+    tenant: Tenant,
+    signal: Signal,
+    stats: Arc<ScanStats>,
+}
+
+impl fmt::Debug for SignalTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SignalTable({}, {})", self.tenant, self.signal)
+    }
+}
+
+impl SignalTable {
+    pub fn new(db: Arc<Db>, tenant: Tenant, signal: Signal, stats: Arc<ScanStats>) -> Self {
+        Self {
+            db,
+            tenant,
+            signal,
+            stats,
+        }
+    }
+
+    /// Columns whose value is a label of the row's stream.
+    fn label_column(&self, name: &str) -> bool {
+        name == "service_name" || (self.signal == Signal::Logs && name == "severity")
+    }
+
+    fn scan_filter(&self, filters: &[Expr]) -> ScanFilter {
+        let mut filter = ScanFilter::default();
+        let (mut start, mut end) = (i64::MIN, i64::MAX);
+        let mut label_matchers = Vec::new();
+        let mut streams: Option<HashSet<StreamId>> = None;
+        let mut intersect = |set: HashSet<StreamId>| {
+            streams = Some(match streams.take() {
+                Some(have) => have.intersection(&set).copied().collect(),
+                None => set,
+            });
+        };
+        let time_column = self.signal.time_column();
+        for expr in filters.iter().flat_map(split_conjunction) {
+            match expr {
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                    let (column, op, value) = match (left.as_ref(), right.as_ref()) {
+                        (Expr::Column(c), Expr::Literal(v, _)) => (c.name.as_str(), *op, v),
+                        (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+                            Some(op) => (c.name.as_str(), op, v),
+                            None => continue,
+                        },
+                        _ => continue,
+                    };
+                    if column == time_column {
+                        if let Some(t) = timestamp_ns(value) {
+                            match op {
+                                Operator::Eq => (start, end) = (start.max(t), end.min(t)),
+                                Operator::Gt => start = start.max(t.saturating_add(1)),
+                                Operator::GtEq => start = start.max(t),
+                                Operator::Lt => end = end.min(t.saturating_sub(1)),
+                                Operator::LtEq => end = end.min(t),
+                                _ => {}
+                            }
+                        }
+                    } else if op == Operator::Eq && column == "trace_id" {
+                        if let Some(id) = text(value).and_then(|t| TraceId::from_hex(t).ok()) {
+                            filter.trace = Some(id.fingerprint());
+                        }
+                    } else if op == Operator::Eq && column == "stream_id" {
+                        if let Some(id) = unsigned(value) {
+                            intersect([StreamId(id)].into());
+                        }
+                    } else if op == Operator::Eq && self.label_column(column) {
+                        if let Some(m) = text(value).and_then(|v| Matcher::new(column, MatchOp::Equal, v).ok()) {
+                            label_matchers.push(m);
+                        }
+                    }
+                }
+                Expr::InList(list) if !list.negated => {
+                    if matches!(list.expr.as_ref(), Expr::Column(c) if c.name == "stream_id") {
+                        let ids: Option<HashSet<StreamId>> = list
+                            .list
+                            .iter()
+                            .map(|e| match e {
+                                Expr::Literal(v, _) => unsigned(v).map(StreamId),
+                                _ => None,
+                            })
+                            .collect();
+                        if let Some(ids) = ids {
+                            intersect(ids);
+                        }
+                    }
+                }
+                Expr::Between(Between {
+                    expr,
+                    negated: false,
+                    low,
+                    high,
+                }) => {
+                    if let (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) =
+                        (expr.as_ref(), low.as_ref(), high.as_ref())
+                        && c.name == time_column
+                        && let (Some(lo), Some(hi)) = (timestamp_ns(lo), timestamp_ns(hi))
+                    {
+                        start = start.max(lo);
+                        end = end.min(hi);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !label_matchers.is_empty() {
+            let selector = Selector {
+                matchers: label_matchers,
+            };
+            let catalog = self.db.read_catalog();
+            let selected = catalog
+                .table(&self.tenant, self.signal)
+                .map(|t| t.labels.select(&selector))
+                .unwrap_or_default();
+            intersect(selected);
+        }
+        filter.streams = streams;
+        if start != i64::MIN || end != i64::MAX {
+            filter.time = Some((start, end));
+        }
+        filter
+    }
+}
+
+fn timestamp_ns(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+fn text(value: &ScalarValue) -> Option<&str> {
+    match value {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            Some(s.as_str())
+        }
+        _ => None,
+    }
+}
+
+fn unsigned(value: &ScalarValue) -> Option<u64> {
+    match value {
+        ScalarValue::UInt64(Some(v)) => Some(*v),
+        ScalarValue::Int64(Some(v)) => u64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl TableProvider for SignalTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        schema::schema(self.signal)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let table_schema = self.schema();
+        let selection = self.db.select(&self.tenant, self.signal, &self.scan_filter(filters));
+        self.stats
+            .chunks_selected
+            .fetch_add(selection.chunks.len() as u64, Ordering::Relaxed);
+        self.stats
+            .chunks_pruned
+            .fetch_add(selection.pruned_chunks as u64, Ordering::Relaxed);
+        self.stats
+            .chunk_bytes
+            .fetch_add(selection.chunks.iter().map(|c| c.size).sum(), Ordering::Relaxed);
+        self.stats.head_rows.fetch_add(
+            selection.head.iter().map(|b| b.num_rows() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        let parallelism = state.config().target_partitions().max(1);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        if !selection.chunks.is_empty() {
+            let mut source = ParquetSource::new(Arc::clone(&table_schema))
+                .with_pushdown_filters(true)
+                .with_reorder_filters(true)
+                .with_enable_page_index(true)
+                .with_bloom_filter_on_read(true);
+            if let Some(predicate) = conjunction(filters.iter().cloned()) {
+                let df_schema = DFSchema::try_from(Arc::clone(&table_schema))?;
+                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+            }
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parallelism.min(selection.chunks.len())];
+            for (i, chunk) in selection.chunks.iter().enumerate() {
+                let file = PartitionedFile::new(chunk.key().data_path().to_string(), chunk.size);
+                groups[i % groups.len()].push(file);
+            }
+            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+        if !selection.head.is_empty() {
+            let mut partitions = vec![Vec::new(); parallelism.min(selection.head.len())];
+            let count = partitions.len();
+            for (i, batch) in selection.head.into_iter().enumerate() {
+                partitions[i % count].push(batch);
+            }
+            let memory = MemorySourceConfig::try_new(&partitions, Arc::clone(&table_schema), projection.cloned())?
+                .with_limit(limit);
+            inputs.push(DataSourceExec::from_data_source(memory));
+        }
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(table_schema.project(p)?),
+                None => table_schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}

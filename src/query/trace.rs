@@ -1,0 +1,114 @@
+//! Trace lookup with no time range: the trace-ID index names the chunks (and head
+//! buffers) that may hold the trace in each signal; the scans filter by the full ID.
+//! The answer is one time-ordered timeline of its spans and log lines.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::TimestampNanosecondType;
+use datafusion::logical_expr::{col, lit};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::table::ScanStats;
+use super::time::format_time;
+use super::{QueryEngine, QueryError, Result, to_json_rows};
+use crate::model::{Signal, Tenant, TraceId};
+
+#[derive(Debug, Serialize)]
+pub struct TraceDocument {
+    pub trace_id: String,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub duration_ns: Option<i64>,
+    pub services: Vec<String>,
+    pub span_count: usize,
+    pub log_count: usize,
+    /// Spans (at their start) and log lines, oldest first; each item has `signal`.
+    pub timeline: Vec<Map<String, Value>>,
+    #[serde(skip)]
+    pub stats: Arc<ScanStats>,
+}
+
+impl QueryEngine {
+    /// `None` when no signal mentions the trace.
+    pub async fn trace(&self, tenant: &Tenant, id: TraceId) -> Result<Option<TraceDocument>> {
+        self.counted(self.run_trace(tenant, id)).await
+    }
+
+    async fn run_trace(&self, tenant: &Tenant, id: TraceId) -> Result<Option<TraceDocument>> {
+        let stats = Arc::new(ScanStats::default());
+        let ctx = self.session(tenant, Arc::clone(&stats)).await?;
+        let hex = id.to_hex();
+        let mut items: Vec<(i64, Map<String, Value>)> = Vec::new();
+        let (mut start, mut end) = (i64::MAX, i64::MIN);
+        let mut services = BTreeSet::new();
+        let mut counts = [0usize; 2];
+        for (i, signal) in Signal::ALL.into_iter().enumerate() {
+            let time = signal.time_column();
+            let df = ctx
+                .table(signal.as_str())
+                .await?
+                .filter(col("trace_id").eq(lit(hex.clone())))?
+                .sort(vec![col(time).sort(true, false)])?;
+            let (_, batches) = self.collect(df).await?;
+            let times = time_values(&batches, time)?;
+            if signal == Signal::Spans {
+                for batch in &batches {
+                    if let Some(ends) = batch
+                        .column_by_name("end_time")
+                        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+                    {
+                        end = end.max(ends.values().iter().copied().max().unwrap_or(i64::MIN));
+                    }
+                }
+            }
+            let rows = to_json_rows(&batches)?;
+            counts[i] = rows.len();
+            for (t, mut row) in times.into_iter().zip(rows) {
+                start = start.min(t);
+                end = end.max(t);
+                if let Some(Value::String(service)) = row.get("service_name") {
+                    services.insert(service.clone());
+                }
+                row.insert("signal".into(), Value::from(signal_item(signal)));
+                items.push((t, row));
+            }
+        }
+        if items.is_empty() {
+            return Ok(None);
+        }
+        items.sort_by_key(|(t, _)| *t);
+        Ok(Some(TraceDocument {
+            trace_id: hex,
+            start_time: Some(format_time(start)),
+            end_time: Some(format_time(end)),
+            duration_ns: Some(end - start),
+            services: services.into_iter().collect(),
+            span_count: counts[1],
+            log_count: counts[0],
+            timeline: items.into_iter().map(|(_, row)| row).collect(),
+            stats,
+        }))
+    }
+}
+
+fn signal_item(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Logs => "log",
+        Signal::Spans => "span",
+    }
+}
+
+fn time_values(batches: &[RecordBatch], column: &str) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let values = batch
+            .column_by_name(column)
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            .ok_or_else(|| QueryError::Execution(format!("result column {column} missing")))?;
+        out.extend_from_slice(values.values());
+    }
+    Ok(out)
+}

@@ -1,0 +1,239 @@
+//! The object store chunks live in: the local filesystem by default, or S3, GCS or
+//! Azure by URL. Every read goes through a counting layer so `/metrics` (and the
+//! pruning tests) can see exactly how many objects and bytes a query touched.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+use super::meta::ChunkMeta;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("invalid object store url {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot sync {path}: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("chunk metadata {path}: {reason}")]
+    Meta { path: String, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Counts reads on the way through to the real store.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ObjectStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl fmt::Display for Counting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Counting {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        Metrics::add(&self.metrics.object_store_get_requests_total, 1);
+        let result = self.inner.get_opts(location, options).await?;
+        if !matches!(result.payload, GetResultPayload::Stream(_)) || !result.range.is_empty() {
+            Metrics::add(
+                &self.metrics.object_store_get_bytes_total,
+                result.range.end - result.range.start,
+            );
+        }
+        Ok(result)
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        Metrics::add(&self.metrics.object_store_get_requests_total, ranges.len() as u64);
+        let bytes: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        Metrics::add(&self.metrics.object_store_get_bytes_total, bytes);
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// The chunk store: an object store plus what durability it needs from us.
+#[derive(Clone)]
+pub struct ChunkStore {
+    store: Arc<dyn ObjectStore>,
+    /// For the local filesystem, the directory under which keys live: a put is made
+    /// durable by syncing the file and its directories, which `object_store` does not.
+    local_root: Option<PathBuf>,
+    description: String,
+}
+
+impl fmt::Debug for ChunkStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl ChunkStore {
+    /// `url` is empty for `{data_dir}/chunks` on the local filesystem, or a
+    /// `file://`, `s3://bucket/prefix`, `gs://…` or `az://…` URL; cloud credentials come
+    /// from the usual environment variables.
+    pub fn open(url: &str, data_dir: &FsPath, metrics: Arc<Metrics>) -> Result<Self> {
+        let bad = |reason: String| StoreError::Url {
+            url: url.to_owned(),
+            reason,
+        };
+        let (inner, local_root, description): (Arc<dyn ObjectStore>, _, _) = if url.is_empty() || url.starts_with("file://") {
+            let root = match url.strip_prefix("file://") {
+                Some(path) => PathBuf::from(path),
+                None => data_dir.join("chunks"),
+            };
+            std::fs::create_dir_all(&root).map_err(|e| bad(e.to_string()))?;
+            let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
+            let store = LocalFileSystem::new_with_prefix(&root)?;
+            let description = format!("file://{}", root.display());
+            (Arc::new(store), Some(root), description)
+        } else {
+            let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+            let prefix = Path::from(parsed.path().trim_start_matches('/'));
+            let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+                "s3" => Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_url(url)
+                        .build()?,
+                ),
+                "gs" => Arc::new(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_url(url)
+                        .build()?,
+                ),
+                "az" | "abfs" | "abfss" => Arc::new(
+                    object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_url(url)
+                        .build()?,
+                ),
+                other => return Err(bad(format!("unsupported scheme {other:?}: use file, s3, gs or az"))),
+            };
+            let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+                store
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            };
+            (store, None, url.to_owned())
+        };
+        Ok(Self {
+            store: Arc::new(Counting { inner, metrics }),
+            local_root,
+            description,
+        })
+    }
+
+    /// Wraps any store (tests use an in-memory one).
+    pub fn from_store(store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store: Arc::new(Counting { inner: store, metrics }),
+            local_root: None,
+            description: "custom".into(),
+        }
+    }
+
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Writes an object and returns once it is durable.
+    pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {
+        self.store.put(path, PutPayload::from(bytes)).await?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
+            let mut result = sync(&file);
+            let mut dir = file.parent();
+            while result.is_ok()
+                && let Some(d) = dir
+                && d.starts_with(root)
+            {
+                result = sync(d);
+                dir = d.parent();
+            }
+            result.map_err(|source| StoreError::Sync { path: file, source })?;
+        }
+        Ok(())
+    }
+
+    /// Reads every chunk's metadata. Chunks without metadata are unfinished writes and
+    /// are skipped; unreadable metadata is an error, never silently dropped.
+    pub async fn load_metas(&self) -> Result<Vec<ChunkMeta>> {
+        let mut paths = Vec::new();
+        let mut listing = self.store.list(None);
+        while let Some(item) = listing.next().await {
+            let item = item?;
+            if item.location.as_ref().ends_with(".meta.json") {
+                paths.push(item.location);
+            }
+        }
+        let mut metas = Vec::with_capacity(paths.len());
+        for path in paths {
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            let meta: ChunkMeta = serde_json::from_slice(&bytes).map_err(|e| StoreError::Meta {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+            if meta.key().meta_path() != path {
+                return Err(StoreError::Meta {
+                    path: path.to_string(),
+                    reason: format!("names a different chunk ({})", meta.key().meta_path()),
+                });
+            }
+            metas.push(meta);
+        }
+        Ok(metas)
+    }
+}

@@ -1,0 +1,480 @@
+//! The write-ahead log: every pushed request is appended here, and synced per the
+//! configured policy, before it is acknowledged.
+//!
+//! Appends from many requests are gathered by one writer thread and written and synced
+//! together (group commit): each request waits for the sync that covers its record, so
+//! an fsync is shared by every request that arrived while the previous one ran.
+//!
+//! Segments are files named by the first sequence number they hold. A new segment is
+//! started on open and when the current one passes the size limit; whole segments are
+//! removed once every row in them is in a durable chunk.
+//!
+//! On open, every segment is replayed. A bad record at the end of the newest segment is
+//! a torn write from a crash: the file is cut there and the cut is logged. A bad record
+//! anywhere else is corruption: it and the rest of its segment are skipped, the damage
+//! is logged and counted, and later segments are still replayed.
+
+pub mod record;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+pub use record::WalRecord;
+use record::{FRAME_HEADER, MAX_RECORD_BYTES, decode_body, encode_frame};
+
+use crate::metrics::Metrics;
+use crate::model::{Signal, Tenant};
+
+const MAGIC: &[u8; 8] = b"TLWAL001";
+const SUFFIX: &str = ".wal";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// `fdatasync` before acknowledging: survives power loss.
+    Fsync,
+    /// Written to the OS before acknowledging, synced only when a segment closes:
+    /// survives a crash or `kill -9` of the process, not a power loss.
+    Buffered,
+}
+
+impl std::str::FromStr for SyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fsync" => Ok(Self::Fsync),
+            "buffered" => Ok(Self::Buffered),
+            other => Err(format!("unknown wal sync policy {other:?}: use fsync or buffered")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    pub sync: SyncPolicy,
+    pub segment_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("wal i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("wal write failed: {0}")]
+    Write(Arc<std::io::Error>),
+    #[error("wal is closed")]
+    Closed,
+    #[error("cannot encode rows for the wal: {0}")]
+    Encode(#[from] arrow::error::ArrowError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What replay found, for the log and the metrics.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    pub segments: usize,
+    pub records: usize,
+    /// Newest segment cut at this offset (a torn write).
+    pub torn_tail: Option<(PathBuf, u64)>,
+    /// Older segments with a bad record at this offset; the rest of each was skipped.
+    pub corrupt: Vec<(PathBuf, u64, String)>,
+}
+
+struct Pending {
+    frame: Bytes,
+    seq: u64,
+    done: oneshot::Sender<Result<(), Arc<std::io::Error>>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    next_seq: u64,
+    pending: Vec<Pending>,
+    closed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SegmentInfo {
+    path: PathBuf,
+    first_seq: u64,
+    last_seq: Option<u64>,
+}
+
+pub struct Wal {
+    config: WalConfig,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Closed segments, oldest first; only these are ever removed.
+    closed: Mutex<Vec<SegmentInfo>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A record appended but not yet known to be durable.
+pub struct Appended {
+    pub seq: u64,
+    done: oneshot::Receiver<Result<(), Arc<std::io::Error>>>,
+}
+
+impl Appended {
+    /// Resolves once the record is written and synced per the policy.
+    pub async fn durable(self) -> Result<()> {
+        match self.done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Write(e)),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+}
+
+impl Wal {
+    /// Opens the log in `config.dir`, replaying every record it holds. The returned
+    /// records are in sequence order.
+    pub fn open(
+        config: WalConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Self>, Vec<WalRecord>, ReplayReport)> {
+        fs::create_dir_all(&config.dir).map_err(io_err(&config.dir))?;
+        let mut segments = list_segments(&config.dir)?;
+        let mut report = ReplayReport::default();
+        let mut records = Vec::new();
+        let last_index = segments.len().checked_sub(1);
+        for (i, segment) in segments.iter_mut().enumerate() {
+            let found = replay_segment(segment, Some(i) == last_index, &mut report)?;
+            report.segments += 1;
+            records.extend(found);
+        }
+        report.records = records.len();
+        Metrics::add(&metrics.wal_replayed_records_total, records.len() as u64);
+        Metrics::add(
+            &metrics.wal_corruptions_total,
+            (report.corrupt.len() + report.torn_tail.is_some() as usize) as u64,
+        );
+        // Empty segments hold nothing to keep.
+        let mut kept = Vec::new();
+        for segment in segments {
+            if segment.last_seq.is_none() {
+                fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
+            } else {
+                kept.push(segment);
+            }
+        }
+        let next_seq = records
+            .iter()
+            .map(|r| r.seq + 1)
+            .chain(kept.iter().map(|s| s.first_seq))
+            .max()
+            .unwrap_or(1);
+
+        let wal = Arc::new(Self {
+            config,
+            queue: Mutex::new(Queue {
+                next_seq,
+                ..Queue::default()
+            }),
+            wake: Condvar::new(),
+            closed: Mutex::new(kept),
+            writer: Mutex::new(None),
+            metrics,
+        });
+        let active = wal.create_segment(next_seq)?;
+        let thread_wal = Arc::clone(&wal);
+        let handle = std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || thread_wal.run_writer(active))
+            .map_err(io_err(&wal.config.dir))?;
+        *lock(&wal.writer) = Some(handle);
+        Ok((wal, records, report))
+    }
+
+    /// Assigns the next sequence number and queues the record. Callers that need
+    /// sequence order to match some other order (the head's) hold their own lock
+    /// around this call; it never blocks on I/O.
+    pub fn append(&self, tenant: &Tenant, signal: Signal, rows: &[u8]) -> Result<Appended> {
+        let (tx, rx) = oneshot::channel();
+        let mut queue = lock(&self.queue);
+        if queue.closed {
+            return Err(Error::Closed);
+        }
+        let seq = queue.next_seq;
+        queue.next_seq += 1;
+        let frame = encode_frame(seq, tenant, signal, rows);
+        queue.pending.push(Pending {
+            frame,
+            seq,
+            done: tx,
+        });
+        drop(queue);
+        self.wake.notify_one();
+        Ok(Appended { seq, done: rx })
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.queue).next_seq
+    }
+
+    /// Removes closed segments whose every record has a sequence number below `seq`.
+    pub fn remove_before(&self, seq: u64) -> Result<usize> {
+        let mut closed = lock(&self.closed);
+        let mut removed = 0;
+        while let Some(first) = closed.first() {
+            let done = match first.last_seq {
+                Some(last) => last < seq,
+                None => true,
+            };
+            if !done {
+                break;
+            }
+            let segment = closed.remove(0);
+            fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.config.dir)?;
+            Metrics::add(&self.metrics.wal_segments_removed_total, removed as u64);
+        }
+        Ok(removed)
+    }
+
+    /// Stops the writer after it has written everything queued.
+    pub fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.wake.notify_all();
+        if let Some(handle) = lock(&self.writer).take() {
+            let _ = handle.join();
+        }
+    }
+
+    fn create_segment(&self, first_seq: u64) -> Result<ActiveSegment> {
+        let path = self.config.dir.join(format!("{first_seq:020}{SUFFIX}"));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.write_all(MAGIC).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))?;
+        sync_dir(&self.config.dir)?;
+        Ok(ActiveSegment {
+            info: SegmentInfo {
+                path,
+                first_seq,
+                last_seq: None,
+            },
+            file,
+            len: MAGIC.len() as u64,
+        })
+    }
+
+    fn run_writer(self: Arc<Self>, mut active: ActiveSegment) {
+        loop {
+            let batch = {
+                let mut queue = lock(&self.queue);
+                while queue.pending.is_empty() && !queue.closed {
+                    queue = self
+                        .wake
+                        .wait(queue)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if queue.pending.is_empty() && queue.closed {
+                    break;
+                }
+                std::mem::take(&mut queue.pending)
+            };
+            let result = self.write_group(&mut active, &batch);
+            if let Err(e) = &result {
+                Metrics::add(&self.metrics.wal_write_errors_total, 1);
+                error!(error = %e, records = batch.len(), "wal write failed");
+            }
+            let result = result.map_err(Arc::new);
+            for pending in batch {
+                let _ = pending.done.send(result.clone());
+            }
+            if active.len >= self.config.segment_bytes {
+                match self.rotate(&mut active) {
+                    Ok(()) => {}
+                    Err(e) => error!(error = %e, "wal segment rotation failed"),
+                }
+            }
+        }
+        if let Err(e) = active.file.sync_all() {
+            error!(error = %e, "wal sync on close failed");
+        }
+    }
+
+    fn write_group(&self, active: &mut ActiveSegment, batch: &[Pending]) -> std::io::Result<()> {
+        let start_len = active.len;
+        let mut buf = Vec::with_capacity(batch.iter().map(|p| p.frame.len()).sum());
+        for p in batch {
+            buf.extend_from_slice(&p.frame);
+        }
+        let written = active.file.write_all(&buf).and_then(|()| match self.config.sync {
+            SyncPolicy::Fsync => {
+                Metrics::add(&self.metrics.wal_syncs_total, 1);
+                active.file.sync_data()
+            }
+            SyncPolicy::Buffered => Ok(()),
+        });
+        if let Err(e) = written {
+            // Leave no partial frame behind for later appends to follow.
+            let _ = active.file.set_len(start_len);
+            return Err(e);
+        }
+        active.len += buf.len() as u64;
+        if let Some(last) = batch.last() {
+            active.info.last_seq = Some(last.seq);
+        }
+        Metrics::add(&self.metrics.wal_records_total, batch.len() as u64);
+        Metrics::add(&self.metrics.wal_bytes_total, buf.len() as u64);
+        Ok(())
+    }
+
+    fn rotate(&self, active: &mut ActiveSegment) -> Result<()> {
+        active.file.sync_all().map_err(io_err(&active.info.path))?;
+        let next_first = active.info.last_seq.map_or(active.info.first_seq, |s| s + 1);
+        let next = self.create_segment(next_first)?;
+        let old = std::mem::replace(active, next);
+        lock(&self.closed).push(old.info);
+        Ok(())
+    }
+}
+
+struct ActiveSegment {
+    info: SegmentInfo,
+    file: File,
+    len: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(first_seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        segments.push(SegmentInfo {
+            path: entry.path(),
+            first_seq,
+            last_seq: None,
+        });
+    }
+    segments.sort_by_key(|s| s.first_seq);
+    Ok(segments)
+}
+
+/// Reads one segment's records, applying the torn-tail and corruption policies.
+fn replay_segment(
+    segment: &mut SegmentInfo,
+    newest: bool,
+    report: &mut ReplayReport,
+) -> Result<Vec<WalRecord>> {
+    let data = fs::read(&segment.path).map_err(io_err(&segment.path))?;
+    let mut records = Vec::new();
+    let mut offset = MAGIC.len();
+    let fault = if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        offset = 0;
+        Some("bad segment header".to_owned())
+    } else {
+        loop {
+            if offset == data.len() {
+                break None;
+            }
+            match read_frame(&data[offset..]) {
+                Ok((record, len)) => {
+                    segment.last_seq = Some(record.seq);
+                    records.push(record);
+                    offset += len;
+                }
+                Err(reason) => break Some(reason),
+            }
+        }
+    };
+    if let Some(reason) = fault {
+        let path = segment.path.clone();
+        if newest {
+            warn!(path = %path.display(), offset, reason, "wal: cutting torn tail of newest segment");
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            file.set_len(offset as u64).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+            report.torn_tail = Some((path, offset as u64));
+        } else {
+            error!(
+                path = %path.display(),
+                offset,
+                reason,
+                "wal: corrupt record in an older segment; skipping the rest of that segment"
+            );
+            report.corrupt.push((path, offset as u64, reason));
+        }
+    }
+    if segment.last_seq.is_none() && offset == MAGIC.len() && newest {
+        info!(path = %segment.path.display(), "wal: newest segment is empty");
+    }
+    Ok(records)
+}
+
+fn read_frame(data: &[u8]) -> Result<(WalRecord, usize), String> {
+    if data.len() < FRAME_HEADER {
+        return Err(format!("truncated frame header ({} bytes)", data.len()));
+    }
+    let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    if len > MAX_RECORD_BYTES {
+        return Err(format!("record length {len} exceeds {MAX_RECORD_BYTES}"));
+    }
+    let body = data
+        .get(FRAME_HEADER..FRAME_HEADER + len)
+        .ok_or_else(|| format!("record of {len} bytes runs past the end of the segment"))?;
+    if crc32c::crc32c(body) != crc {
+        return Err("checksum mismatch".to_owned());
+    }
+    let record = decode_body(body).map_err(|e| e.to_string())?;
+    Ok((record, FRAME_HEADER + len))
+}
+
+/// Encodes rows for `Wal::append`, outside any lock.
+pub fn encode_rows(batch: &RecordBatch) -> Result<Bytes> {
+    Ok(record::encode_rows(batch)?)
+}
+
+#[cfg(test)]
+mod tests;

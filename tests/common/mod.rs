@@ -1,0 +1,165 @@
+//! Shared helpers for the end-to-end tests: a real server on 127.0.0.1:0 with a
+//! temporary data directory, an HTTP client, and OTLP payload builders.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use threadline::config::{Config, RawConfig};
+use threadline::server::Server;
+
+pub struct TestServer {
+    pub url: String,
+    pub server: Server,
+    pub dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+pub fn settings(dir: &Path) -> RawConfig {
+    RawConfig {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.to_owned()),
+        // Keep rows in the head unless a test flushes them.
+        head_max_age: Some("1h".into()),
+        ..RawConfig::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(settings(dir)).await
+    }
+
+    pub async fn start_with(raw: RawConfig) -> Self {
+        let dir = raw.data_dir.clone().expect("tests set a data dir");
+        let server = Server::start(Config::from_raw(raw).unwrap()).await.unwrap();
+        Self {
+            url: format!("http://{}", server.addr()),
+            server,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Graceful stop (flushes the head) and start again on the same data.
+    pub async fn restart(self) -> Self {
+        let dir = self.dir.clone();
+        self.server.shutdown().await.unwrap();
+        Self::start(&dir).await
+    }
+
+    pub async fn flush(&self) {
+        self.server.db().flush(true).await.unwrap();
+    }
+
+    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn push_json(&self, path: &str, body: &Value) -> Value {
+        let response = self.post(path, "application/json", body.to_string()).await;
+        assert_eq!(response.status(), 200, "{path}: {}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn sql(&self, sql: &str) -> (u16, Value) {
+        let response = self.post("/threadline/v1/sql", "application/sql", sql.to_owned()).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The rows of a query that must succeed.
+    pub async fn rows(&self, sql: &str) -> Vec<Value> {
+        let (status, body) = self.sql(sql).await;
+        assert_eq!(status, 200, "{sql}: {body}");
+        body["rows"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (_, text) = self.get("/metrics", &[]).await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("threadline_{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn resource(service: &str) -> Value {
+    json!({"attributes": [
+        {"key": "service.name", "value": {"stringValue": service}},
+        {"key": "service.instance.id", "value": {"stringValue": "i-1"}}
+    ]})
+}
+
+/// One OTLP/JSON logs request: (time ns, severity, body, trace id hex or "").
+pub fn logs_json(service: &str, records: &[(i64, &str, &str, &str)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(t, severity, body, trace)| {
+            let mut r = json!({
+                "timeUnixNano": t.to_string(),
+                "severityText": severity,
+                "body": {"stringValue": body},
+                "attributes": [{"key": "user.id", "value": {"stringValue": "u-17"}}],
+            });
+            if !trace.is_empty() {
+                r["traceId"] = json!(trace);
+                r["spanId"] = json!("eee19b7ec3c1b174");
+            }
+            r
+        })
+        .collect();
+    json!({"resourceLogs": [{"resource": resource(service), "scopeLogs": [{"scope": {"name": "test"}, "logRecords": records}]}]})
+}
+
+/// One OTLP/JSON traces request: (trace id, span id, parent, name, start ns, duration ns, error).
+pub fn spans_json(service: &str, spans: &[(&str, &str, &str, &str, i64, i64, bool)]) -> Value {
+    let spans: Vec<Value> = spans
+        .iter()
+        .map(|(trace, span, parent, name, start, duration, error)| {
+            json!({
+                "traceId": trace, "spanId": span, "parentSpanId": parent, "name": name, "kind": 2,
+                "startTimeUnixNano": start.to_string(),
+                "endTimeUnixNano": (start + duration).to_string(),
+                "attributes": [{"key": "http.status_code", "value": {"intValue": if *error { 500 } else { 200 }}}],
+                "status": {"code": if *error { 2 } else { 1 }},
+            })
+        })
+        .collect();
+    json!({"resourceSpans": [{"resource": resource(service), "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]})
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}

@@ -1,0 +1,161 @@
+//! The real binary: `serve` with flags and a config file, acknowledged rows surviving
+//! `kill -9`, and the CLI's client commands.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::{logs_json, now_ns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_threadline");
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+/// Starts `threadline serve` and reads the address it listens on from its log.
+fn serve(data_dir: &Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("THREADLINE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Running {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+fn count_logs(url: &str) -> i64 {
+    let output = Command::new(BIN)
+        .args(["sql", "--url", url, "SELECT count(*) AS n FROM logs"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    // An aligned table: header, separator, one value row.
+    text.lines()
+        .filter_map(|l| l.trim_matches(|c| c == '|' || c == ' ').parse::<i64>().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no count in {text}"))
+}
+
+#[tokio::test]
+async fn acknowledged_rows_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let t = now_ns();
+    let mut acknowledged = 0;
+    // Concurrent pushers, then a hard kill with nothing flushed to chunks.
+    let pushes = (0..40).map(|i| {
+        let http = http.clone();
+        let url = format!("{}/v1/logs", server.url);
+        let body = logs_json("api", &[(t + i, "INFO", &format!("line {i}"), "")]).to_string();
+        async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        }
+    });
+    for ok in futures::future::join_all(pushes).await {
+        acknowledged += ok as i64;
+    }
+    assert_eq!(acknowledged, 40);
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+
+    let mut server = serve(dir.path(), &[]);
+    assert_eq!(count_logs(&server.url), acknowledged);
+
+    // Once more after the rows reached chunks: no row is seen twice.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut server = serve(dir.path(), &["--head-max-age", "100ms"]);
+    for _ in 0..100 {
+        if dir.path().join("chunks/default/logs/api").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut server = serve(dir.path(), &[]);
+    assert_eq!(count_logs(&server.url), acknowledged);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn config_file_and_cli_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("threadline.toml");
+    std::fs::write(&config, "[ingest]\nmax_line_bytes = 10\n").unwrap();
+    let mut server = serve(dir.path(), &["--config", config.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    let t = now_ns();
+    let body = logs_json(
+        "checkout",
+        &[
+            (t, "ERROR", "declined", "5b8efff798038103d269b633813fc60c"),
+            (t + 1, "INFO", "this line is longer than ten bytes", ""),
+        ],
+    );
+    let answer: serde_json::Value = http
+        .post(format!("{}/v1/logs", server.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedLogRecords"], "1", "{answer}");
+
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN).args(args).arg("--url").arg(&server.url).output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+    };
+    let (ok, out) = run(&["query", r#"{service_name="checkout"} |= "decl""#]);
+    assert!(ok, "{out}");
+    assert!(out.contains("declined") && out.contains("service_name=checkout"), "{out}");
+    let (ok, out) = run(&["trace", "5b8efff798038103d269b633813fc60c"]);
+    assert!(ok && out.contains("0 spans, 1 log lines"), "{out}");
+    let (ok, out) = run(&["sql", "SELECT nope FROM logs"]);
+    assert!(!ok && out.contains("400"), "{out}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    // A bad setting stops the server with a message naming it.
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--head-max-age", "soon", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("head_max_age"));
+}
