@@ -63,7 +63,9 @@ fn resource(service: &str, pod: u64) -> Option<Resource> {
     })
 }
 
-pub const SERVICES: &[&str] = &["checkout", "cart", "search", "payments", "frontend", "auth", "shipping", "email"];
+pub const SERVICES: &[&str] = &[
+    "checkout", "cart", "search", "payments", "frontend", "auth", "shipping", "email",
+];
 
 /// A log line from one of a few templates, ~100–250 bytes.
 pub fn line(rng: &mut Rng) -> String {
@@ -81,7 +83,10 @@ pub fn line(rng: &mut Rng) -> String {
             "{{\"level\":\"info\",\"msg\":\"request served\",\"user_id\":\"u-{user}\",\"route\":\"/cart/{}\",\"duration_ms\":{ms},\"status\":200}}",
             rng.below(1000)
         ),
-        2 => format!("level=warn msg=\"slow query\" table=orders rows={} duration={ms}ms user=u-{user}", rng.below(10_000)),
+        2 => format!(
+            "level=warn msg=\"slow query\" table=orders rows={} duration={ms}ms user=u-{user}",
+            rng.below(10_000)
+        ),
         3 => format!(
             "connection pool stats: active={} idle={} waiting={} max=64 acquired_total={}",
             rng.below(64),
@@ -111,11 +116,17 @@ pub fn logs_request(rng: &mut Rng, records: usize, t: i64) -> ExportLogsServiceR
                         let traced = rng.below(4) == 0;
                         LogRecord {
                             time_unix_nano: (t + i as i64 * 1_000) as u64,
-                            severity_text: ["INFO", "INFO", "INFO", "WARN", "ERROR"][rng.below(5) as usize].into(),
+                            severity_text: ["INFO", "INFO", "INFO", "WARN", "ERROR"]
+                                [rng.below(5) as usize]
+                                .into(),
                             body: string(&line(rng)),
                             attributes: vec![kv("thread", &format!("worker-{}", rng.below(16)))],
                             trace_id: if traced { rng.trace_id() } else { Vec::new() },
-                            span_id: if traced { rng.next().to_be_bytes().to_vec() } else { Vec::new() },
+                            span_id: if traced {
+                                rng.next().to_be_bytes().to_vec()
+                            } else {
+                                Vec::new()
+                            },
                             ..Default::default()
                         }
                     })
@@ -129,7 +140,13 @@ pub fn logs_request(rng: &mut Rng, records: usize, t: i64) -> ExportLogsServiceR
 }
 
 /// `traces` traces of `spans_per_trace` spans for one service; returns the trace IDs.
-pub fn traces_request(rng: &mut Rng, service: &str, traces: usize, spans_per_trace: usize, t: i64) -> (ExportTraceServiceRequest, Vec<Vec<u8>>) {
+pub fn traces_request(
+    rng: &mut Rng,
+    service: &str,
+    traces: usize,
+    spans_per_trace: usize,
+    t: i64,
+) -> (ExportTraceServiceRequest, Vec<Vec<u8>>) {
     let mut ids = Vec::with_capacity(traces);
     let mut spans = Vec::with_capacity(traces * spans_per_trace);
     for i in 0..traces {
@@ -137,7 +154,11 @@ pub fn traces_request(rng: &mut Rng, service: &str, traces: usize, spans_per_tra
         let root = rng.next().to_be_bytes().to_vec();
         let start = t + i as i64 * 1_000_000;
         for s in 0..spans_per_trace {
-            let span_id = if s == 0 { root.clone() } else { rng.next().to_be_bytes().to_vec() };
+            let span_id = if s == 0 {
+                root.clone()
+            } else {
+                rng.next().to_be_bytes().to_vec()
+            };
             spans.push(Span {
                 trace_id: trace_id.clone(),
                 span_id,
@@ -145,8 +166,12 @@ pub fn traces_request(rng: &mut Rng, service: &str, traces: usize, spans_per_tra
                 name: format!("op-{}", rng.below(20)),
                 kind: 2,
                 start_time_unix_nano: (start + s as i64 * 1_000) as u64,
-                end_time_unix_nano: (start + s as i64 * 1_000 + rng.below(50_000_000) as i64) as u64,
-                attributes: vec![kv("http.route", "/api/v1/items"), kv("user.id", &format!("u-{}", rng.below(100_000)))],
+                end_time_unix_nano: (start + s as i64 * 1_000 + rng.below(50_000_000) as i64)
+                    as u64,
+                attributes: vec![
+                    kv("http.route", "/api/v1/items"),
+                    kv("user.id", &format!("u-{}", rng.below(100_000))),
+                ],
                 ..Default::default()
             });
         }

@@ -48,14 +48,23 @@ fn ingest(c: &mut Criterion) {
             otlp::logs_to_batch(&request, &rules, T0)
         })
     });
-    for (name, sync) in [("fsync", SyncPolicy::Fsync), ("buffered", SyncPolicy::Buffered)] {
+    for (name, sync) in [
+        ("fsync", SyncPolicy::Fsync),
+        ("buffered", SyncPolicy::Buffered),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let db = rt.block_on(Db::open(db_config(dir.path(), sync), Arc::new(Metrics::default()))).unwrap();
+        let db = rt
+            .block_on(Db::open(
+                db_config(dir.path(), sync),
+                Arc::new(Metrics::default()),
+            ))
+            .unwrap();
         group.bench_function(format!("otlp_logs_ingest_2k_records_{name}"), |b| {
             b.iter(|| {
                 let request = otlp::decode_logs_request(&body, Encoding::Protobuf).unwrap();
                 let decoded = otlp::logs_to_batch(&request, &rules, T0);
-                rt.block_on(db.write(&tenant, Signal::Logs, decoded.batch)).unwrap();
+                rt.block_on(db.write(&tenant, Signal::Logs, decoded.batch))
+                    .unwrap();
             })
         });
         db.close();

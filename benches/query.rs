@@ -35,7 +35,9 @@ fn engine(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Arc<QueryEngin
         head_max_bytes: usize::MAX,
         head_max_age: Duration::from_secs(3600),
     };
-    let db = rt.block_on(Db::open(config, Arc::new(Metrics::default()))).unwrap();
+    let db = rt
+        .block_on(Db::open(config, Arc::new(Metrics::default())))
+        .unwrap();
     Arc::new(QueryEngine::new(
         db,
         QueryConfig {
@@ -54,7 +56,9 @@ fn grep_kernel(c: &mut Criterion) {
     let mut group = c.benchmark_group("grep_kernel");
     group.throughput(Throughput::Bytes(bytes));
     group.sample_size(20);
-    group.bench_function("grep_kernel_1m_lines_whole_buffer", |b| b.iter(|| contains(&array, b"needle-not-there")));
+    group.bench_function("grep_kernel_1m_lines_whole_buffer", |b| {
+        b.iter(|| contains(&array, b"needle-not-there"))
+    });
     group.bench_function("grep_kernel_1m_lines_arrow_per_row_baseline", |b| {
         let needle = arrow::array::Scalar::new(StringArray::from(vec!["needle-not-there"]));
         b.iter(|| arrow::compute::kernels::comparison::contains(&array, &needle).unwrap())
@@ -73,8 +77,14 @@ fn grep_query(c: &mut Criterion) {
     for i in 0..100 {
         let request = logs_request(&mut rng, 10_000, T0 + i * 100_000_000);
         let batch = otlp::logs_to_batch(&request, &rules, T0).batch;
-        body_bytes += batch.column_by_name("body").unwrap().as_string::<i32>().value_data().len() as u64;
-        rt.block_on(engine.db().write(&tenant, Signal::Logs, batch)).unwrap();
+        body_bytes += batch
+            .column_by_name("body")
+            .unwrap()
+            .as_string::<i32>()
+            .value_data()
+            .len() as u64;
+        rt.block_on(engine.db().write(&tenant, Signal::Logs, batch))
+            .unwrap();
         if i % 10 == 9 {
             rt.block_on(engine.db().flush(true)).unwrap();
         }
@@ -112,10 +122,17 @@ fn trace_lookup(c: &mut Criterion) {
     // 100 flushes of 10k spans (1,000 traces of 10 spans): 100 chunks, 1M spans.
     for i in 0..100 {
         let service = SERVICES[i % SERVICES.len()];
-        let (request, trace_ids) = traces_request(&mut rng, service, 1_000, 10, T0 + i as i64 * 3_600_000_000_000 / 10);
+        let (request, trace_ids) = traces_request(
+            &mut rng,
+            service,
+            1_000,
+            10,
+            T0 + i as i64 * 3_600_000_000_000 / 10,
+        );
         ids.extend(trace_ids);
         let batch = otlp::traces_to_batch(&request, &rules).batch;
-        rt.block_on(engine.db().write(&tenant, Signal::Spans, batch)).unwrap();
+        rt.block_on(engine.db().write(&tenant, Signal::Spans, batch))
+            .unwrap();
         rt.block_on(engine.db().flush(true)).unwrap();
     }
     let mut group = c.benchmark_group("trace_lookup");

@@ -74,7 +74,13 @@ impl Client {
     pub async fn sql(&self, sql: &str) -> Result<String> {
         let url = format!("{}/threadline/v1/sql?format=arrow", self.base);
         let body = self
-            .send(self.http.post(&url).header("content-type", "application/sql").body(sql.to_owned()), &url)
+            .send(
+                self.http
+                    .post(&url)
+                    .header("content-type", "application/sql")
+                    .body(sql.to_owned()),
+                &url,
+            )
             .await?;
         let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
             .map_err(|e| CliError::Response(e.to_string()))?;
@@ -106,13 +112,23 @@ impl Client {
     }
 
     pub async fn trace(&self, id: &str) -> Result<String> {
-        let doc = self.get_json(&format!("/threadline/v1/traces/{id}"), &[]).await?;
+        let doc = self
+            .get_json(&format!("/threadline/v1/traces/{id}"), &[])
+            .await?;
         let mut rows = Vec::new();
         for item in doc["timeline"].as_array().into_iter().flatten() {
             let is_span = item["signal"] == "span";
-            let time = if is_span { &item["start_time"] } else { &item["timestamp"] };
+            let time = if is_span {
+                &item["start_time"]
+            } else {
+                &item["timestamp"]
+            };
             let what = if is_span {
-                format!("{} ({} ms)", text(&item["name"]), item["duration_ns"].as_i64().unwrap_or(0) as f64 / 1e6)
+                format!(
+                    "{} ({} ms)",
+                    text(&item["name"]),
+                    item["duration_ns"].as_i64().unwrap_or(0) as f64 / 1e6
+                )
             } else {
                 text(&item["body"])
             };
@@ -172,8 +188,13 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<String> {
             .collect::<Vec<_>>(),
     ));
     let columns: Vec<ArrayRef> = (0..headers.len())
-        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].as_str()))) as ArrayRef)
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].as_str()),
+            )) as ArrayRef
+        })
         .collect();
-    let batch = RecordBatch::try_new(schema, columns).map_err(|e| CliError::Response(e.to_string()))?;
+    let batch =
+        RecordBatch::try_new(schema, columns).map_err(|e| CliError::Response(e.to_string()))?;
     format_batches(&[batch])
 }

@@ -11,7 +11,10 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::db::DbConfig;
-use crate::ingest::{DEFAULT_LABEL_ATTRIBUTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TRACE_ID_PATTERN, IngestRules, label_name_for_attribute};
+use crate::ingest::{
+    DEFAULT_LABEL_ATTRIBUTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TRACE_ID_PATTERN, IngestRules,
+    label_name_for_attribute,
+};
 use crate::model::labels::validate_name;
 use crate::query::QueryConfig;
 use crate::wal::SyncPolicy;
@@ -28,7 +31,10 @@ pub enum ConfigError {
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid setting {setting}: {message}")]
-    Invalid { setting: &'static str, message: String },
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
@@ -215,7 +221,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen = listen.parse().map_err(|e| invalid("listen", format!("{listen:?}: {e}")))?;
+        let listen = listen
+            .parse()
+            .map_err(|e| invalid("listen", format!("{listen:?}: {e}")))?;
         let positive = |setting, v: Option<usize>, default: usize| match v {
             Some(0) => Err(invalid(setting, "must be greater than 0")),
             Some(v) => Ok(v),
@@ -225,9 +233,12 @@ impl Config {
             None => SyncPolicy::Fsync,
             Some(s) => s.parse().map_err(|e| invalid("wal_sync", e))?,
         };
-        let label_attributes = raw
-            .label_attributes
-            .unwrap_or_else(|| DEFAULT_LABEL_ATTRIBUTES.iter().map(|s| s.to_string()).collect());
+        let label_attributes = raw.label_attributes.unwrap_or_else(|| {
+            DEFAULT_LABEL_ATTRIBUTES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
         for attribute in &label_attributes {
             validate_name(&label_name_for_attribute(attribute))
                 .map_err(|e| invalid("label_attributes", format!("{attribute:?}: {e}")))?;
@@ -240,7 +251,10 @@ impl Config {
         } else {
             let re = Regex::new(&pattern).map_err(|e| invalid("trace_id_pattern", e))?;
             if re.captures_len() < 2 {
-                return Err(invalid("trace_id_pattern", "needs a capture group for the trace id"));
+                return Err(invalid(
+                    "trace_id_pattern",
+                    "needs a capture group for the trace id",
+                ));
             }
             Some(re)
         };
@@ -262,13 +276,21 @@ impl Config {
             ingest: IngestRules {
                 label_attributes,
                 trace_id_pattern,
-                max_line_bytes: positive("max_line_bytes", raw.max_line_bytes, DEFAULT_MAX_LINE_BYTES)?,
+                max_line_bytes: positive(
+                    "max_line_bytes",
+                    raw.max_line_bytes,
+                    DEFAULT_MAX_LINE_BYTES,
+                )?,
             },
             max_body_bytes: positive("max_body_bytes", raw.max_body_bytes, DEFAULT_MAX_BODY_BYTES)?,
             query: QueryConfig {
                 timeout: parse_duration(raw.query_timeout.as_deref().unwrap_or("30s"))
                     .map_err(|e| invalid("query_timeout", e))?,
-                max_memory_bytes: positive("query_max_memory_bytes", raw.query_max_memory_bytes, 1 << 30)?,
+                max_memory_bytes: positive(
+                    "query_max_memory_bytes",
+                    raw.query_max_memory_bytes,
+                    1 << 30,
+                )?,
                 max_result_rows: positive("query_max_rows", raw.query_max_rows, 100_000)?,
             },
         })
@@ -278,7 +300,9 @@ impl Config {
 /// `250ms`, `30s`, `5m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -288,7 +312,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("invalid duration {text:?}: use e.g. 250ms, 30s, 5m, 2h")),
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?}: use e.g. 250ms, 30s, 5m, 2h"
+            ));
+        }
     };
     if duration.is_zero() {
         return Err(format!("duration {text:?} must be greater than 0"));
@@ -308,7 +336,10 @@ mod tests {
         assert_eq!(from_file.listen, defaults.listen);
         assert_eq!(from_file.db.head_max_age, defaults.db.head_max_age);
         assert_eq!(from_file.max_body_bytes, defaults.max_body_bytes);
-        assert_eq!(from_file.ingest.label_attributes, defaults.ingest.label_attributes);
+        assert_eq!(
+            from_file.ingest.label_attributes,
+            defaults.ingest.label_attributes
+        );
         assert_eq!(
             from_file.ingest.trace_id_pattern.map(|r| r.to_string()),
             defaults.ingest.trace_id_pattern.map(|r| r.to_string())
@@ -326,7 +357,10 @@ mod tests {
             listen: Some("127.0.0.1:2".into()),
             ..RawConfig::default()
         };
-        assert_eq!(Config::from_raw(file.merge(flags)).unwrap().listen.port(), 2);
+        assert_eq!(
+            Config::from_raw(file.merge(flags)).unwrap().listen.port(),
+            2
+        );
         let bad = RawConfig {
             head_max_age: Some("soon".into()),
             ..RawConfig::default()

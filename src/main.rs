@@ -10,7 +10,11 @@ use threadline::config::{Config, RawConfig};
 use threadline::server::Server;
 
 #[derive(Parser)]
-#[command(name = "threadline", version, about = "A log-structured, index-free correlation store")]
+#[command(
+    name = "threadline",
+    version,
+    about = "A log-structured, index-free correlation store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,14 +70,24 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, settings } => serve(config, settings).await,
-        Command::Sql { query, client } => print(Client::new(&client.url, client.tenant).sql(&query).await),
+        Command::Sql { query, client } => {
+            print(Client::new(&client.url, client.tenant).sql(&query).await)
+        }
         Command::Query {
             query,
             since,
             limit,
             client,
-        } => print(Client::new(&client.url, client.tenant).query(&query, since, limit).await),
-        Command::Trace { trace_id, client } => print(Client::new(&client.url, client.tenant).trace(&trace_id).await),
+        } => print(
+            Client::new(&client.url, client.tenant)
+                .query(&query, since, limit)
+                .await,
+        ),
+        Command::Trace { trace_id, client } => print(
+            Client::new(&client.url, client.tenant)
+                .trace(&trace_id)
+                .await,
+        ),
     }
 }
 
@@ -95,7 +109,9 @@ async fn serve(config: Option<PathBuf>, settings: RawConfig) -> anyhow::Result<(
         None => settings,
     };
     let config = Config::from_raw(raw)?;
-    let server = Server::start(config).await.context("cannot start threadline")?;
+    let server = Server::start(config)
+        .await
+        .context("cannot start threadline")?;
     let stop = server.stop_handle();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -110,13 +126,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -50,12 +50,13 @@ impl Server {
             ingest: Arc::new(config.ingest.clone()),
             max_body_bytes: config.max_body_bytes,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let (stop, stopped) = watch::channel(false);
         let flusher = tokio::spawn(Arc::clone(&db).run_flusher(stopped.clone()));
@@ -69,7 +70,11 @@ impl Server {
                 .await;
             let _ = flusher.await;
             match tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, task_db.flush(true)).await {
-                Ok(Ok(report)) => info!(chunks = report.chunks, rows = report.rows, "head flushed on shutdown"),
+                Ok(Ok(report)) => info!(
+                    chunks = report.chunks,
+                    rows = report.rows,
+                    "head flushed on shutdown"
+                ),
                 Ok(Err(e)) => warn!(error = %e, "flush on shutdown failed; the wal keeps the rows"),
                 Err(_) => warn!("flush on shutdown timed out; the wal keeps the rows"),
             }
@@ -77,7 +82,12 @@ impl Server {
             served.map_err(ServerError::Serve)
         });
         info!(%addr, "threadline listening");
-        Ok(Self { addr, db, stop, task })
+        Ok(Self {
+            addr,
+            db,
+            stop,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

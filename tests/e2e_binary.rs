@@ -31,7 +31,10 @@ fn serve(data_dir: &Path, extra: &[&str]) -> Running {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
         if let Some(rest) = line.split("addr=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
@@ -49,7 +52,11 @@ fn count_logs(url: &str) -> i64 {
         .args(["sql", "--url", url, "SELECT count(*) AS n FROM logs"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     // An aligned table: header, separator, one value row.
     text.lines()
@@ -124,25 +131,39 @@ async fn config_file_and_cli_commands() {
             (t + 1, "INFO", "this line is longer than ten bytes", ""),
         ],
     );
-    let answer: serde_json::Value = http
-        .post(format!("{}/v1/logs", server.url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["partialSuccess"]["rejectedLogRecords"], "1", "{answer}");
+    let answer = common::json_body(
+        http.post(format!("{}/v1/logs", server.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], "1",
+        "{answer}"
+    );
 
     let run = |args: &[&str]| {
-        let output = Command::new(BIN).args(args).arg("--url").arg(&server.url).output().unwrap();
-        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+        let output = Command::new(BIN)
+            .args(args)
+            .arg("--url")
+            .arg(&server.url)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
     };
     let (ok, out) = run(&["query", r#"{service_name="checkout"} |= "decl""#]);
     assert!(ok, "{out}");
-    assert!(out.contains("declined") && out.contains("service_name=checkout"), "{out}");
+    assert!(
+        out.contains("declined") && out.contains("service_name=checkout"),
+        "{out}"
+    );
     let (ok, out) = run(&["trace", "5b8efff798038103d269b633813fc60c"]);
     assert!(ok && out.contains("0 spans, 1 log lines"), "{out}");
     let (ok, out) = run(&["sql", "SELECT nope FROM logs"]);
@@ -152,7 +173,14 @@ async fn config_file_and_cli_commands() {
 
     // A bad setting stops the server with a message naming it.
     let output = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--head-max-age", "soon", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--head-max-age",
+            "soon",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();

@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -64,7 +66,10 @@ async fn protobuf_gzip_and_json_are_accepted_and_answered_in_kind() {
     assert_eq!(decoded.partial_success, None);
 
     let answer = server
-        .push_json("/v1/logs", &logs_json("billing", &[(t + 1, "WARN", "invoice late", "")]))
+        .push_json(
+            "/v1/logs",
+            &logs_json("billing", &[(t + 1, "WARN", "invoice late", "")]),
+        )
         .await;
     assert_eq!(answer, json!({}));
 
@@ -87,7 +92,11 @@ async fn javascript_exporter_payload_is_accepted() {
     // Captured from @opentelemetry/exporter-trace-otlp-http 0.223: intValue as numbers.
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/js_trace.json")).unwrap();
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/js_trace.json"
+    ))
+    .unwrap();
     let response = server.post("/v1/traces", "application/json", body).await;
     assert_eq!(response.status(), 200);
     let rows = server
@@ -95,7 +104,9 @@ async fn javascript_exporter_payload_is_accepted() {
         .await;
     assert_eq!(
         rows,
-        vec![json!({"trace_id": "106d1610172116c3cf884191802b3cb1", "name": "js-op", "service_name": "unknown_service:node", "kind": "internal"})]
+        vec![
+            json!({"trace_id": "106d1610172116c3cf884191802b3cb1", "name": "js-op", "service_name": "unknown_service:node", "kind": "internal"})
+        ]
     );
 }
 
@@ -107,8 +118,24 @@ async fn partial_success_names_what_was_refused() {
     let body = spans_json(
         "api",
         &[
-            ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174", "", "ok", t, 10, false),
-            ("5b8efff798038103d269b633813fc6", "eee19b7ec3c1b175", "", "short id", t, 10, false),
+            (
+                "5b8efff798038103d269b633813fc60c",
+                "eee19b7ec3c1b174",
+                "",
+                "ok",
+                t,
+                10,
+                false,
+            ),
+            (
+                "5b8efff798038103d269b633813fc6",
+                "eee19b7ec3c1b175",
+                "",
+                "short id",
+                t,
+                10,
+                false,
+            ),
         ],
     );
     let answer = server.push_json("/v1/traces", &body).await;
@@ -117,12 +144,22 @@ async fn partial_success_names_what_was_refused() {
         answer["partialSuccess"]["errorMessage"],
         "rejected 1 of 2 spans: trace id must be 16 bytes, got 15"
     );
-    assert_eq!(server.rows("SELECT name FROM spans").await, vec![json!({"name": "ok"})]);
+    assert_eq!(
+        server.rows("SELECT name FROM spans").await,
+        vec![json!({"name": "ok"})]
+    );
 
     // The same over protobuf.
-    let request = serde_json::from_value::<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>(body).unwrap();
+    let request = serde_json::from_value::<
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    >(body)
+    .unwrap();
     let response = server
-        .post("/v1/traces", "application/x-protobuf", request.encode_to_vec())
+        .post(
+            "/v1/traces",
+            "application/x-protobuf",
+            request.encode_to_vec(),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let decoded = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
@@ -152,12 +189,22 @@ async fn bad_input_gets_the_right_status() {
     assert_eq!(response.status(), 415);
 
     // 400: undecodable protobuf, JSON and gzip.
-    let response = server.post("/v1/logs", "application/x-protobuf", vec![0xff, 0xff, 0xff]).await;
+    let response = server
+        .post("/v1/logs", "application/x-protobuf", vec![0xff, 0xff, 0xff])
+        .await;
     assert_eq!(response.status(), 400);
-    let response = server.post("/v1/traces", "application/json", "{\"resourceSpans\": 7}").await;
+    let response = server
+        .post("/v1/traces", "application/json", "{\"resourceSpans\": 7}")
+        .await;
     assert_eq!(response.status(), 400);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().starts_with("invalid OTLP JSON"), "{body}");
+    let body = json_body(response).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid OTLP JSON"),
+        "{body}"
+    );
     let response = server
         .http
         .post(format!("{}/v1/logs", server.url))
@@ -170,9 +217,11 @@ async fn bad_input_gets_the_right_status() {
     assert_eq!(response.status(), 400);
 
     // 413: a plain body over the limit, and a small gzip body that inflates past it.
-    let response = server.post("/v1/logs", "application/json", vec![b' '; 65 * 1024]).await;
+    let response = server
+        .post("/v1/logs", "application/json", vec![b' '; 65 * 1024])
+        .await;
     assert_eq!(response.status(), 413);
-    let bomb = gzip(&vec![b' '; 10 << 20]);
+    let bomb = gzip(&vec![b' '; 4 << 20]);
     assert!(bomb.len() < 64 * 1024);
     let response = server
         .http
@@ -184,8 +233,11 @@ async fn bad_input_gets_the_right_status() {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["message"], "request body exceeds the limit of 65536 bytes after decompression");
+    let body = json_body(response).await;
+    assert_eq!(
+        body["message"],
+        "request body exceeds the limit of 65536 bytes after decompression"
+    );
 
     // 400: a tenant ID that could change an object key.
     let response = server
@@ -211,7 +263,8 @@ async fn a_chunked_body_without_length_is_limited_while_streaming() {
     let mut raw = settings(dir.path());
     raw.max_body_bytes = Some(1024);
     let server = TestServer::start_with(raw).await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..64).map(|_| Ok(vec![b' '; 100])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..64).map(|_| Ok(vec![b' '; 100])).collect();
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     let response = server.post("/v1/logs", "application/json", body).await;
     assert_eq!(response.status(), 413);

@@ -63,32 +63,76 @@ async fn load(db: &Db) {
     let tenant = Tenant::default_tenant();
     let rules = IngestRules::default();
     let write_logs = |body: serde_json::Value| {
-        let request = otlp::decode_logs_request(body.to_string().as_bytes(), Encoding::Json).unwrap();
+        let request =
+            otlp::decode_logs_request(body.to_string().as_bytes(), Encoding::Json).unwrap();
         otlp::logs_to_batch(&request, &rules, T0).batch
     };
     let write_spans = |body: serde_json::Value| {
-        let request = otlp::decode_traces_request(body.to_string().as_bytes(), Encoding::Json).unwrap();
+        let request =
+            otlp::decode_traces_request(body.to_string().as_bytes(), Encoding::Json).unwrap();
         otlp::traces_to_batch(&request, &rules).batch
     };
     // First half: flushed to chunks.
-    db.write(&tenant, Signal::Logs, write_logs(logs("checkout", &[
-        (0, "INFO", "cart 41 created", ""),
-        (10, "ERROR", "payment declined for cart 42", A),
-        (20, "WARN", &format!("retry trace_id={A}"), ""),
-    ]))).await.unwrap();
-    db.write(&tenant, Signal::Spans, write_spans(spans("checkout", &[
-        (A, "eee19b7ec3c1b174", "", "POST /cart", 0, 250, 2),
-        (A, "eee19b7ec3c1b175", "eee19b7ec3c1b174", "charge card", 5, 200, 2),
-    ]))).await.unwrap();
+    db.write(
+        &tenant,
+        Signal::Logs,
+        write_logs(logs(
+            "checkout",
+            &[
+                (0, "INFO", "cart 41 created", ""),
+                (10, "ERROR", "payment declined for cart 42", A),
+                (20, "WARN", &format!("retry trace_id={A}"), ""),
+            ],
+        )),
+    )
+    .await
+    .unwrap();
+    db.write(
+        &tenant,
+        Signal::Spans,
+        write_spans(spans(
+            "checkout",
+            &[
+                (A, "eee19b7ec3c1b174", "", "POST /cart", 0, 250, 2),
+                (
+                    A,
+                    "eee19b7ec3c1b175",
+                    "eee19b7ec3c1b174",
+                    "charge card",
+                    5,
+                    200,
+                    2,
+                ),
+            ],
+        )),
+    )
+    .await
+    .unwrap();
     db.flush(true).await.unwrap();
     // Second half: still in the head.
-    db.write(&tenant, Signal::Logs, write_logs(logs("search", &[
-        (30, "INFO", "query took 12ms", B),
-        (40, "DEBUG", "cache hit", ""),
-    ]))).await.unwrap();
-    db.write(&tenant, Signal::Spans, write_spans(spans("search", &[
-        (B, "aaa19b7ec3c1b174", "", "GET /search", 30, 12, 1),
-    ]))).await.unwrap();
+    db.write(
+        &tenant,
+        Signal::Logs,
+        write_logs(logs(
+            "search",
+            &[
+                (30, "INFO", "query took 12ms", B),
+                (40, "DEBUG", "cache hit", ""),
+            ],
+        )),
+    )
+    .await
+    .unwrap();
+    db.write(
+        &tenant,
+        Signal::Spans,
+        write_spans(spans(
+            "search",
+            &[(B, "aaa19b7ec3c1b174", "", "GET /search", 30, 12, 1)],
+        )),
+    )
+    .await
+    .unwrap();
 }
 
 struct Session {
@@ -112,7 +156,11 @@ impl sqllogictest::AsyncDB for Session {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Error> {
-        let output = self.engine.sql(&Tenant::default_tenant(), sql).await.map_err(Error)?;
+        let output = self
+            .engine
+            .sql(&Tenant::default_tenant(), sql)
+            .await
+            .map_err(Error)?;
         let options = FormatOptions::default().with_null("NULL");
         let mut rows = Vec::new();
         for batch in &output.batches {
@@ -158,7 +206,9 @@ async fn sql_logic_tests() {
         head_max_bytes: 1 << 30,
         head_max_age: Duration::from_secs(3600),
     };
-    let db = Db::open(config, Arc::new(Metrics::default())).await.unwrap();
+    let db = Db::open(config, Arc::new(Metrics::default()))
+        .await
+        .unwrap();
     load(&db).await;
     let engine = Arc::new(QueryEngine::new(
         db,

@@ -69,11 +69,16 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::Invalid(message) => ApiError::bad_request(message),
-            QueryError::ResourcesExhausted(_) => ApiError::new(ErrorCode::LimitExceeded, e.to_string()),
+            QueryError::ResourcesExhausted(_) => {
+                ApiError::new(ErrorCode::LimitExceeded, e.to_string())
+            }
             QueryError::Timeout(_) => ApiError::new(ErrorCode::Unavailable, e.to_string()),
             QueryError::Execution(_) => {
                 error!(error = %e, "query failed");
-                ApiError::new(ErrorCode::Internal, "query execution failed; see the server log")
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "query execution failed; see the server log",
+                )
             }
         }
     }

@@ -41,7 +41,10 @@ pub fn app(state: AppState) -> Router {
         .route("/threadline/v1/sql", post(query::sql))
         .route("/threadline/v1/query", get(query::logs))
         .route("/threadline/v1/labels", get(query::labels))
-        .route("/threadline/v1/label/{name}/values", get(query::label_values))
+        .route(
+            "/threadline/v1/label/{name}/values",
+            get(query::label_values),
+        )
         .route("/threadline/v1/series", get(query::series))
         .route("/threadline/v1/traces/{trace_id}", get(query::trace))
         .route("/metrics", get(metrics))
@@ -78,6 +81,8 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             ErrorCode::PayloadTooLarge,
             format!("request body exceeds the limit of {limit} bytes"),
         )),
-        Err(e) => Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "cannot read request body: {e}"
+        ))),
     }
 }

@@ -26,7 +26,7 @@ struct RpcStatus {
     message: String,
 }
 
-struct OtlpError(ApiError, Encoding);
+pub struct OtlpError(ApiError, Encoding);
 
 impl IntoResponse for OtlpError {
     fn into_response(self) -> Response {
@@ -49,7 +49,12 @@ impl IntoResponse for OtlpError {
                 .to_string()
                 .into_bytes(),
         };
-        let mut response = (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            body,
+        )
+            .into_response();
         if error.code == ErrorCode::Unavailable {
             response
                 .headers_mut()
@@ -67,7 +72,11 @@ fn now_ns() -> i64 {
 }
 
 /// The steps both signals share, up to a decoded body.
-async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<(Encoding, bytes::Bytes), OtlpError> {
+async fn accept(
+    headers: &HeaderMap,
+    body: Body,
+    state: &AppState,
+) -> Result<(Encoding, bytes::Bytes), OtlpError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -76,20 +85,30 @@ async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<(En
         return Err(OtlpError(
             ApiError::new(
                 ErrorCode::UnsupportedMediaType,
-                format!("unsupported content type {content_type:?}: send application/x-protobuf or application/json"),
+                format!(
+                    "unsupported content type {content_type:?}: send application/x-protobuf or application/json"
+                ),
             ),
             Encoding::Json,
         ));
     };
     let fail = |e: ApiError| OtlpError(e, encoding);
-    let content_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-    let content_encoding = ContentEncoding::parse(content_encoding)
-        .map_err(|e| fail(ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())))?;
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let content_encoding = ContentEncoding::parse(content_encoding).map_err(|e| {
+        fail(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            e.to_string(),
+        ))
+    })?;
     let raw = read_body(body, state.max_body_bytes).await.map_err(fail)?;
     let data = decompress(raw, content_encoding, state.max_body_bytes).map_err(|e| {
         fail(match e {
             BodyError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
-            BodyError::UnsupportedEncoding(_) => ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string()),
+            BodyError::UnsupportedEncoding(_) => {
+                ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
+            }
             BodyError::BadGzip(_) => ApiError::bad_request(e.to_string()),
         })
     })?;
@@ -107,7 +126,10 @@ async fn store(
     let fail = |e: ApiError| OtlpError(e, encoding);
     let tenant = tenant(headers).map_err(fail)?;
     let metrics = state.db.metrics();
-    Metrics::add(&metrics.rejected_records_total, decoded.rejected.count as u64);
+    Metrics::add(
+        &metrics.rejected_records_total,
+        decoded.rejected.count as u64,
+    );
     state
         .db
         .write(&tenant, signal, decoded.batch)
@@ -118,27 +140,62 @@ async fn store(
 }
 
 fn ok(encoding: Encoding, body: Vec<u8>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
 }
 
-pub async fn logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, OtlpError> {
+pub async fn logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OtlpError> {
     let (encoding, data) = accept(&headers, body, &state).await?;
     let request = otlp::decode_logs_request(&data, encoding)
         .map_err(|e| OtlpError(ApiError::bad_request(e.to_string()), encoding))?;
     let total = otlp::log_record_count(&request);
     let decoded = otlp::logs_to_batch(&request, &state.ingest, now_ns());
     let rejected = decoded.rejected.clone();
-    store(&state, &headers, Signal::Logs, decoded, data.len(), encoding).await?;
-    Ok(ok(encoding, otlp::logs_response(&rejected, total, encoding)))
+    store(
+        &state,
+        &headers,
+        Signal::Logs,
+        decoded,
+        data.len(),
+        encoding,
+    )
+    .await?;
+    Ok(ok(
+        encoding,
+        otlp::logs_response(&rejected, total, encoding),
+    ))
 }
 
-pub async fn traces(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, OtlpError> {
+pub async fn traces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OtlpError> {
     let (encoding, data) = accept(&headers, body, &state).await?;
     let request = otlp::decode_traces_request(&data, encoding)
         .map_err(|e| OtlpError(ApiError::bad_request(e.to_string()), encoding))?;
     let total = otlp::span_count(&request);
     let decoded = otlp::traces_to_batch(&request, &state.ingest);
     let rejected = decoded.rejected.clone();
-    store(&state, &headers, Signal::Spans, decoded, data.len(), encoding).await?;
-    Ok(ok(encoding, otlp::traces_response(&rejected, total, encoding)))
+    store(
+        &state,
+        &headers,
+        Signal::Spans,
+        decoded,
+        data.len(),
+        encoding,
+    )
+    .await?;
+    Ok(ok(
+        encoding,
+        otlp::traces_response(&rejected, total, encoding),
+    ))
 }

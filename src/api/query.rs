@@ -58,7 +58,10 @@ fn result_format(params: &SqlParams, headers: &HeaderMap) -> Result<Format, ApiE
         }
         None => {}
     }
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     Ok(if accept.contains(ARROW_STREAM) {
         Format::Arrow
     } else if accept.contains("text/csv") {
@@ -78,7 +81,8 @@ pub async fn sql(
     let tenant = tenant(&headers)?;
     let format = result_format(&params, &headers)?;
     let body = read_body(body, MAX_SQL_BYTES).await?;
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("SQL must be UTF-8"))?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("SQL must be UTF-8"))?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -123,17 +127,30 @@ fn render(output: QueryOutput, format: Format) -> Result<Response, ApiError> {
         }
         Format::Csv => {
             let mut buf = Vec::new();
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut buf);
             for batch in &output.batches {
                 writer.write(batch).map_err(internal)?;
             }
             drop(writer);
             if output.batches.is_empty() {
-                let names: Vec<_> = output.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let names: Vec<_> = output
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
                 buf = format!("{}\n", names.join(",")).into_bytes();
             }
             Ok((
-                [(header::CONTENT_TYPE, "text/csv"), (header::HeaderName::from_static("x-threadline-truncated"), truncated)],
+                [
+                    (header::CONTENT_TYPE, "text/csv"),
+                    (
+                        header::HeaderName::from_static("x-threadline-truncated"),
+                        truncated,
+                    ),
+                ],
                 buf,
             )
                 .into_response())
@@ -147,7 +164,13 @@ fn render(output: QueryOutput, format: Format) -> Result<Response, ApiError> {
             writer.finish().map_err(internal)?;
             drop(writer);
             Ok((
-                [(header::CONTENT_TYPE, ARROW_STREAM), (header::HeaderName::from_static("x-threadline-truncated"), truncated)],
+                [
+                    (header::CONTENT_TYPE, ARROW_STREAM),
+                    (
+                        header::HeaderName::from_static("x-threadline-truncated"),
+                        truncated,
+                    ),
+                ],
                 buf,
             )
                 .into_response())
@@ -254,7 +277,9 @@ fn selected_streams(
         Some(s) => vec![s.parse::<Signal>().map_err(ApiError::bad_request)?],
     };
     let selector = match params.query.as_deref().or(params.matcher.as_deref()) {
-        Some(text) => Some(Selector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        Some(text) => {
+            Some(Selector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?)
+        }
         None => None,
     };
     let range = match (&params.start, &params.end) {
@@ -325,11 +350,16 @@ pub async fn series(
         let Some(table) = catalog.table(&tenant, signal) else {
             continue;
         };
-        let mut sets: Vec<_> = streams.iter().filter_map(|id| table.labels.labels(*id).map(|l| (*id, l))).collect();
+        let mut sets: Vec<_> = streams
+            .iter()
+            .filter_map(|id| table.labels.labels(*id).map(|l| (*id, l)))
+            .collect();
         sets.sort_by(|a, b| a.1.cmp(b.1));
         for (id, labels) in sets {
             let labels: BTreeMap<_, _> = labels.iter().collect();
-            series.push(json!({ "signal": signal.as_str(), "stream_id": id.to_string(), "labels": labels }));
+            series.push(
+                json!({ "signal": signal.as_str(), "stream_id": id.to_string(), "labels": labels }),
+            );
         }
     }
     Ok(Json(json!({ "series": series })).into_response())
@@ -346,7 +376,8 @@ pub async fn trace(
     match state.engine.trace(&tenant, id).await? {
         Some(doc) => {
             let stats = doc.stats.to_json();
-            let mut value = serde_json::to_value(&doc).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            let mut value = serde_json::to_value(&doc)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
             value["stats"] = stats;
             Ok(Json(value).into_response())
         }

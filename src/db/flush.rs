@@ -18,7 +18,7 @@ use super::{Db, Result};
 use crate::metrics::Metrics;
 use crate::model::{Signal, Tenant};
 use crate::storage::meta::FORMAT_VERSION;
-use crate::storage::{ChunkId, ChunkMeta, ChunkKey, PartitionKey, encode_chunk, sort_for_chunk};
+use crate::storage::{ChunkId, ChunkKey, ChunkMeta, PartitionKey, encode_chunk, sort_for_chunk};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FlushReport {
@@ -69,7 +69,10 @@ impl Db {
         for job in jobs {
             self.flush_job(job, &mut report).await;
         }
-        let watermark = self.read_catalog().min_unflushed_seq().unwrap_or_else(|| self.wal.next_seq());
+        let watermark = self
+            .read_catalog()
+            .min_unflushed_seq()
+            .unwrap_or_else(|| self.wal.next_seq());
         report.wal_segments_removed = self.wal.remove_before(watermark)?;
         self.update_head_gauges();
         Ok(report)
@@ -104,7 +107,10 @@ impl Db {
         report.failed_windows += failed.len();
 
         let mut catalog = self.write_catalog();
-        let table = catalog.tables.entry((job.tenant.clone(), job.signal)).or_default();
+        let table = catalog
+            .tables
+            .entry((job.tenant.clone(), job.signal))
+            .or_default();
         for meta in written {
             table.register_chunk(meta);
         }
@@ -112,12 +118,17 @@ impl Db {
             catalog.tables.values().map(|t| t.chunks.len() as u64).sum(),
             Ordering::Relaxed,
         );
-        let table = catalog.tables.entry((job.tenant.clone(), job.signal)).or_default();
+        let table = catalog
+            .tables
+            .entry((job.tenant.clone(), job.signal))
+            .or_default();
         let head = table.partitions.entry(job.partition.clone()).or_default();
         head.flushing.retain(|b| !Arc::ptr_eq(b, &job.buffer));
         if !failed.is_empty() {
             // Keep the buffer's sequence range so the WAL is not truncated past it.
-            let active = head.active.get_or_insert_with(|| HeadBuffer::new(job.buffer.created));
+            let active = head
+                .active
+                .get_or_insert_with(|| HeadBuffer::new(job.buffer.created));
             for batch in failed {
                 match split_by_partition(job.signal, &batch) {
                     Ok(parts) => {
@@ -156,7 +167,11 @@ impl Db {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
-        let id = ChunkId::new(unix_ms, &self.ingester, self.chunk_counter.fetch_add(1, Ordering::Relaxed));
+        let id = ChunkId::new(
+            unix_ms,
+            &self.ingester,
+            self.chunk_counter.fetch_add(1, Ordering::Relaxed),
+        );
         let key = ChunkKey {
             tenant: job.tenant.clone(),
             signal,

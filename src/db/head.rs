@@ -113,7 +113,11 @@ pub fn split_by_partition(signal: Signal, batch: &RecordBatch) -> Result<Vec<Par
         .collect()
 }
 
-fn summarise(signal: Signal, partition: PartitionKey, batch: RecordBatch) -> Result<Part, ChunkError> {
+fn summarise(
+    signal: Signal,
+    partition: PartitionKey,
+    batch: RecordBatch,
+) -> Result<Part, ChunkError> {
     let streams = column::<UInt64Type>(&batch, "stream_id")?
         .values()
         .iter()
@@ -145,7 +149,10 @@ fn summarise(signal: Signal, partition: PartitionKey, batch: RecordBatch) -> Res
 }
 
 /// Splits rows by the hour window their time falls in.
-pub fn split_by_window(signal: Signal, batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>, ChunkError> {
+pub fn split_by_window(
+    signal: Signal,
+    batch: &RecordBatch,
+) -> Result<Vec<(i64, RecordBatch)>, ChunkError> {
     let times = column::<TimestampNanosecondType>(batch, signal.time_column())?;
     let mut groups: HashMap<i64, Vec<u32>> = HashMap::new();
     for (row, t) in times.values().iter().enumerate() {

@@ -86,11 +86,9 @@ impl Table {
     }
 
     fn heads(&self) -> impl Iterator<Item = &HeadBuffer> {
-        self.partitions.values().flat_map(|p| {
-            p.active
-                .iter()
-                .chain(p.flushing.iter().map(|b| b.as_ref()))
-        })
+        self.partitions
+            .values()
+            .flat_map(|p| p.active.iter().chain(p.flushing.iter().map(|b| b.as_ref())))
     }
 }
 
@@ -111,7 +109,14 @@ impl Catalog {
         tenants
     }
 
-    fn insert(&mut self, tenant: &Tenant, signal: Signal, parts: Vec<Part>, seq: u64, now: Instant) {
+    fn insert(
+        &mut self,
+        tenant: &Tenant,
+        signal: Signal,
+        parts: Vec<Part>,
+        seq: u64,
+        now: Instant,
+    ) {
         let table = self.tables.entry((tenant.clone(), signal)).or_default();
         for part in parts {
             for id in &part.streams {
@@ -191,7 +196,11 @@ impl Db {
         Self::open_with_store(config, store, metrics).await
     }
 
-    pub async fn open_with_store(config: DbConfig, store: ChunkStore, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+    pub async fn open_with_store(
+        config: DbConfig,
+        store: ChunkStore,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>> {
         let wal_dir = config.data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir).map_err(|source| Error::IngesterId {
             path: wal_dir.clone(),
@@ -205,7 +214,12 @@ impl Db {
         let mut flushed: HashMap<(Tenant, Signal, PartitionKey, i64), u64> = HashMap::new();
         for meta in metas {
             if meta.ingester == ingester {
-                let key = (meta.tenant.clone(), meta.signal, meta.partition.clone(), meta.window_start);
+                let key = (
+                    meta.tenant.clone(),
+                    meta.signal,
+                    meta.partition.clone(),
+                    meta.window_start,
+                );
                 let through = flushed.entry(key).or_default();
                 *through = (*through).max(meta.wal_through);
             }
@@ -239,7 +253,9 @@ impl Db {
             corrupt_segments = report.corrupt.len(),
             "store opened"
         );
-        metrics.chunks.store(chunk_count as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .chunks
+            .store(chunk_count as u64, std::sync::atomic::Ordering::Relaxed);
         let db = Arc::new(Self {
             config,
             wal,
@@ -269,6 +285,7 @@ impl Db {
             return Ok(());
         }
         let rows = batch.num_rows() as u64;
+        let bytes = batch.get_array_memory_size() as u64;
         let encoded = wal::encode_rows(&batch)?;
         let parts = split_by_partition(signal, &batch)?;
         let appended = {
@@ -277,18 +294,24 @@ impl Db {
             catalog.insert(tenant, signal, parts, appended.seq, Instant::now());
             appended
         };
-        self.update_head_gauges();
+        // Flushes recount these exactly; between flushes they only grow.
+        Metrics::add(&self.metrics.head_rows, rows);
+        Metrics::add(&self.metrics.head_bytes, bytes);
         appended.durable().await?;
         Metrics::add(&self.metrics.ingested_rows_total, rows);
         Ok(())
     }
 
     pub fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
-        self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write_catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
-        self.catalog.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Chooses the chunks and head batches a scan must read.
@@ -332,13 +355,24 @@ impl Db {
                 selection.head.extend(head.batches.iter().cloned());
             }
         }
-        Metrics::add(&self.metrics.query_chunks_selected_total, selection.chunks.len() as u64);
-        Metrics::add(&self.metrics.query_chunks_pruned_total, selection.pruned_chunks as u64);
+        Metrics::add(
+            &self.metrics.query_chunks_selected_total,
+            selection.chunks.len() as u64,
+        );
+        Metrics::add(
+            &self.metrics.query_chunks_pruned_total,
+            selection.pruned_chunks as u64,
+        );
         selection
     }
 
     /// Streams with rows in `[start, end]` (all streams when no range is given).
-    pub fn streams_in_range(&self, tenant: &Tenant, signal: Signal, range: Option<(i64, i64)>) -> HashSet<StreamId> {
+    pub fn streams_in_range(
+        &self,
+        tenant: &Tenant,
+        signal: Signal,
+        range: Option<(i64, i64)>,
+    ) -> HashSet<StreamId> {
         let catalog = self.read_catalog();
         let Some(table) = catalog.table(tenant, signal) else {
             return HashSet::new();
@@ -373,7 +407,8 @@ impl Db {
 
     /// Runs the periodic cut until the token is cancelled.
     pub async fn run_flusher(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let period = (self.config.head_max_age / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let period = (self.config.head_max_age / 10)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -402,8 +437,16 @@ fn replay_record(
     let mut keep = Vec::new();
     for part in split_by_partition(record.signal, &record.batch)? {
         for (window, batch) in split_by_window(record.signal, &part.batch)? {
-            let key = (record.tenant.clone(), record.signal, part.partition.clone(), window);
-            if flushed.get(&key).is_some_and(|through| *through >= record.seq) {
+            let key = (
+                record.tenant.clone(),
+                record.signal,
+                part.partition.clone(),
+                window,
+            );
+            if flushed
+                .get(&key)
+                .is_some_and(|through| *through >= record.seq)
+            {
                 continue;
             }
             keep.push(batch);
@@ -434,9 +477,13 @@ fn ingester_id(wal_dir: &std::path::Path) -> Result<String> {
             let id = format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0);
             let tmp = wal_dir.join("ingester-id.tmp");
             std::fs::write(&tmp, &id).map_err(err)?;
-            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(err)?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(err)?;
             std::fs::rename(&tmp, &path).map_err(err)?;
-            std::fs::File::open(wal_dir).and_then(|d| d.sync_all()).map_err(err)?;
+            std::fs::File::open(wal_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(err)?;
             Ok(id)
         }
         Ok(_) => Err(err(std::io::Error::new(

@@ -37,7 +37,10 @@ fn logs(service: &str, lines: &[(i64, &str)]) -> RecordBatch {
 fn rows(db: &Db, filter: &ScanFilter) -> (u64, usize) {
     let sel = db.select(&Tenant::default_tenant(), Signal::Logs, filter);
     let head: usize = sel.head.iter().map(|b| b.num_rows()).sum();
-    (sel.chunks.iter().map(|c| c.rows).sum::<u64>() + head as u64, sel.chunks.len())
+    (
+        sel.chunks.iter().map(|c| c.rows).sum::<u64>() + head as u64,
+        sel.chunks.len(),
+    )
 }
 
 const HOUR: i64 = crate::storage::keys::HOUR_NS;
@@ -46,9 +49,19 @@ const HOUR: i64 = crate::storage::keys::HOUR_NS;
 async fn rows_move_from_head_to_chunks_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default())).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a"), (HOUR + 5, "b")])).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("web", &[(20, "c")])).await.unwrap();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    db.write(
+        &tenant,
+        Signal::Logs,
+        logs("api", &[(10, "a"), (HOUR + 5, "b")]),
+    )
+    .await
+    .unwrap();
+    db.write(&tenant, Signal::Logs, logs("web", &[(20, "c")]))
+        .await
+        .unwrap();
     assert_eq!(rows(&db, &ScanFilter::default()), (3, 0));
 
     let report = db.flush(true).await.unwrap();
@@ -59,7 +72,9 @@ async fn rows_move_from_head_to_chunks_exactly_once() {
     // what is in chunks.
     db.close();
     drop(db);
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default())).await.unwrap();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
     assert_eq!(rows(&db, &ScanFilter::default()), (3, 3));
 }
 
@@ -67,13 +82,21 @@ async fn rows_move_from_head_to_chunks_exactly_once() {
 async fn unflushed_rows_come_back_from_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default())).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")])).await.unwrap();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
+        .await
+        .unwrap();
     db.flush(true).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("api", &[(11, "b"), (12, "c")])).await.unwrap();
+    db.write(&tenant, Signal::Logs, logs("api", &[(11, "b"), (12, "c")]))
+        .await
+        .unwrap();
     // No close: as after a crash, only what the WAL synced is there.
     drop(db);
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default())).await.unwrap();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
     assert_eq!(rows(&db, &ScanFilter::default()), (3, 1));
 }
 
@@ -81,12 +104,24 @@ async fn unflushed_rows_come_back_from_the_wal() {
 async fn indexes_prune_by_stream_time_and_trace() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default())).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")])).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("web", &[(HOUR * 3, "b"), (HOUR * 3 + 1, "c")])).await.unwrap();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
+        .await
+        .unwrap();
+    db.write(
+        &tenant,
+        Signal::Logs,
+        logs("web", &[(HOUR * 3, "b"), (HOUR * 3 + 1, "c")]),
+    )
+    .await
+    .unwrap();
     db.flush(true).await.unwrap();
 
-    let api = LabelSet::new(vec![("service_name".into(), "api".into())]).unwrap().stream_id();
+    let api = LabelSet::new(vec![("service_name".into(), "api".into())])
+        .unwrap()
+        .stream_id();
     let by_stream = ScanFilter {
         streams: Some([api].into()),
         ..ScanFilter::default()

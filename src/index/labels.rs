@@ -100,7 +100,13 @@ mod tests {
     use super::*;
 
     fn set(pairs: &[(&str, &str)]) -> LabelSet {
-        LabelSet::new(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()).unwrap()
+        LabelSet::new(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -113,19 +119,28 @@ mod tests {
             index.insert(s.stream_id(), s);
         }
         let pick = |q: &str| {
-            let mut ids: Vec<_> = index.select(&Selector::parse(q).unwrap()).into_iter().collect();
+            let mut ids: Vec<_> = index
+                .select(&Selector::parse(q).unwrap())
+                .into_iter()
+                .collect();
             ids.sort();
             ids
         };
         let mut ab = vec![a.stream_id(), b.stream_id()];
         ab.sort();
         assert_eq!(pick(r#"{service_name="api"}"#), ab);
-        assert_eq!(pick(r#"{service_name="api", severity=~"warn|error"}"#), vec![a.stream_id()]);
+        assert_eq!(
+            pick(r#"{service_name="api", severity=~"warn|error"}"#),
+            vec![a.stream_id()]
+        );
         assert_eq!(pick(r#"{severity=""}"#), vec![c.stream_id()]);
         assert_eq!(pick(r#"{service_name="nope"}"#), vec![]);
         assert_eq!(pick("{}").len(), 3);
         let within: HashSet<_> = [c.stream_id()].into();
-        assert_eq!(index.names(Some(&within)), BTreeSet::from(["service_name".to_owned()]));
+        assert_eq!(
+            index.names(Some(&within)),
+            BTreeSet::from(["service_name".to_owned()])
+        );
         assert_eq!(
             index.values("service_name", None),
             BTreeSet::from(["api".to_owned(), "web".to_owned()])

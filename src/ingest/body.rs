@@ -84,10 +84,17 @@ mod tests {
     #[test]
     fn bad_gzip_and_unknown_encoding() {
         assert!(matches!(
-            decompress(bytes::Bytes::from_static(b"nope"), ContentEncoding::Gzip, 100),
+            decompress(
+                bytes::Bytes::from_static(b"nope"),
+                ContentEncoding::Gzip,
+                100
+            ),
             Err(BodyError::BadGzip(_))
         ));
         assert!(ContentEncoding::parse(Some("br")).is_err());
-        assert_eq!(ContentEncoding::parse(Some("GZIP")).unwrap(), ContentEncoding::Gzip);
+        assert_eq!(
+            ContentEncoding::parse(Some("GZIP")).unwrap(),
+            ContentEncoding::Gzip
+        );
     }
 }

@@ -84,7 +84,10 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024;
 impl Default for IngestRules {
     fn default() -> Self {
         Self {
-            label_attributes: DEFAULT_LABEL_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
+            label_attributes: DEFAULT_LABEL_ATTRIBUTES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             trace_id_pattern: Regex::new(DEFAULT_TRACE_ID_PATTERN).ok(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
@@ -95,6 +98,12 @@ impl Default for IngestRules {
 pub fn label_name_for_attribute(attribute: &str) -> String {
     attribute
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -132,7 +132,10 @@ struct ResourceView {
 fn resource_view(resource: Option<&Resource>, rules: &IngestRules) -> ResourceView {
     let mut labels = Vec::new();
     let mut attributes = Vec::new();
-    for kv in resource.map(|r| r.attributes.as_slice()).unwrap_or_default() {
+    for kv in resource
+        .map(|r| r.attributes.as_slice())
+        .unwrap_or_default()
+    {
         let value = any_value_string(kv.value.as_ref());
         if rules.label_attributes.iter().any(|a| a == &kv.key) {
             labels.push((label_name_for_attribute(&kv.key), value));
@@ -140,7 +143,10 @@ fn resource_view(resource: Option<&Resource>, rules: &IngestRules) -> ResourceVi
             attributes.push((kv.key.clone(), value));
         }
     }
-    if !labels.iter().any(|(n, v)| n == "service_name" && !v.is_empty()) {
+    if !labels
+        .iter()
+        .any(|(n, v)| n == "service_name" && !v.is_empty())
+    {
         labels.retain(|(n, _)| n != "service_name");
         labels.push(("service_name".into(), "unknown_service".into()));
     }
@@ -167,7 +173,11 @@ fn any_value_json(value: &any_value::Value) -> serde_json::Value {
         V::BoolValue(b) => b.to_string().into(),
         V::IntValue(i) => i.to_string().into(),
         V::DoubleValue(d) => d.to_string().into(),
-        V::BytesValue(b) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
+        V::BytesValue(b) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+            .into(),
         V::ArrayValue(a) => a
             .values
             .iter()
@@ -203,14 +213,18 @@ fn optional_trace_id(bytes: &[u8]) -> Result<Option<TraceId>, String> {
     if bytes.is_empty() {
         return Ok(None);
     }
-    TraceId::from_bytes(bytes).map(Some).map_err(|e| e.to_string())
+    TraceId::from_bytes(bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn optional_span_id(bytes: &[u8]) -> Result<Option<SpanId>, String> {
     if bytes.is_empty() {
         return Ok(None);
     }
-    SpanId::from_bytes(bytes).map(Some).map_err(|e| e.to_string())
+    SpanId::from_bytes(bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Loki-style level names from OTLP severity text or number.
@@ -275,7 +289,11 @@ impl Streams {
     }
 }
 
-pub fn logs_to_batch(request: &ExportLogsServiceRequest, rules: &IngestRules, now_ns: i64) -> Decoded {
+pub fn logs_to_batch(
+    request: &ExportLogsServiceRequest,
+    rules: &IngestRules,
+    now_ns: i64,
+) -> Decoded {
     let mut builder = LogBatchBuilder::default();
     let mut rejected = Rejected::default();
     let mut attributes = Vec::new();
@@ -307,8 +325,10 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, rules: &IngestRules, no
                         0 => observed.unwrap_or(now_ns),
                         t => time_ns(t, "timestamp")?,
                     };
-                    let stream =
-                        streams.get(severity_label(&record.severity_text, record.severity_number))?;
+                    let stream = streams.get(severity_label(
+                        &record.severity_text,
+                        record.severity_number,
+                    ))?;
                     attributes.clear();
                     attributes.extend(view.attributes.iter().cloned());
                     if let Some(scope) = scope {
@@ -373,8 +393,8 @@ pub fn traces_to_batch(request: &ExportTraceServiceRequest, rules: &IngestRules)
             let scope = scope_spans.scope.as_ref();
             for span in &scope_spans.spans {
                 let row = (|| -> Result<(), String> {
-                    let trace_id = optional_trace_id(&span.trace_id)?
-                        .ok_or("span has no trace id")?;
+                    let trace_id =
+                        optional_trace_id(&span.trace_id)?.ok_or("span has no trace id")?;
                     let span_id = optional_span_id(&span.span_id)?.ok_or("span has no span id")?;
                     let parent_span_id = optional_span_id(&span.parent_span_id)?;
                     let start_time = time_ns(span.start_time_unix_nano, "start time")?;
@@ -501,7 +521,9 @@ mod tests {
         let attrs = col("attributes");
         let attrs = attrs.as_map();
         let keys = attrs.keys().as_string::<i32>();
-        let first: Vec<_> = (0..attrs.value_length(0) as usize).map(|i| keys.value(i)).collect();
+        let first: Vec<_> = (0..attrs.value_length(0) as usize)
+            .map(|i| keys.value(i))
+            .collect();
         assert_eq!(first, ["service.instance.id", "user"]);
     }
 
@@ -516,7 +538,10 @@ mod tests {
         assert_eq!(decoded.batch.num_rows(), 1);
         assert_eq!(decoded.rejected.count, 1);
         let message = decoded.rejected.message(span_count(&request), "spans");
-        assert_eq!(message, "rejected 1 of 2 spans: trace id must be 16 bytes, got 15");
+        assert_eq!(
+            message,
+            "rejected 1 of 2 spans: trace id must be 16 bytes, got 15"
+        );
         let response: serde_json::Value =
             serde_json::from_slice(&traces_response(&decoded.rejected, 2, Encoding::Json)).unwrap();
         assert_eq!(response["partialSuccess"]["rejectedSpans"], "1");

@@ -165,13 +165,23 @@ mod tests {
     fn rejects_wrong_lengths_zero_and_non_hex() {
         assert_eq!(
             TraceId::from_bytes(&[1; 15]),
-            Err(IdError::Length { kind: "trace id", expected: 16, actual: 15 })
+            Err(IdError::Length {
+                kind: "trace id",
+                expected: 16,
+                actual: 15
+            })
         );
-        assert_eq!(TraceId::from_bytes(&[0; 16]), Err(IdError::Zero { kind: "trace id" }));
+        assert_eq!(
+            TraceId::from_bytes(&[0; 16]),
+            Err(IdError::Zero { kind: "trace id" })
+        );
         assert!(matches!(
             TraceId::from_hex("0123456789abcdef0123456789abcdeg"),
             Err(IdError::NotHex { position: 31, .. })
         ));
-        assert!(matches!(SpanId::from_hex("abc"), Err(IdError::HexLength { .. })));
+        assert!(matches!(
+            SpanId::from_hex("abc"),
+            Err(IdError::HexLength { .. })
+        ));
     }
 }

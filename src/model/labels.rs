@@ -181,7 +181,10 @@ pub(crate) mod tests {
         let many = (0..65).map(|i| (format!("l{i}"), "v".to_owned())).collect();
         assert_eq!(LabelSet::new(many), Err(LabelError::TooMany(65)));
         let long = vec![("a".to_owned(), "x".repeat(2049))];
-        assert!(matches!(LabelSet::new(long), Err(LabelError::ValueTooLong { len: 2049, .. })));
+        assert!(matches!(
+            LabelSet::new(long),
+            Err(LabelError::ValueTooLong { len: 2049, .. })
+        ));
         assert!(LabelSet::new(vec![("1a".into(), "v".into())]).is_err());
         let dup = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
         assert_eq!(LabelSet::new(dup), Err(LabelError::Duplicate("a".into())));

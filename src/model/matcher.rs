@@ -324,8 +324,8 @@ impl<'a> Parser<'a> {
     }
 
     fn skip_ws(&mut self) {
-        while matches!(self.peek(), Some(c) if c.is_whitespace()) {
-            self.pos += 1;
+        while let Some(c) = self.peek().filter(|c| c.is_whitespace()) {
+            self.pos += c.len_utf8();
         }
     }
 
@@ -498,8 +498,12 @@ mod tests {
 
     /// Values that are valid both as literal text and as a regex.
     fn value() -> impl Strategy<Value = String> {
-        prop_oneof!["[a-z0-9 _\"\\n\\t-]{0,12}", "[a-z]{1,5}\\|[a-z]{1,5}", "\\PC{0,8}"]
-            .prop_filter("valid regex", |v| Regex::new(v).is_ok())
+        prop_oneof![
+            "[a-z0-9 _\"\\n\\t-]{0,12}",
+            "[a-z]{1,5}\\|[a-z]{1,5}",
+            "\\PC{0,8}"
+        ]
+        .prop_filter("valid regex", |v| Regex::new(v).is_ok())
     }
 
     fn query() -> impl Strategy<Value = LogQuery> {
@@ -536,7 +540,7 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         let q = LogQuery::parse(
-            r#"{service_name="checkout", severity=~"warn|error"} |= "timeout" != `debug` |~ "user=\d+" !~ "health""#,
+            r#"{service_name="checkout", severity=~"warn|error"} |= "timeout" != `debug` |~ "user=\\d+" !~ "health""#,
         )
         .unwrap();
         assert_eq!(q.selector.matchers.len(), 2);
@@ -544,6 +548,13 @@ mod tests {
         assert_eq!(q.filters[1].pattern, "debug");
         let m = &q.selector.matchers[1];
         assert!(m.matches("warn") && m.matches("error") && !m.matches("warning"));
+    }
+
+    /// Skipping whitespace once stepped one byte into a multibyte space and panicked.
+    #[test]
+    fn unicode_whitespace_is_skipped_whole() {
+        assert!(LogQuery::parse("\u{2000}{a=\"b\"}\u{3000}|=\u{2000}\"x\"").is_ok());
+        assert!(LogQuery::parse(" \u{2000}").is_err());
     }
 
     #[test]
@@ -564,7 +575,12 @@ mod tests {
         let err = LogQuery::parse(&huge).unwrap_err();
         assert!(err.message.contains("too complex"), "{err}");
         let long = format!("{{a=\"b\"}} |= \"{}\"", "x".repeat(MAX_PATTERN_LEN + 1));
-        assert!(LogQuery::parse(&long).unwrap_err().message.contains("too long"));
+        assert!(
+            LogQuery::parse(&long)
+                .unwrap_err()
+                .message
+                .contains("too long")
+        );
     }
 
     #[test]

@@ -214,7 +214,8 @@ impl Default for LogBatchBuilder {
 impl LogBatchBuilder {
     pub fn append(&mut self, stream: &Stream, row: LogFields<'_>) {
         self.timestamp.append_value(row.timestamp);
-        self.observed_timestamp.append_option(row.observed_timestamp);
+        self.observed_timestamp
+            .append_option(row.observed_timestamp);
         self.stream_id.append_value(stream.id.0);
         self.service_name.append_option(stream.service_name());
         self.severity.append_option(stream.labels.get("severity"));
@@ -319,9 +320,15 @@ pub struct SpanBatchBuilder {
     rows: usize,
 }
 
-fn nested_list(fields: Fields, first: Box<dyn arrow::array::ArrayBuilder>) -> ListBuilder<StructBuilder> {
-    let builders: Vec<Box<dyn arrow::array::ArrayBuilder>> =
-        vec![first, Box::new(StringBuilder::new()), Box::new(map_builder())];
+fn nested_list(
+    fields: Fields,
+    first: Box<dyn arrow::array::ArrayBuilder>,
+) -> ListBuilder<StructBuilder> {
+    let builders: Vec<Box<dyn arrow::array::ArrayBuilder>> = vec![
+        first,
+        Box::new(StringBuilder::new()),
+        Box::new(map_builder()),
+    ];
     let item = Field::new("item", DataType::Struct(fields.clone()), true);
     ListBuilder::new(StructBuilder::new(fields, builders)).with_field(Arc::new(item))
 }
@@ -369,7 +376,8 @@ impl SpanBatchBuilder {
         self.duration_ns
             .append_value(row.end_time.saturating_sub(row.start_time).max(0));
         self.status_code.append_value(row.status_code);
-        self.status_message.append_option(non_empty(row.status_message));
+        self.status_message
+            .append_option(non_empty(row.status_message));
         self.stream_id.append_value(stream.id.0);
         self.service_name.append_option(stream.service_name());
         append_map(&mut self.labels, stream.labels.iter());
@@ -386,7 +394,13 @@ impl SpanBatchBuilder {
                 b.append_value(event.name);
             }
             if let Some(b) = events.field_builder::<StringMapBuilder>(2) {
-                append_map(b, event.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                append_map(
+                    b,
+                    event
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
             }
             events.append(true);
         }
@@ -400,7 +414,12 @@ impl SpanBatchBuilder {
                 hex_or_null(b, link.span_id);
             }
             if let Some(b) = links.field_builder::<StringMapBuilder>(2) {
-                append_map(b, link.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                append_map(
+                    b,
+                    link.attributes
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
             }
             links.append(true);
         }

@@ -12,9 +12,7 @@ pub enum TenantError {
     Empty,
     #[error("tenant id too long: {0} > {MAX_LEN} bytes")]
     TooLong(usize),
-    #[error(
-        "tenant id may contain only ASCII letters, digits, '-' and '_' (found {0:?})"
-    )]
+    #[error("tenant id may contain only ASCII letters, digits, '-' and '_' (found {0:?})")]
     BadChar(char),
 }
 

@@ -62,8 +62,12 @@ pub fn ts_literal(ns: i64) -> Expr {
 fn line_filter(filter: &crate::model::LineFilter) -> Result<Expr> {
     let body = col("body");
     Ok(match (filter.op, filter.regex()) {
-        (LineFilterOp::Contains, _) => line_contains_udf().call(vec![body, lit(filter.pattern.clone())]),
-        (LineFilterOp::NotContains, _) => not(line_contains_udf().call(vec![body, lit(filter.pattern.clone())])),
+        (LineFilterOp::Contains, _) => {
+            line_contains_udf().call(vec![body, lit(filter.pattern.clone())])
+        }
+        (LineFilterOp::NotContains, _) => {
+            not(line_contains_udf().call(vec![body, lit(filter.pattern.clone())]))
+        }
         (LineFilterOp::Regex, Some(re)) => line_regex_udf(re.clone()).call(vec![body]),
         (LineFilterOp::NotRegex, Some(re)) => not(line_regex_udf(re.clone()).call(vec![body])),
         (_, None) => return Err(QueryError::Invalid("regex filter without a regex".into())),
@@ -134,7 +138,10 @@ impl QueryEngine {
     }
 }
 
-fn group_by_stream(batches: &[RecordBatch], labels: &HashMap<StreamId, LabelSet>) -> Result<Vec<StreamResult>> {
+fn group_by_stream(
+    batches: &[RecordBatch],
+    labels: &HashMap<StreamId, LabelSet>,
+) -> Result<Vec<StreamResult>> {
     let mut order: Vec<StreamId> = Vec::new();
     let mut grouped: HashMap<StreamId, Vec<Entry>> = HashMap::new();
     let missing = |name: &str| QueryError::Execution(format!("result column {name} missing"));

@@ -103,11 +103,20 @@ impl QueryEngine {
         config.options_mut().execution.parquet.reorder_filters = true;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for signal in Signal::ALL {
-            let table = SignalTable::new(Arc::clone(&self.db), tenant.clone(), signal, Arc::clone(&stats));
+            let table = SignalTable::new(
+                Arc::clone(&self.db),
+                tenant.clone(),
+                signal,
+                Arc::clone(&stats),
+            );
             ctx.register_table(signal.as_str(), Arc::new(table))?;
         }
         ctx.register_udf(grep::line_contains_udf());
-        for statement in VIEWS.split(';').map(str::trim).filter(|s| !s.is_empty() && !is_comment(s)) {
+        for statement in VIEWS
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !is_comment(s))
+        {
             ctx.sql(statement).await?;
         }
         Ok(ctx)
@@ -161,7 +170,9 @@ impl QueryEngine {
 }
 
 fn is_comment(statement: &str) -> bool {
-    statement.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+    statement
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
 }
 
 /// Keeps at most `limit` rows; true when rows were dropped.
@@ -180,7 +191,9 @@ fn truncate(batches: &mut Vec<RecordBatch>, limit: usize) -> bool {
 }
 
 /// Rows as JSON objects, the way the HTTP API returns them.
-pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+pub fn to_json_rows(
+    batches: &[RecordBatch],
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
     let mut buf = Vec::new();
     let mut writer = arrow::json::ArrayWriter::new(&mut buf);
     for batch in batches {
@@ -188,7 +201,9 @@ pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<Strin
             .write(batch)
             .map_err(|e| QueryError::Execution(e.to_string()))?;
     }
-    writer.finish().map_err(|e| QueryError::Execution(e.to_string()))?;
+    writer
+        .finish()
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
     drop(writer);
     if buf.is_empty() {
         return Ok(Vec::new());

@@ -8,7 +8,6 @@
 //! filters, row filtering during decode) and reported as inexact, so DataFusion still
 //! applies them above the scan.
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
@@ -127,7 +126,9 @@ impl SignalTable {
                             intersect([StreamId(id)].into());
                         }
                     } else if op == Operator::Eq && self.label_column(column) {
-                        if let Some(m) = text(value).and_then(|v| Matcher::new(column, MatchOp::Equal, v).ok()) {
+                        if let Some(m) =
+                            text(value).and_then(|v| Matcher::new(column, MatchOp::Equal, v).ok())
+                        {
                             label_matchers.push(m);
                         }
                     }
@@ -196,9 +197,9 @@ fn timestamp_ns(value: &ScalarValue) -> Option<i64> {
 
 fn text(value: &ScalarValue) -> Option<&str> {
     match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Some(s.as_str())
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.as_str()),
         _ => None,
     }
 }
@@ -213,10 +214,6 @@ fn unsigned(value: &ScalarValue) -> Option<u64> {
 
 #[async_trait]
 impl TableProvider for SignalTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         schema::schema(self.signal)
     }
@@ -225,7 +222,10 @@ impl TableProvider for SignalTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -237,16 +237,19 @@ impl TableProvider for SignalTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let table_schema = self.schema();
-        let selection = self.db.select(&self.tenant, self.signal, &self.scan_filter(filters));
+        let selection = self
+            .db
+            .select(&self.tenant, self.signal, &self.scan_filter(filters));
         self.stats
             .chunks_selected
             .fetch_add(selection.chunks.len() as u64, Ordering::Relaxed);
         self.stats
             .chunks_pruned
             .fetch_add(selection.pruned_chunks as u64, Ordering::Relaxed);
-        self.stats
-            .chunk_bytes
-            .fetch_add(selection.chunks.iter().map(|c| c.size).sum(), Ordering::Relaxed);
+        self.stats.chunk_bytes.fetch_add(
+            selection.chunks.iter().map(|c| c.size).sum(),
+            Ordering::Relaxed,
+        );
         self.stats.head_rows.fetch_add(
             selection.head.iter().map(|b| b.num_rows() as u64).sum(),
             Ordering::Relaxed,
@@ -264,16 +267,19 @@ impl TableProvider for SignalTable {
                 let df_schema = DFSchema::try_from(Arc::clone(&table_schema))?;
                 source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
             }
-            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parallelism.min(selection.chunks.len())];
+            let mut groups: Vec<Vec<PartitionedFile>> =
+                vec![Vec::new(); parallelism.min(selection.chunks.len())];
+            let count = groups.len();
             for (i, chunk) in selection.chunks.iter().enumerate() {
                 let file = PartitionedFile::new(chunk.key().data_path().to_string(), chunk.size);
-                groups[i % groups.len()].push(file);
+                groups[i % count].push(file);
             }
-            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+                    .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
             inputs.push(DataSourceExec::from_data_source(config));
         }
         if !selection.head.is_empty() {
@@ -282,8 +288,12 @@ impl TableProvider for SignalTable {
             for (i, batch) in selection.head.into_iter().enumerate() {
                 partitions[i % count].push(batch);
             }
-            let memory = MemorySourceConfig::try_new(&partitions, Arc::clone(&table_schema), projection.cloned())?
-                .with_limit(limit);
+            let memory = MemorySourceConfig::try_new(
+                &partitions,
+                Arc::clone(&table_schema),
+                projection.cloned(),
+            )?
+            .with_limit(limit);
             inputs.push(DataSourceExec::from_data_source(memory));
         }
         if inputs.is_empty() {

@@ -49,7 +49,9 @@ pub struct EncodedChunk {
 /// Concatenates and sorts by (stream_id, time).
 pub fn sort_for_chunk(signal: Signal, batches: &[RecordBatch]) -> Result<RecordBatch, ChunkError> {
     let batch = concat_batches(&schema::schema(signal), batches)?;
-    let stream = batch.column_by_name("stream_id").ok_or(ChunkError::Column("stream_id"))?;
+    let stream = batch
+        .column_by_name("stream_id")
+        .ok_or(ChunkError::Column("stream_id"))?;
     let time = batch
         .column_by_name(signal.time_column())
         .ok_or(ChunkError::Column("time"))?;
@@ -205,7 +207,9 @@ mod tests {
     fn chunk_is_sorted_and_round_trips() {
         let streams: Vec<_> = ["b", "a"]
             .iter()
-            .map(|s| Stream::new(LabelSet::new(vec![("service_name".into(), s.to_string())]).unwrap()))
+            .map(|s| {
+                Stream::new(LabelSet::new(vec![("service_name".into(), s.to_string())]).unwrap())
+            })
             .collect();
         let mut b = LogBatchBuilder::default();
         for i in 0..10i64 {
@@ -234,11 +238,24 @@ mod tests {
 
         let reader = ParquetRecordBatchReaderBuilder::try_new(chunk.bytes.clone()).unwrap();
         let meta = reader.metadata().clone();
-        let column = meta.row_group(0).columns().iter().position(|c| c.column_path().string() == "trace_id").unwrap();
-        assert!(meta.row_group(0).column(column).bloom_filter_offset().is_some());
+        let column = meta
+            .row_group(0)
+            .columns()
+            .iter()
+            .position(|c| c.column_path().string() == "trace_id")
+            .unwrap();
+        assert!(
+            meta.row_group(0)
+                .column(column)
+                .bloom_filter_offset()
+                .is_some()
+        );
         let batches: Vec<_> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(batches[0].schema(), schema::schema(Signal::Logs));
-        let ids = batches[0].column_by_name("stream_id").unwrap().as_primitive::<UInt64Type>();
+        let ids = batches[0]
+            .column_by_name("stream_id")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
         assert!(ids.values().windows(2).all(|w| w[0] <= w[1]));
     }
 }

@@ -18,13 +18,16 @@ pub const HOUR_NS: i64 = 3_600_000_000_000;
 const MAX_PARTITION_LEN: usize = 100;
 
 /// The label partition: the partition label's value, escaped to `[A-Za-z0-9_.-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PartitionKey(String);
 
 impl PartitionKey {
     /// Bytes outside `[A-Za-z0-9_-]` become `.XX` (hex), so `.` and `..` cannot occur
     /// as a whole segment and distinct values stay distinct. Long values are cut and
-    /// suffixed with a hash of the whole value.
+    /// suffixed with `=` and a hash of the whole value (`=` never comes out of the
+    /// escaping, and object keys carry it unencoded).
     pub fn from_label_value(value: Option<&str>) -> Self {
         let value = value.unwrap_or("");
         if value.is_empty() {
@@ -41,7 +44,7 @@ impl PartitionKey {
         if out.len() > MAX_PARTITION_LEN {
             let hash = xxhash_rust::xxh3::xxh3_64(value.as_bytes());
             out.truncate(MAX_PARTITION_LEN - 17);
-            out.push_str(&format!("~{hash:016x}"));
+            out.push_str(&format!("={hash:016x}"));
         }
         Self(out)
     }
@@ -54,7 +57,7 @@ impl PartitionKey {
             && text != ".."
             && text
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.~".contains(&b));
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.=".contains(&b));
         ok.then(|| Self(text.to_owned()))
     }
 
@@ -70,7 +73,9 @@ impl fmt::Display for PartitionKey {
 }
 
 /// Unique per ingester and sortable by creation time: `{unix ms:012x}-{ingester}-{n:08x}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChunkId(String);
 
 impl ChunkId {
@@ -162,6 +167,16 @@ mod tests {
             key("a/b").meta_path().as_ref(),
             "acme/logs/a.2fb/2023-11-14/22/018bcfe56800-00ff-00000001.meta.json"
         );
+    }
+
+    /// Escaping triples multibyte values; the hash suffix once used `~`, which object
+    /// store paths percent-encode, pushing the segment past its length limit.
+    #[test]
+    fn long_multibyte_value_stays_within_limit() {
+        let path = key("®:A𑼒®￼ ￼ 𐎟: ®a𑚀 ® ").data_path();
+        let partition = path.as_ref().split('/').nth(2).unwrap().to_owned();
+        assert_eq!(partition.len(), MAX_PARTITION_LEN, "{partition}");
+        assert!(PartitionKey::parse(&partition).is_some());
     }
 
     proptest! {

@@ -96,7 +96,10 @@ pub fn encode_traces(traces: &[TraceSpan]) -> Vec<u8> {
 
 pub fn decode_traces(bytes: &[u8]) -> Result<Vec<TraceSpan>, String> {
     if bytes.len() % 24 != 0 {
-        return Err(format!("trace locator length {} is not a multiple of 24", bytes.len()));
+        return Err(format!(
+            "trace locator length {} is not a multiple of 24",
+            bytes.len()
+        ));
     }
     let word = |b: &[u8]| <[u8; 8]>::try_from(b).unwrap_or_default();
     Ok(bytes
@@ -145,7 +148,9 @@ mod signal_serde {
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Signal, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

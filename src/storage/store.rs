@@ -54,7 +54,12 @@ impl fmt::Display for Counting {
 
 #[async_trait]
 impl ObjectStore for Counting {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -66,7 +71,11 @@ impl ObjectStore for Counting {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         Metrics::add(&self.metrics.object_store_get_requests_total, 1);
         let result = self.inner.get_opts(location, options).await?;
         if !matches!(result.payload, GetResultPayload::Stream(_)) || !result.range.is_empty() {
@@ -78,8 +87,15 @@ impl ObjectStore for Counting {
         Ok(result)
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        Metrics::add(&self.metrics.object_store_get_requests_total, ranges.len() as u64);
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        Metrics::add(
+            &self.metrics.object_store_get_requests_total,
+            ranges.len() as u64,
+        );
         let bytes: u64 = ranges.iter().map(|r| r.end - r.start).sum();
         Metrics::add(&self.metrics.object_store_get_bytes_total, bytes);
         self.inner.get_ranges(location, ranges).await
@@ -100,7 +116,12 @@ impl ObjectStore for Counting {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -130,44 +151,49 @@ impl ChunkStore {
             url: url.to_owned(),
             reason,
         };
-        let (inner, local_root, description): (Arc<dyn ObjectStore>, _, _) = if url.is_empty() || url.starts_with("file://") {
-            let root = match url.strip_prefix("file://") {
-                Some(path) => PathBuf::from(path),
-                None => data_dir.join("chunks"),
-            };
-            std::fs::create_dir_all(&root).map_err(|e| bad(e.to_string()))?;
-            let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
-            let store = LocalFileSystem::new_with_prefix(&root)?;
-            let description = format!("file://{}", root.display());
-            (Arc::new(store), Some(root), description)
-        } else {
-            let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-            let prefix = Path::from(parsed.path().trim_start_matches('/'));
-            let store: Arc<dyn ObjectStore> = match parsed.scheme() {
-                "s3" => Arc::new(
-                    object_store::aws::AmazonS3Builder::from_env()
-                        .with_url(url)
-                        .build()?,
-                ),
-                "gs" => Arc::new(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_url(url)
-                        .build()?,
-                ),
-                "az" | "abfs" | "abfss" => Arc::new(
-                    object_store::azure::MicrosoftAzureBuilder::from_env()
-                        .with_url(url)
-                        .build()?,
-                ),
-                other => return Err(bad(format!("unsupported scheme {other:?}: use file, s3, gs or az"))),
-            };
-            let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
-                store
+        let (inner, local_root, description): (Arc<dyn ObjectStore>, _, _) =
+            if url.is_empty() || url.starts_with("file://") {
+                let root = match url.strip_prefix("file://") {
+                    Some(path) => PathBuf::from(path),
+                    None => data_dir.join("chunks"),
+                };
+                std::fs::create_dir_all(&root).map_err(|e| bad(e.to_string()))?;
+                let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
+                let store = LocalFileSystem::new_with_prefix(&root)?;
+                let description = format!("file://{}", root.display());
+                (Arc::new(store), Some(root), description)
             } else {
-                Arc::new(PrefixStore::new(store, prefix))
+                let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+                let prefix = Path::from(parsed.path().trim_start_matches('/'));
+                let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+                    "s3" => Arc::new(
+                        object_store::aws::AmazonS3Builder::from_env()
+                            .with_url(url)
+                            .build()?,
+                    ),
+                    "gs" => Arc::new(
+                        object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                            .with_url(url)
+                            .build()?,
+                    ),
+                    "az" | "abfs" | "abfss" => Arc::new(
+                        object_store::azure::MicrosoftAzureBuilder::from_env()
+                            .with_url(url)
+                            .build()?,
+                    ),
+                    other => {
+                        return Err(bad(format!(
+                            "unsupported scheme {other:?}: use file, s3, gs or az"
+                        )));
+                    }
+                };
+                let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+                    store
+                } else {
+                    Arc::new(PrefixStore::new(store, prefix))
+                };
+                (store, None, url.to_owned())
             };
-            (store, None, url.to_owned())
-        };
         Ok(Self {
             store: Arc::new(Counting { inner, metrics }),
             local_root,
@@ -178,7 +204,10 @@ impl ChunkStore {
     /// Wraps any store (tests use an in-memory one).
     pub fn from_store(store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Self {
         Self {
-            store: Arc::new(Counting { inner: store, metrics }),
+            store: Arc::new(Counting {
+                inner: store,
+                metrics,
+            }),
             local_root: None,
             description: "custom".into(),
         }

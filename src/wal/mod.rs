@@ -52,7 +52,9 @@ impl std::str::FromStr for SyncPolicy {
         match s {
             "fsync" => Ok(Self::Fsync),
             "buffered" => Ok(Self::Buffered),
-            other => Err(format!("unknown wal sync policy {other:?}: use fsync or buffered")),
+            other => Err(format!(
+                "unknown wal sync policy {other:?}: use fsync or buffered"
+            )),
         }
     }
 }
@@ -329,13 +331,16 @@ impl Wal {
         for p in batch {
             buf.extend_from_slice(&p.frame);
         }
-        let written = active.file.write_all(&buf).and_then(|()| match self.config.sync {
-            SyncPolicy::Fsync => {
-                Metrics::add(&self.metrics.wal_syncs_total, 1);
-                active.file.sync_data()
-            }
-            SyncPolicy::Buffered => Ok(()),
-        });
+        let written = active
+            .file
+            .write_all(&buf)
+            .and_then(|()| match self.config.sync {
+                SyncPolicy::Fsync => {
+                    Metrics::add(&self.metrics.wal_syncs_total, 1);
+                    active.file.sync_data()
+                }
+                SyncPolicy::Buffered => Ok(()),
+            });
         if let Err(e) = written {
             // Leave no partial frame behind for later appends to follow.
             let _ = active.file.set_len(start_len);
@@ -352,7 +357,10 @@ impl Wal {
 
     fn rotate(&self, active: &mut ActiveSegment) -> Result<()> {
         active.file.sync_all().map_err(io_err(&active.info.path))?;
-        let next_first = active.info.last_seq.map_or(active.info.first_seq, |s| s + 1);
+        let next_first = active
+            .info
+            .last_seq
+            .map_or(active.info.first_seq, |s| s + 1);
         let next = self.create_segment(next_first)?;
         let old = std::mem::replace(active, next);
         lock(&self.closed).push(old.info);
@@ -367,7 +375,9 @@ struct ActiveSegment {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

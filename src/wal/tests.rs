@@ -1,6 +1,6 @@
 use super::*;
-use crate::model::schema::{LogBatchBuilder, LogFields, Stream};
 use crate::model::LabelSet;
+use crate::model::schema::{LogBatchBuilder, LogFields, Stream};
 
 fn batch(line: &str) -> RecordBatch {
     let stream = Stream::new(LabelSet::new(vec![("service_name".into(), "a".into())]).unwrap());
@@ -31,7 +31,9 @@ fn config(dir: &Path, segment_bytes: u64) -> WalConfig {
 
 async fn write(wal: &Wal, line: &str) -> u64 {
     let rows = encode_rows(&batch(line)).unwrap();
-    let appended = wal.append(&Tenant::default_tenant(), Signal::Logs, &rows).unwrap();
+    let appended = wal
+        .append(&Tenant::default_tenant(), Signal::Logs, &rows)
+        .unwrap();
     let seq = appended.seq;
     appended.durable().await.unwrap();
     seq
@@ -45,7 +47,14 @@ fn lines(records: &[WalRecord]) -> Vec<String> {
     use arrow::array::AsArray;
     records
         .iter()
-        .map(|r| r.batch.column_by_name("body").unwrap().as_string::<i32>().value(0).to_owned())
+        .map(|r| {
+            r.batch
+                .column_by_name("body")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned()
+        })
         .collect()
 }
 
@@ -85,7 +94,12 @@ async fn torn_tail_is_cut_and_reported() {
     wal.close();
     let file = segment_files(dir.path()).pop().unwrap();
     let len = fs::metadata(&file).unwrap().len();
-    OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 3).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
     let (_, records, report) = open(dir.path(), 1 << 20);
     assert_eq!(lines(&records), ["kept"]);
     assert!(report.torn_tail.is_some());
@@ -101,7 +115,11 @@ async fn bad_checksum_in_older_segment_skips_only_its_rest() {
     }
     wal.close();
     let files = segment_files(dir.path());
-    let middle = files.iter().find(|f| fs::metadata(f).unwrap().len() > 8).unwrap().clone();
+    let middle = files
+        .iter()
+        .find(|f| fs::metadata(f).unwrap().len() > 8)
+        .unwrap()
+        .clone();
     let mut data = fs::read(&middle).unwrap();
     let last = data.len() - 1;
     data[last] ^= 0xff;

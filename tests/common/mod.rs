@@ -52,7 +52,12 @@ impl TestServer {
         self.server.db().flush(true).await.unwrap();
     }
 
-    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.url))
             .header("content-type", content_type)
@@ -64,8 +69,13 @@ impl TestServer {
 
     pub async fn push_json(&self, path: &str, body: &Value) -> Value {
         let response = self.post(path, "application/json", body.to_string()).await;
-        assert_eq!(response.status(), 200, "{path}: {}", response.text().await.unwrap());
-        response.json().await.unwrap()
+        assert_eq!(
+            response.status(),
+            200,
+            "{path}: {}",
+            response.text().await.unwrap()
+        );
+        json_body(response).await
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
@@ -78,14 +88,22 @@ impl TestServer {
             .unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn sql(&self, sql: &str) -> (u16, Value) {
-        let response = self.post("/threadline/v1/sql", "application/sql", sql.to_owned()).await;
+        let response = self
+            .post("/threadline/v1/sql", "application/sql", sql.to_owned())
+            .await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// The rows of a query that must succeed.
@@ -159,7 +177,11 @@ pub fn spans_json(service: &str, spans: &[(&str, &str, &str, &str, i64, i64, boo
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
+}
+
+pub async fn json_body(response: reqwest::Response) -> Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
 }
