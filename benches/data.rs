@@ -19,7 +19,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -27,12 +27,12 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 
     pub fn trace_id(&mut self) -> Vec<u8> {
-        let mut id = self.next().to_be_bytes().to_vec();
-        id.extend_from_slice(&self.next().to_be_bytes());
+        let mut id = self.next_u64().to_be_bytes().to_vec();
+        id.extend_from_slice(&self.next_u64().to_be_bytes());
         id
     }
 }
@@ -123,7 +123,7 @@ pub fn logs_request(rng: &mut Rng, records: usize, t: i64) -> ExportLogsServiceR
                             attributes: vec![kv("thread", &format!("worker-{}", rng.below(16)))],
                             trace_id: if traced { rng.trace_id() } else { Vec::new() },
                             span_id: if traced {
-                                rng.next().to_be_bytes().to_vec()
+                                rng.next_u64().to_be_bytes().to_vec()
                             } else {
                                 Vec::new()
                             },
@@ -151,13 +151,13 @@ pub fn traces_request(
     let mut spans = Vec::with_capacity(traces * spans_per_trace);
     for i in 0..traces {
         let trace_id = rng.trace_id();
-        let root = rng.next().to_be_bytes().to_vec();
+        let root = rng.next_u64().to_be_bytes().to_vec();
         let start = t + i as i64 * 1_000_000;
         for s in 0..spans_per_trace {
             let span_id = if s == 0 {
                 root.clone()
             } else {
-                rng.next().to_be_bytes().to_vec()
+                rng.next_u64().to_be_bytes().to_vec()
             };
             spans.push(Span {
                 trace_id: trace_id.clone(),

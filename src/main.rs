@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, env = "THREADLINE_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: RawConfig,
+        settings: Box<RawConfig>,
     },
     /// Run a SQL query against a running server.
     Sql {
@@ -69,7 +69,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, settings } => serve(config, settings).await,
+        Command::Serve { config, settings } => serve(config, *settings).await,
         Command::Sql { query, client } => {
             print(Client::new(&client.url, client.tenant).sql(&query).await)
         }

@@ -106,31 +106,37 @@ impl SignalTable {
                         },
                         _ => continue,
                     };
-                    if column == time_column {
-                        if let Some(t) = timestamp_ns(value) {
-                            match op {
-                                Operator::Eq => (start, end) = (start.max(t), end.min(t)),
-                                Operator::Gt => start = start.max(t.saturating_add(1)),
-                                Operator::GtEq => start = start.max(t),
-                                Operator::Lt => end = end.min(t.saturating_sub(1)),
-                                Operator::LtEq => end = end.min(t),
-                                _ => {}
+                    match (column, op) {
+                        (c, op) if c == time_column => {
+                            if let Some(t) = timestamp_ns(value) {
+                                match op {
+                                    Operator::Eq => (start, end) = (start.max(t), end.min(t)),
+                                    Operator::Gt => start = start.max(t.saturating_add(1)),
+                                    Operator::GtEq => start = start.max(t),
+                                    Operator::Lt => end = end.min(t.saturating_sub(1)),
+                                    Operator::LtEq => end = end.min(t),
+                                    _ => {}
+                                }
                             }
                         }
-                    } else if op == Operator::Eq && column == "trace_id" {
-                        if let Some(id) = text(value).and_then(|t| TraceId::from_hex(t).ok()) {
-                            filter.trace = Some(id.fingerprint());
+                        ("trace_id", Operator::Eq) => {
+                            if let Some(id) = text(value).and_then(|t| TraceId::from_hex(t).ok()) {
+                                filter.trace = Some(id.fingerprint());
+                            }
                         }
-                    } else if op == Operator::Eq && column == "stream_id" {
-                        if let Some(id) = unsigned(value) {
-                            intersect([StreamId(id)].into());
+                        ("stream_id", Operator::Eq) => {
+                            if let Some(id) = unsigned(value) {
+                                intersect([StreamId(id)].into());
+                            }
                         }
-                    } else if op == Operator::Eq && self.label_column(column) {
-                        if let Some(m) =
-                            text(value).and_then(|v| Matcher::new(column, MatchOp::Equal, v).ok())
-                        {
-                            label_matchers.push(m);
+                        (c, Operator::Eq) if self.label_column(c) => {
+                            if let Some(m) =
+                                text(value).and_then(|v| Matcher::new(c, MatchOp::Equal, v).ok())
+                            {
+                                label_matchers.push(m);
+                            }
                         }
+                        _ => {}
                     }
                 }
                 Expr::InList(list) if !list.negated => {

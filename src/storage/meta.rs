@@ -95,7 +95,7 @@ pub fn encode_traces(traces: &[TraceSpan]) -> Vec<u8> {
 }
 
 pub fn decode_traces(bytes: &[u8]) -> Result<Vec<TraceSpan>, String> {
-    if bytes.len() % 24 != 0 {
+    if !bytes.len().is_multiple_of(24) {
         return Err(format!(
             "trace locator length {} is not a multiple of 24",
             bytes.len()

@@ -15,8 +15,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 use super::meta::ChunkMeta;
@@ -78,12 +78,10 @@ impl ObjectStore for Counting {
     ) -> object_store::Result<GetResult> {
         Metrics::add(&self.metrics.object_store_get_requests_total, 1);
         let result = self.inner.get_opts(location, options).await?;
-        if !matches!(result.payload, GetResultPayload::Stream(_)) || !result.range.is_empty() {
-            Metrics::add(
-                &self.metrics.object_store_get_bytes_total,
-                result.range.end - result.range.start,
-            );
-        }
+        Metrics::add(
+            &self.metrics.object_store_get_bytes_total,
+            result.range.end - result.range.start,
+        );
         Ok(result)
     }
 
