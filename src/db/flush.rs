@@ -69,10 +69,14 @@ impl Db {
         for job in jobs {
             self.flush_job(job, &mut report).await;
         }
-        let watermark = self
-            .read_catalog()
-            .min_unflushed_seq()
-            .unwrap_or_else(|| self.wal.next_seq());
+        // Both read under the catalog lock, which every append also holds: no record can
+        // be sequenced between the two reads without being in the head.
+        let watermark = {
+            let catalog = self.read_catalog();
+            catalog
+                .min_unflushed_seq()
+                .unwrap_or_else(|| self.wal.next_seq())
+        };
         report.wal_segments_removed = self.wal.remove_before(watermark)?;
         self.update_head_gauges();
         Ok(report)
