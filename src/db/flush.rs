@@ -51,7 +51,10 @@ impl Db {
                                 || a.bytes >= self.config.head_max_bytes
                                 || now.duration_since(a.created) >= self.config.head_max_age)
                     });
-                    if let (true, Some(active)) = (due, head.active.take()) {
+                    if !due {
+                        continue;
+                    }
+                    if let Some(active) = head.active.take() {
                         let buffer = Arc::new(active);
                         head.flushing.push(Arc::clone(&buffer));
                         jobs.push(Job {
