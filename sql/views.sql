@@ -6,7 +6,7 @@ SELECT
     trace_id,
     min(start_time) AS start_time,
     max(end_time) AS end_time,
-    max(end_time) - min(start_time) AS duration,
+    CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns,
     count(*) AS span_count,
     sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS error_count,
     array_sort(array_distinct(array_agg(service_name))) AS services,

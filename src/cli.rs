@@ -12,7 +12,7 @@ use crate::api::TENANT_HEADER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}: {}", chain(source))]
     Connect { url: String, source: reqwest::Error },
     #[error("server answered {status}: {message}")]
     Server { status: u16, message: String },
@@ -153,6 +153,18 @@ impl Client {
         );
         Ok(header + &table(&["time", "signal", "service", "span_id", "what"], rows)?)
     }
+}
+
+/// An error and its causes, "a: b: c" (reqwest keeps "connection refused" in a source).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn text(value: &Value) -> String {

@@ -233,6 +233,33 @@ async fn sql_surface_and_errors() {
     .unwrap();
     assert_eq!(reader.schema().field(0).name(), "one");
 
+    // 64-bit stream IDs are strings in JSON (numbers above 2^53 lose digits in most
+    // clients); nulls are written, not left out.
+    let rows = server
+        .rows("SELECT stream_id, severity_number FROM logs LIMIT 1")
+        .await;
+    assert!(
+        rows[0]["stream_id"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok(),
+        "{rows:?}"
+    );
+    assert!(rows[0]["severity_number"].is_null());
+
+    // Unknown endpoints and methods say so in the same error shape.
+    let (status, body) = server.get("/threadline/v1/nope", &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no such endpoint: /threadline/v1/nope"))
+    );
+    let (status, body) = server.get("/threadline/v1/sql", &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("GET is not allowed on /threadline/v1/sql"))
+    );
+
     // User errors are 400 with DataFusion's message; nothing may write or read files.
     for (sql, expect) in [
         ("SELEC 1", "SQL error"),

@@ -49,6 +49,20 @@ pub fn app(state: AppState) -> Router {
         .route("/threadline/v1/traces/{trace_id}", get(query::trace))
         .route("/metrics", get(metrics))
         .route("/ready", get(|| async { "ready\n" }))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("no such endpoint: {}", uri.path()),
+            )
+        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!("{method} is not allowed on {}", uri.path()),
+                )
+            },
+        )
         .with_state(state)
 }
 

@@ -197,7 +197,9 @@ fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), ApiE
         None => end.saturating_sub(DEFAULT_RANGE_NS),
     };
     if start > end {
-        return Err(ApiError::bad_request("start must not be after end"));
+        return Err(ApiError::bad_request(
+            "start must not be after end (end defaults to now, start to one hour before end)",
+        ));
     }
     Ok((start, end))
 }
@@ -226,7 +228,12 @@ pub async fn logs(
             }
         },
     };
-    let direction = match params.direction.as_deref() {
+    let direction = match params
+        .direction
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("backward") => Direction::Backward,
         Some("forward") => Direction::Forward,
         Some(other) => {

@@ -149,13 +149,19 @@ async fn indexes_prune_by_stream_time_and_trace() {
 async fn periodic_flush_keeps_heads_that_are_not_due() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default())).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")])).await.unwrap();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
+        .await
+        .unwrap();
     let report = db.flush(false).await.unwrap();
     assert_eq!(report.chunks, 0);
     assert_eq!(rows(&db, &ScanFilter::default()), (1, 0));
     drop(db);
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default())).await.unwrap();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
     assert_eq!(rows(&db, &ScanFilter::default()), (1, 0));
 }
 
@@ -165,8 +171,12 @@ async fn heads_are_cut_by_age_and_by_size() {
     let tenant = Tenant::default_tenant();
     let mut cfg = config(dir.path());
     cfg.head_max_age = Duration::from_millis(50);
-    let db = Db::open(cfg.clone(), Arc::new(Metrics::default())).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")])).await.unwrap();
+    let db = Db::open(cfg.clone(), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
+        .await
+        .unwrap();
     assert_eq!(db.flush(false).await.unwrap().chunks, 0);
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(db.flush(false).await.unwrap().chunks, 1);
@@ -177,6 +187,8 @@ async fn heads_are_cut_by_age_and_by_size() {
     let mut cfg = config(dir.path());
     cfg.head_max_bytes = 1;
     let db = Db::open(cfg, Arc::new(Metrics::default())).await.unwrap();
-    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")])).await.unwrap();
+    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
+        .await
+        .unwrap();
     assert_eq!(db.flush(false).await.unwrap().chunks, 1);
 }

@@ -52,6 +52,6 @@ impl FromStr for Signal {
         Self::ALL
             .into_iter()
             .find(|sig| sig.as_str() == s)
-            .ok_or_else(|| format!("unknown signal {s:?}"))
+            .ok_or_else(|| format!("unknown signal {s:?}: use logs or spans"))
     }
 }

@@ -60,6 +60,11 @@ impl From<DataFusionError> for QueryError {
             | DataFusionError::Internal(_)
             | DataFusionError::External(_)
             | DataFusionError::Shared(_) => Self::Execution(message),
+            DataFusionError::Plan(m) if m.starts_with("table '") && m.ends_with("not found") => {
+                Self::Invalid(format!(
+                    "{message}; the tables are logs and spans, the views traces and log_streams"
+                ))
+            }
             _ => Self::Invalid(message),
         }
     }
@@ -190,15 +195,48 @@ fn truncate(batches: &mut Vec<RecordBatch>, limit: usize) -> bool {
     truncated
 }
 
+/// 64-bit unsigned values (stream IDs) exceed what JSON numbers carry exactly in most
+/// clients, so JSON gets them as decimal strings.
+fn u64_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::UInt64)
+    {
+        return Ok(batch.clone());
+    }
+    let err = |e: arrow::error::ArrowError| QueryError::Execution(e.to_string());
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type() == &DataType::UInt64 {
+            fields.push(Field::new(
+                field.name(),
+                DataType::Utf8,
+                field.is_nullable(),
+            ));
+            columns.push(arrow::compute::cast(column, &DataType::Utf8).map_err(err)?);
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(column));
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(err)
+}
+
 /// Rows as JSON objects, the way the HTTP API returns them.
 pub fn to_json_rows(
     batches: &[RecordBatch],
 ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
     let mut buf = Vec::new();
-    let mut writer = arrow::json::ArrayWriter::new(&mut buf);
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::JsonArray>(&mut buf);
     for batch in batches {
         writer
-            .write(batch)
+            .write(&u64_as_text(batch)?)
             .map_err(|e| QueryError::Execution(e.to_string()))?;
     }
     writer

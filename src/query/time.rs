@@ -35,9 +35,10 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     ))
 }
 
-/// RFC 3339 with nanoseconds, in UTC.
+/// RFC 3339 in UTC, with as many fraction digits (0, 3, 6 or 9) as the value needs:
+/// the same form SQL results use.
 pub fn format_time(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]
@@ -58,6 +59,7 @@ mod tests {
             assert_eq!(parse_time(text), Ok(ns), "{text}");
         }
         assert!(parse_time("yesterday").is_err());
-        assert_eq!(format_time(ns), "2023-11-14T22:13:20.000000000Z");
+        assert_eq!(format_time(ns), "2023-11-14T22:13:20Z");
+        assert_eq!(format_time(ns + 250_000_000), "2023-11-14T22:13:20.250Z");
     }
 }
