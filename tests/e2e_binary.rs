@@ -3,48 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::{logs_json, now_ns};
+use common::{BIN, Running, logs_json, now_ns};
 
-const BIN: &str = env!("CARGO_BIN_EXE_threadline");
-
-struct Running {
-    child: Child,
-    url: String,
-}
-
-/// Starts `threadline serve` and reads the address it listens on from its log.
 fn serve(data_dir: &Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env("THREADLINE_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Running {
-        child,
-        url: format!("http://{addr}"),
-    }
+    Running::serve(data_dir, extra, &[])
 }
 
 fn count_logs(url: &str) -> i64 {
@@ -91,15 +56,13 @@ async fn acknowledged_rows_survive_kill_9() {
         acknowledged += ok as i64;
     }
     assert_eq!(acknowledged, 40);
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    server.kill();
 
     let mut server = serve(dir.path(), &[]);
     assert_eq!(count_logs(&server.url), acknowledged);
 
     // Once more after the rows reached chunks: no row is seen twice.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     let mut server = serve(dir.path(), &["--head-max-age", "100ms"]);
     for _ in 0..100 {
         if dir.path().join("chunks/default/logs/api").exists() {
@@ -108,12 +71,10 @@ async fn acknowledged_rows_survive_kill_9() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     let mut server = serve(dir.path(), &[]);
     assert_eq!(count_logs(&server.url), acknowledged);
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
 }
 
 #[tokio::test]
@@ -168,8 +129,7 @@ async fn config_file_and_cli_commands() {
     assert!(ok && out.contains("0 spans, 1 log lines"), "{out}");
     let (ok, out) = run(&["sql", "SELECT nope FROM logs"]);
     assert!(!ok && out.contains("400"), "{out}");
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
 
     // A bad setting stops the server with a message naming it.
     let output = Command::new(BIN)

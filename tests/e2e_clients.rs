@@ -1,54 +1,26 @@
 //! Real clients with their default settings. The OpenTelemetry Python SDK is installed
-//! into a virtualenv under Cargo's target tmpdir on first use (from PyPI), so a plain
+//! from PyPI into a virtualenv on first use (see `common::python_venv`), so a plain
 //! `cargo test` sets up everything it needs.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::TestServer;
+use common::{TestServer, python_venv};
 use serde_json::json;
-
-const PACKAGES: &[&str] = &[
-    "opentelemetry-sdk==1.45.*",
-    "opentelemetry-exporter-otlp-proto-http==1.45.*",
-];
-
-/// The virtualenv's python, created and filled once; a marker file records success.
-fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("otel-python-1.45");
-    let python = venv.join("bin/python");
-    let marker = venv.join("installed");
-    if marker.exists() {
-        return python;
-    }
-    let run = |program: &Path, args: &[&str]| {
-        let status = std::process::Command::new(program)
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(status.success(), "{} {args:?} failed", program.display());
-    };
-    run(
-        Path::new("python3"),
-        &["-m", "venv", venv.to_str().unwrap()],
-    );
-    let mut args = vec![
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-    ];
-    args.extend_from_slice(PACKAGES);
-    run(&python, &args);
-    std::fs::write(&marker, PACKAGES.join("\n")).unwrap();
-    python
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_python_sdk_with_default_settings() {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let python = tokio::task::spawn_blocking(|| {
+        python_venv(
+            "otel-python-1.45",
+            &[
+                "opentelemetry-sdk==1.45.*",
+                "opentelemetry-exporter-otlp-proto-http==1.45.*",
+            ],
+        )
+    })
+    .await
+    .unwrap()
+    .join("bin/python");
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/otel_python.py");

@@ -2,7 +2,9 @@
 //! temporary data directory, an HTTP client, and OTLP payload builders.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 use threadline::config::{Config, RawConfig};
@@ -184,4 +186,90 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 pub async fn json_body(response: reqwest::Response) -> Value {
     serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
+/// A Python virtualenv under Cargo's target tmpdir with `packages` installed from PyPI,
+/// created on first use; a marker file records a complete install. Returns its root.
+pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let marker = venv.join("installed");
+    if marker.exists() {
+        return venv;
+    }
+    let run = |program: &Path, args: &[&str]| {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{} {args:?} failed", program.display());
+    };
+    run(
+        Path::new("python3"),
+        &["-m", "venv", venv.to_str().unwrap()],
+    );
+    let mut args = vec![
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ];
+    args.extend_from_slice(packages);
+    run(&venv.join("bin/python"), &args);
+    std::fs::write(&marker, packages.join("\n")).unwrap();
+    venv
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_threadline");
+
+/// The real binary, serving.
+pub struct Running {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Running {
+    /// Starts `threadline serve` on a free port and reads its address from its log.
+    pub fn serve(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("THREADLINE_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
