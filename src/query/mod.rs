@@ -14,6 +14,8 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
@@ -78,14 +80,25 @@ pub struct QueryOutput {
     pub stats: Arc<ScanStats>,
 }
 
+/// Memory for parsed chunk footers (schema, row-group and page statistics, bloom
+/// filter offsets) kept across queries, so a lookup does not re-read them.
+pub const CHUNK_METADATA_CACHE_BYTES: usize = 256 << 20;
+
 pub struct QueryEngine {
     db: Arc<Db>,
     config: QueryConfig,
+    chunk_metadata: Arc<FileMetadataCache>,
 }
 
 impl QueryEngine {
     pub fn new(db: Arc<Db>, config: QueryConfig) -> Self {
-        Self { db, config }
+        let cache =
+            DefaultCache::new(CHUNK_METADATA_CACHE_BYTES).with_name("threadline_chunk_metadata");
+        Self {
+            db,
+            config,
+            chunk_metadata: Arc::new(cache),
+        }
     }
 
     pub fn db(&self) -> &Arc<Db> {
@@ -98,8 +111,12 @@ impl QueryEngine {
 
     /// A fresh session that sees only `tenant`'s tables.
     pub async fn session(&self, tenant: &Tenant, stats: Arc<ScanStats>) -> Result<SessionContext> {
+        let caches = CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(Arc::clone(&self.chunk_metadata)))
+            .with_metadata_cache_limit(CHUNK_METADATA_CACHE_BYTES);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.config.max_memory_bytes, 1.0)
+            .with_cache_manager(caches)
             .build_arc()?;
         let url = url::Url::parse(STORE_URL).map_err(|e| QueryError::Execution(e.to_string()))?;
         runtime.register_object_store(&url, self.db.store().object_store());

@@ -19,6 +19,7 @@ use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -264,7 +265,14 @@ impl TableProvider for SignalTable {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         if !selection.chunks.is_empty() {
+            let runtime = state.runtime_env();
+            let store_url = ObjectStoreUrl::parse(STORE_URL)?;
+            let readers = CachedParquetFileReaderFactory::new(
+                runtime.object_store(&store_url)?,
+                runtime.cache_manager.get_file_metadata_cache(),
+            );
             let mut source = ParquetSource::new(Arc::clone(&table_schema))
+                .with_parquet_file_reader_factory(Arc::new(readers))
                 .with_pushdown_filters(true)
                 .with_reorder_filters(true)
                 .with_enable_page_index(true)
@@ -280,12 +288,11 @@ impl TableProvider for SignalTable {
                 let file = PartitionedFile::new(chunk.key().data_path().to_string(), chunk.size);
                 groups[i % count].push(file);
             }
-            let config =
-                FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
-                    .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit)
-                    .build();
+            let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
             inputs.push(DataSourceExec::from_data_source(config));
         }
         if !selection.head.is_empty() {
