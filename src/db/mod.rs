@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use flush::FlushReport;
 use head::{HeadBuffer, Part, split_by_partition, split_by_window};
@@ -231,18 +231,27 @@ impl Db {
         }
         let chunk_count: usize = catalog.tables.values().map(|t| t.chunks.len()).sum();
 
+        let min_next_seq = flushed.values().max().map_or(1, |s| s + 1);
         let (wal, records, report) = Wal::open(
             WalConfig {
                 dir: wal_dir,
                 sync: config.wal_sync,
                 segment_bytes: config.wal_segment_bytes,
             },
+            min_next_seq,
             Arc::clone(&metrics),
         )?;
         let now = Instant::now();
         let mut replayed_rows = 0;
         for record in records {
-            replayed_rows += replay_record(&mut catalog, &flushed, record, now)?;
+            let seq = record.seq;
+            match replay_record(&mut catalog, &flushed, record, now) {
+                Ok(rows) => replayed_rows += rows,
+                Err(e) => {
+                    Metrics::add(&metrics.wal_corruptions_total, 1);
+                    error!(seq, error = %e, "wal: cannot replay a record; skipping it");
+                }
+            }
         }
         info!(
             chunks = chunk_count,

@@ -17,7 +17,7 @@
 pub mod record;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -151,8 +151,13 @@ impl Appended {
 impl Wal {
     /// Opens the log in `config.dir`, replaying every record it holds. The returned
     /// records are in sequence order.
+    ///
+    /// `min_next_seq` is a floor for new sequence numbers: the caller passes one past
+    /// the highest sequence number its chunks say they cover, so numbers are never
+    /// reused even when every segment that held them is gone.
     pub fn open(
         config: WalConfig,
+        min_next_seq: u64,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, Vec<WalRecord>, ReplayReport)> {
         fs::create_dir_all(&config.dir).map_err(io_err(&config.dir))?;
@@ -171,21 +176,29 @@ impl Wal {
             &metrics.wal_corruptions_total,
             (report.corrupt.len() + report.torn_tail.is_some() as usize) as u64,
         );
-        // Empty segments hold nothing to keep.
-        let mut kept = Vec::new();
-        for segment in segments {
-            if segment.last_seq.is_none() {
-                fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
-            } else {
-                kept.push(segment);
-            }
-        }
+        // Every segment's name counts towards the next sequence number, even one about
+        // to be dropped or set aside: numbers (and segment names) are never reused.
         let next_seq = records
             .iter()
             .map(|r| r.seq + 1)
-            .chain(kept.iter().map(|s| s.first_seq))
+            .chain(segments.iter().map(|s| s.first_seq + 1))
+            .chain([min_next_seq, 1])
             .max()
             .unwrap_or(1);
+        // Segments without a single good record: empty ones go, damaged ones are set
+        // aside (renamed `.corrupt`) as evidence and never replayed again.
+        let mut kept = Vec::new();
+        for segment in segments {
+            if segment.last_seq.is_some() {
+                kept.push(segment);
+            } else if report.corrupt.iter().any(|(p, _, _)| p == &segment.path) {
+                let aside = segment.path.with_extension("corrupt");
+                fs::rename(&segment.path, &aside).map_err(io_err(&segment.path))?;
+                warn!(path = %aside.display(), "wal: set aside a segment with no readable record");
+            } else {
+                fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
+            }
+        }
 
         let wal = Arc::new(Self {
             config,
@@ -247,8 +260,8 @@ impl Wal {
             if !done {
                 break;
             }
-            let segment = closed.remove(0);
-            fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
+            fs::remove_file(&first.path).map_err(io_err(&first.path))?;
+            closed.remove(0);
             removed += 1;
         }
         if removed > 0 {
@@ -305,6 +318,7 @@ impl Wal {
                 std::mem::take(&mut queue.pending)
             };
             let result = self.write_group(&mut active, &batch);
+            let failed = result.is_err();
             if let Err(e) = &result {
                 Metrics::add(&self.metrics.wal_write_errors_total, 1);
                 error!(error = %e, records = batch.len(), "wal write failed");
@@ -313,7 +327,9 @@ impl Wal {
             for pending in batch {
                 let _ = pending.done.send(result.clone());
             }
-            if active.len >= self.config.segment_bytes {
+            // After a failed write or sync the file's state is unknown (a failed fsync
+            // may have dropped dirty pages): continue in a fresh segment.
+            if failed || active.len >= self.config.segment_bytes {
                 match self.rotate(&mut active) {
                     Ok(()) => {}
                     Err(e) => error!(error = %e, "wal segment rotation failed"),
@@ -342,8 +358,9 @@ impl Wal {
                 SyncPolicy::Buffered => Ok(()),
             });
         if let Err(e) = written {
-            // Leave no partial frame behind for later appends to follow.
+            // Leave no partial frame, and no hole, before whatever is written next.
             let _ = active.file.set_len(start_len);
+            let _ = active.file.seek(SeekFrom::Start(start_len));
             return Err(e);
         }
         active.len += buf.len() as u64;
@@ -419,7 +436,11 @@ fn replay_segment(
     let mut offset = MAGIC.len();
     let fault = if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
         offset = 0;
-        Some("bad segment header".to_owned())
+        Some(Fault {
+            reason: "bad segment header".to_owned(),
+            // A crash while creating the segment leaves a short or zeroed header.
+            torn: data.len() < MAGIC.len() || data.iter().all(|b| *b == 0),
+        })
     } else {
         loop {
             if offset == data.len() {
@@ -431,13 +452,15 @@ fn replay_segment(
                     records.push(record);
                     offset += len;
                 }
-                Err(reason) => break Some(reason),
+                Err(fault) => break Some(fault),
             }
         }
     };
-    if let Some(reason) = fault {
+    if let Some(Fault { reason, torn }) = fault {
         let path = segment.path.clone();
-        if newest {
+        // Only an incomplete write at the very end of the newest segment is a torn
+        // tail; a bad frame with more data after it is corruption, and the file is kept.
+        if newest && torn {
             warn!(path = %path.display(), offset, reason, "wal: cutting torn tail of newest segment");
             let file = OpenOptions::new()
                 .write(true)
@@ -462,22 +485,46 @@ fn replay_segment(
     Ok(records)
 }
 
-fn read_frame(data: &[u8]) -> Result<(WalRecord, usize), String> {
+/// Why replay stopped reading a segment, and whether it looks like a write that a crash
+/// cut short (everything from the fault to the end of the file is incomplete or zero).
+struct Fault {
+    reason: String,
+    torn: bool,
+}
+
+fn read_frame(data: &[u8]) -> Result<(WalRecord, usize), Fault> {
+    let zeros = data.iter().all(|b| *b == 0);
+    let fault = |reason: String, incomplete: bool| Fault {
+        reason,
+        torn: incomplete || zeros,
+    };
     if data.len() < FRAME_HEADER {
-        return Err(format!("truncated frame header ({} bytes)", data.len()));
+        return Err(fault(
+            format!("truncated frame header ({} bytes)", data.len()),
+            true,
+        ));
     }
     let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
     let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    // Checked against the bytes present before anything is allocated or read.
+    let Some(body) = data.get(FRAME_HEADER..FRAME_HEADER + len) else {
+        let reason = format!("record of {len} bytes runs past the end of the segment");
+        return Err(fault(reason, true));
+    };
     if len > MAX_RECORD_BYTES {
-        return Err(format!("record length {len} exceeds {MAX_RECORD_BYTES}"));
+        let reason = format!("record length {len} exceeds {MAX_RECORD_BYTES}");
+        return Err(fault(reason, false));
     }
-    let body = data
-        .get(FRAME_HEADER..FRAME_HEADER + len)
-        .ok_or_else(|| format!("record of {len} bytes runs past the end of the segment"))?;
     if crc32c::crc32c(body) != crc {
-        return Err("checksum mismatch".to_owned());
+        // A checksum mismatch on the last frame is a write cut short by a crash.
+        let last = FRAME_HEADER + len == data.len();
+        return Err(fault("checksum mismatch".to_owned(), last));
     }
-    let record = decode_body(body).map_err(|e| e.to_string())?;
+    // The checksum held, so these bytes are what was written; decoding them must still
+    // never take the process down.
+    let decoded = std::panic::catch_unwind(|| decode_body(body))
+        .unwrap_or_else(|_| Err(record::RecordError::Undecodable));
+    let record = decoded.map_err(|e| fault(e.to_string(), false))?;
     Ok((record, FRAME_HEADER + len))
 }
 

@@ -41,6 +41,10 @@ pub enum RecordError {
     Rows(#[from] arrow::error::ArrowError),
     #[error("record holds no batch")]
     NoBatch,
+    #[error("record rows do not match the {0} schema")]
+    Schema(Signal),
+    #[error("record rows cannot be decoded")]
+    Undecodable,
 }
 
 /// Encodes the rows once; the frame is built when the sequence number is known.
@@ -84,6 +88,9 @@ pub fn decode_body(body: &[u8]) -> Result<WalRecord, RecordError> {
         .and_then(|t| Tenant::new(t).map_err(|e| RecordError::Tenant(e.to_string())))?;
     let mut reader = StreamReader::try_new(Cursor::new(&body[tenant_end..]), None)?;
     let batch = reader.next().ok_or(RecordError::NoBatch)??;
+    if batch.schema() != crate::model::schema::schema(signal) {
+        return Err(RecordError::Schema(signal));
+    }
     Ok(WalRecord {
         seq,
         tenant,
