@@ -60,10 +60,18 @@ impl ApiError {
 impl From<db::Error> for ApiError {
     fn from(e: db::Error) -> Self {
         error!(error = %e, "write failed");
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the write could not be made durable; nothing was acknowledged, retry later",
-        )
+        match e {
+            db::Error::Wal(crate::wal::Error::Write(_) | crate::wal::Error::Closed) => {
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the write could not be made durable and was not acknowledged; retry later",
+                )
+            }
+            _ => ApiError::new(
+                ErrorCode::Internal,
+                "the write failed and was not acknowledged; see the server log",
+            ),
+        }
     }
 }
 

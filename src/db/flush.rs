@@ -209,7 +209,15 @@ impl Db {
             path: key.meta_path().to_string(),
             reason: e.to_string(),
         })?;
-        self.store.put(&key.meta_path(), json.into()).await?;
+        if let Err(e) = self.store.put(&key.meta_path(), json.into()).await {
+            // The metadata is the commit point. A PUT can fail after the object was
+            // stored (a timeout on the reply); if it is there, the chunk is committed,
+            // and returning its rows to the head would store them twice.
+            if !self.store.exists(&key.meta_path()).await {
+                return Err(e.into());
+            }
+            warn!(chunk = %key.meta_path(), error = %e, "metadata write reported an error but the object exists");
+        }
         Metrics::add(&self.metrics.chunks_written_total, 1);
         Metrics::add(&self.metrics.chunk_bytes_written_total, size);
         debug!(chunk = %key.data_path(), rows = meta.rows, bytes = size, "chunk written");

@@ -235,6 +235,11 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// Whether an object is there (a failed HEAD counts as not there).
+    pub async fn exists(&self, path: &Path) -> bool {
+        self.store.head(path).await.is_ok()
+    }
+
     /// Reads every chunk's metadata. Chunks without metadata are unfinished writes and
     /// are skipped; unreadable metadata is an error, never silently dropped.
     pub async fn load_metas(&self) -> Result<Vec<ChunkMeta>> {
