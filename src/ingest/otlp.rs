@@ -5,6 +5,8 @@
 //! that cannot be stored (bad IDs, oversized bodies, out-of-range times) are rejected
 //! one by one and reported through `partial_success`, per the OTLP/HTTP spec.
 
+use std::borrow::Cow;
+
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -156,13 +158,18 @@ fn resource_view(resource: Option<&Resource>, rules: &IngestRules) -> ResourceVi
 /// Attribute values as text: strings as they are, scalars in their usual form, bytes
 /// as hex, arrays and maps as JSON.
 pub fn any_value_string(value: Option<&AnyValue>) -> String {
+    any_value_text(value).into_owned()
+}
+
+/// As `any_value_string`, borrowing when the value already is a string.
+pub fn any_value_text(value: Option<&AnyValue>) -> Cow<'_, str> {
     match value.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(other) => match any_value_json(other) {
+        Some(any_value::Value::StringValue(s)) => Cow::Borrowed(s),
+        Some(other) => Cow::Owned(match any_value_json(other) {
             serde_json::Value::String(s) => s,
             json => json.to_string(),
-        },
-        None => String::new(),
+        }),
+        None => Cow::Borrowed(""),
     }
 }
 
@@ -297,14 +304,19 @@ pub fn logs_to_batch(
     let mut builder = LogBatchBuilder::default();
     let mut rejected = Rejected::default();
     let mut attributes = Vec::new();
+    let mut scope_attributes = Vec::new();
     for resource_logs in &request.resource_logs {
         let view = resource_view(resource_logs.resource.as_ref(), rules);
         let mut streams = Streams::new(view.labels);
         for scope_logs in &resource_logs.scope_logs {
             let scope = scope_logs.scope.as_ref();
+            scope_attributes.clear();
+            if let Some(scope) = scope {
+                push_attributes(&mut scope_attributes, &scope.attributes);
+            }
             for record in &scope_logs.log_records {
                 let row = (|| -> Result<(), String> {
-                    let body = any_value_string(record.body.as_ref());
+                    let body = any_value_text(record.body.as_ref());
                     if body.len() > rules.max_line_bytes {
                         return Err(format!(
                             "log body too long: {} > {} bytes",
@@ -330,10 +342,6 @@ pub fn logs_to_batch(
                         record.severity_number,
                     ))?;
                     attributes.clear();
-                    attributes.extend(view.attributes.iter().cloned());
-                    if let Some(scope) = scope {
-                        push_attributes(&mut attributes, &scope.attributes);
-                    }
                     push_attributes(&mut attributes, &record.attributes);
                     builder.append(
                         stream,
@@ -345,7 +353,7 @@ pub fn logs_to_batch(
                             body: &body,
                             trace_id,
                             span_id,
-                            attributes: &attributes,
+                            attributes: &[&view.attributes, &scope_attributes, &attributes],
                             scope_name: scope.map(|s| s.name.as_str()).filter(|n| !n.is_empty()),
                         },
                     );
@@ -386,11 +394,16 @@ pub fn traces_to_batch(request: &ExportTraceServiceRequest, rules: &IngestRules)
     let mut builder = SpanBatchBuilder::default();
     let mut rejected = Rejected::default();
     let mut attributes = Vec::new();
+    let mut scope_attributes = Vec::new();
     for resource_spans in &request.resource_spans {
         let view = resource_view(resource_spans.resource.as_ref(), rules);
         let mut streams = Streams::new(view.labels);
         for scope_spans in &resource_spans.scope_spans {
             let scope = scope_spans.scope.as_ref();
+            scope_attributes.clear();
+            if let Some(scope) = scope {
+                push_attributes(&mut scope_attributes, &scope.attributes);
+            }
             for span in &scope_spans.spans {
                 let row = (|| -> Result<(), String> {
                     let trace_id =
@@ -401,10 +414,6 @@ pub fn traces_to_batch(request: &ExportTraceServiceRequest, rules: &IngestRules)
                     let end_time = time_ns(span.end_time_unix_nano, "end time")?;
                     let stream = streams.get(None)?;
                     attributes.clear();
-                    attributes.extend(view.attributes.iter().cloned());
-                    if let Some(scope) = scope {
-                        push_attributes(&mut attributes, &scope.attributes);
-                    }
                     push_attributes(&mut attributes, &span.attributes);
                     let events = span
                         .events
@@ -446,7 +455,7 @@ pub fn traces_to_batch(request: &ExportTraceServiceRequest, rules: &IngestRules)
                             end_time,
                             status_code: status_code(status.map(|s| s.code).unwrap_or(0)),
                             status_message: status.map(|s| s.message.as_str()).unwrap_or(""),
-                            attributes: &attributes,
+                            attributes: &[&view.attributes, &scope_attributes, &attributes],
                             events,
                             links,
                             scope_name: scope.map(|s| s.name.as_str()).filter(|n| !n.is_empty()),

@@ -171,7 +171,8 @@ pub struct LogFields<'a> {
     pub body: &'a str,
     pub trace_id: Option<TraceId>,
     pub span_id: Option<SpanId>,
-    pub attributes: &'a [(String, String)],
+    /// Attribute groups (resource, scope, record), written as one map in this order.
+    pub attributes: &'a [&'a [(String, String)]],
     pub scope_name: Option<&'a str>,
 }
 
@@ -226,7 +227,10 @@ impl LogBatchBuilder {
         hex_or_null(&mut self.span_id, row.span_id);
         append_map(
             &mut self.attributes,
-            row.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            row.attributes
+                .iter()
+                .flat_map(|group| group.iter())
+                .map(|(k, v)| (k.as_str(), v.as_str())),
         );
         self.scope_name.append_option(row.scope_name);
         self.rows += 1;
@@ -292,7 +296,8 @@ pub struct SpanFields<'a> {
     pub end_time: i64,
     pub status_code: &'static str,
     pub status_message: &'a str,
-    pub attributes: &'a [(String, String)],
+    /// Attribute groups (resource, scope, span), written as one map in this order.
+    pub attributes: &'a [&'a [(String, String)]],
     pub events: Vec<SpanEvent<'a>>,
     pub links: Vec<SpanLink>,
     pub scope_name: Option<&'a str>,
@@ -383,7 +388,10 @@ impl SpanBatchBuilder {
         append_map(&mut self.labels, stream.labels.iter());
         append_map(
             &mut self.attributes,
-            row.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            row.attributes
+                .iter()
+                .flat_map(|group| group.iter())
+                .map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let events = self.events.values();
         for event in &row.events {
@@ -488,7 +496,7 @@ mod tests {
                 body: "hello",
                 trace_id: TraceId::from_bytes(&[1; 16]).ok(),
                 span_id: None,
-                attributes: &attrs,
+                attributes: &[&attrs],
                 scope_name: None,
             },
         );
@@ -513,7 +521,7 @@ mod tests {
                 end_time: 25,
                 status_code: "ok",
                 status_message: "",
-                attributes: &[],
+                attributes: &[&[]],
                 events: vec![SpanEvent {
                     timestamp: 12,
                     name: "retry",

@@ -27,8 +27,9 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
+pub use record::EncodedRows;
 pub use record::WalRecord;
-use record::{FRAME_HEADER, MAX_RECORD_BYTES, decode_body, encode_frame};
+use record::{FRAME_HEADER, MAX_RECORD_BYTES, decode_body, encode_frame_head};
 
 use crate::metrics::Metrics;
 use crate::model::{Signal, Tenant};
@@ -102,7 +103,8 @@ pub struct ReplayReport {
 }
 
 struct Pending {
-    frame: Bytes,
+    head: Bytes,
+    rows: Bytes,
     seq: u64,
     done: oneshot::Sender<Result<(), Arc<std::io::Error>>>,
 }
@@ -224,7 +226,7 @@ impl Wal {
     /// Assigns the next sequence number and queues the record. Callers that need
     /// sequence order to match some other order (the head's) hold their own lock
     /// around this call; it never blocks on I/O.
-    pub fn append(&self, tenant: &Tenant, signal: Signal, rows: &[u8]) -> Result<Appended> {
+    pub fn append(&self, tenant: &Tenant, signal: Signal, rows: &EncodedRows) -> Result<Appended> {
         let (tx, rx) = oneshot::channel();
         let mut queue = lock(&self.queue);
         if queue.closed {
@@ -232,9 +234,10 @@ impl Wal {
         }
         let seq = queue.next_seq;
         queue.next_seq += 1;
-        let frame = encode_frame(seq, tenant, signal, rows);
+        let head = encode_frame_head(seq, tenant, signal, rows);
         queue.pending.push(Pending {
-            frame,
+            head,
+            rows: rows.bytes.clone(),
             seq,
             done: tx,
         });
@@ -343,9 +346,10 @@ impl Wal {
 
     fn write_group(&self, active: &mut ActiveSegment, batch: &[Pending]) -> std::io::Result<()> {
         let start_len = active.len;
-        let mut buf = Vec::with_capacity(batch.iter().map(|p| p.frame.len()).sum());
+        let mut buf = Vec::with_capacity(batch.iter().map(|p| p.head.len() + p.rows.len()).sum());
         for p in batch {
-            buf.extend_from_slice(&p.frame);
+            buf.extend_from_slice(&p.head);
+            buf.extend_from_slice(&p.rows);
         }
         let written = active
             .file
@@ -529,7 +533,7 @@ fn read_frame(data: &[u8]) -> Result<(WalRecord, usize), Fault> {
 }
 
 /// Encodes rows for `Wal::append`, outside any lock.
-pub fn encode_rows(batch: &RecordBatch) -> Result<Bytes> {
+pub fn encode_rows(batch: &RecordBatch) -> Result<EncodedRows> {
     Ok(record::encode_rows(batch)?)
 }
 

@@ -47,20 +47,37 @@ pub enum RecordError {
     Undecodable,
 }
 
-/// Encodes the rows once; the frame is built when the sequence number is known.
-pub fn encode_rows(batch: &RecordBatch) -> Result<Bytes, arrow::error::ArrowError> {
+/// A batch encoded for the WAL, with the checksum of its bytes: both are computed
+/// once, before the record is sequenced, so appending costs only the small header.
+#[derive(Debug, Clone)]
+pub struct EncodedRows {
+    pub bytes: Bytes,
+    crc: u32,
+}
+
+impl EncodedRows {
+    pub fn new(bytes: Bytes) -> Self {
+        let crc = crc32c::crc32c(&bytes);
+        Self { bytes, crc }
+    }
+}
+
+pub fn encode_rows(batch: &RecordBatch) -> Result<EncodedRows, arrow::error::ArrowError> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() + 1024);
     let mut writer = StreamWriter::try_new(&mut buf, &batch.schema())?;
     writer.write(batch)?;
     writer.finish()?;
     drop(writer);
-    Ok(buf.into())
+    Ok(EncodedRows::new(buf.into()))
 }
 
-pub fn encode_frame(seq: u64, tenant: &Tenant, signal: Signal, rows: &[u8]) -> Bytes {
+/// The frame's head: length, checksum and everything of the body before the rows.
+/// The frame on disk is this followed by `rows.bytes`.
+pub fn encode_frame_head(seq: u64, tenant: &Tenant, signal: Signal, rows: &EncodedRows) -> Bytes {
     let tenant = tenant.as_str().as_bytes();
-    let body_len = 8 + 1 + 1 + tenant.len() + rows.len();
-    let mut buf = BytesMut::with_capacity(FRAME_HEADER + body_len);
+    let prefix_len = 8 + 1 + 1 + tenant.len();
+    let body_len = prefix_len + rows.bytes.len();
+    let mut buf = BytesMut::with_capacity(FRAME_HEADER + prefix_len);
     buf.put_u32_le(body_len as u32);
     buf.put_u32_le(0);
     buf.put_u64_le(seq);
@@ -68,8 +85,8 @@ pub fn encode_frame(seq: u64, tenant: &Tenant, signal: Signal, rows: &[u8]) -> B
     // Tenant IDs are at most 150 bytes, checked when the tenant was made.
     buf.put_u8(tenant.len() as u8);
     buf.put_slice(tenant);
-    buf.put_slice(rows);
-    let crc = crc32c::crc32c(&buf[FRAME_HEADER..]);
+    let prefix_crc = crc32c::crc32c(&buf[FRAME_HEADER..]);
+    let crc = crc32c::crc32c_combine(prefix_crc, rows.crc, rows.bytes.len());
     buf[4..8].copy_from_slice(&crc.to_le_bytes());
     buf.freeze()
 }
@@ -137,7 +154,8 @@ mod tests {
         ) {
             let tenant = Tenant::new(&tenant).unwrap();
             let batch = batch(&lines, ts.saturating_sub(100));
-            let frame = encode_frame(seq, &tenant, Signal::Logs, &encode_rows(&batch).unwrap());
+            let rows = encode_rows(&batch).unwrap();
+            let frame = [encode_frame_head(seq, &tenant, Signal::Logs, &rows), rows.bytes].concat();
             let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
             prop_assert_eq!(len, frame.len() - FRAME_HEADER);
             let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap());

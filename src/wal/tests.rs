@@ -234,12 +234,9 @@ async fn well_framed_garbage_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _, _) = open(dir.path(), 1 << 20);
     write(&wal, "ok").await;
+    let garbage = EncodedRows::new(bytes::Bytes::from_static(b"not arrow at all"));
     let appended = wal
-        .append(
-            &Tenant::default_tenant(),
-            Signal::Spans,
-            b"not arrow at all",
-        )
+        .append(&Tenant::default_tenant(), Signal::Spans, &garbage)
         .unwrap();
     appended.durable().await.unwrap();
     wal.close();
