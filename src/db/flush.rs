@@ -125,6 +125,7 @@ impl Db {
             catalog.tables.values().map(|t| t.chunks.len() as u64).sum(),
             Ordering::Relaxed,
         );
+        let fresh = catalog.new_buffer(job.buffer.created);
         let table = catalog
             .tables
             .entry((job.tenant.clone(), job.signal))
@@ -133,9 +134,7 @@ impl Db {
         head.flushing.retain(|b| !Arc::ptr_eq(b, &job.buffer));
         if !failed.is_empty() {
             // Keep the buffer's sequence range so the WAL is not truncated past it.
-            let active = head
-                .active
-                .get_or_insert_with(|| HeadBuffer::new(job.buffer.created));
+            let active = head.active.get_or_insert(fresh);
             for batch in failed {
                 match split_by_partition(job.signal, &batch) {
                     Ok(parts) => {

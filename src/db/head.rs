@@ -28,6 +28,8 @@ pub struct Part {
 
 #[derive(Debug)]
 pub struct HeadBuffer {
+    /// Unique per buffer for the life of the process.
+    pub id: u64,
     pub batches: Vec<RecordBatch>,
     pub rows: usize,
     pub bytes: usize,
@@ -42,8 +44,9 @@ pub struct HeadBuffer {
 }
 
 impl HeadBuffer {
-    pub fn new(now: Instant) -> Self {
+    pub fn new(id: u64, now: Instant) -> Self {
         Self {
+            id,
             batches: Vec::new(),
             rows: 0,
             bytes: 0,

@@ -60,6 +60,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A head buffer with at least this many batches is merged into one.
+const COALESCE_BATCHES: usize = 32;
+
 #[derive(Debug, Default)]
 struct PartitionHead {
     active: Option<HeadBuffer>,
@@ -95,6 +98,7 @@ impl Table {
 #[derive(Debug, Default)]
 pub struct Catalog {
     tables: HashMap<(Tenant, Signal), Table>,
+    next_buffer_id: u64,
 }
 
 impl Catalog {
@@ -109,6 +113,11 @@ impl Catalog {
         tenants
     }
 
+    fn new_buffer(&mut self, now: Instant) -> HeadBuffer {
+        self.next_buffer_id += 1;
+        HeadBuffer::new(self.next_buffer_id, now)
+    }
+
     fn insert(
         &mut self,
         tenant: &Tenant,
@@ -117,20 +126,26 @@ impl Catalog {
         seq: u64,
         now: Instant,
     ) {
-        let table = self.tables.entry((tenant.clone(), signal)).or_default();
         for part in parts {
+            let needs_buffer = self
+                .tables
+                .get(&(tenant.clone(), signal))
+                .and_then(|t| t.partitions.get(&part.partition))
+                .is_none_or(|p| p.active.is_none());
+            let fresh = needs_buffer.then(|| self.new_buffer(now));
+            let table = self.tables.entry((tenant.clone(), signal)).or_default();
             for id in &part.streams {
                 if !table.labels.contains(*id) {
                     add_stream_labels(&mut table.labels, *id, &part.batch);
                 }
             }
-            table
-                .partitions
-                .entry(part.partition.clone())
-                .or_default()
-                .active
-                .get_or_insert_with(|| HeadBuffer::new(now))
-                .push(part, seq);
+            let head = table.partitions.entry(part.partition.clone()).or_default();
+            if let Some(buffer) = fresh {
+                head.active = Some(buffer);
+            }
+            if let Some(active) = head.active.as_mut() {
+                active.push(part, seq);
+            }
         }
     }
 
@@ -414,6 +429,54 @@ impl Db {
         self.metrics.head_bytes.store(bytes as u64, Relaxed);
     }
 
+    /// Merges the many small batches a partition's head gathers (one per push) into one,
+    /// so scans of the head pay per-batch costs once. The merge runs outside the lock;
+    /// it is swapped in only if the buffer is still the one it was made from (buffers
+    /// only grow at the end until a flush takes them).
+    pub fn coalesce_heads(&self) -> Result<usize> {
+        let candidates: Vec<_> = {
+            let catalog = self.read_catalog();
+            catalog
+                .tables
+                .iter()
+                .flat_map(|(key, table)| {
+                    table
+                        .partitions
+                        .iter()
+                        .filter_map(move |(partition, head)| {
+                            let active = head.active.as_ref()?;
+                            (active.batches.len() >= COALESCE_BATCHES).then(|| {
+                                (
+                                    key.clone(),
+                                    partition.clone(),
+                                    active.id,
+                                    active.batches.clone(),
+                                )
+                            })
+                        })
+                })
+                .collect()
+        };
+        let mut merged_count = 0;
+        for ((tenant, signal), partition, buffer_id, batches) in candidates {
+            let merged =
+                arrow::compute::concat_batches(&crate::model::schema::schema(signal), &batches)
+                    .map_err(ChunkError::from)?;
+            let mut catalog = self.write_catalog();
+            let active = catalog
+                .tables
+                .get_mut(&(tenant, signal))
+                .and_then(|t| t.partitions.get_mut(&partition))
+                .and_then(|p| p.active.as_mut())
+                .filter(|a| a.id == buffer_id && a.batches.len() >= batches.len());
+            if let Some(active) = active {
+                active.batches.splice(..batches.len(), [merged]);
+                merged_count += 1;
+            }
+        }
+        Ok(merged_count)
+    }
+
     /// Runs the periodic cut until the token is cancelled.
     pub async fn run_flusher(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let period = (self.config.head_max_age / 10)
@@ -422,6 +485,9 @@ impl Db {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = stop.changed() => return,
+            }
+            if let Err(e) = self.coalesce_heads() {
+                warn!(error = %e, "merging head batches failed; they stay as they are");
             }
             if let Err(e) = self.flush(false).await {
                 warn!(error = %e, "periodic flush failed; rows stay in the head and the wal");

@@ -373,3 +373,31 @@ async fn a_metadata_put_that_errors_after_storing_commits_once() {
     let db = open_flaky(dir.path(), store).await;
     assert_eq!(rows(&db, &ScanFilter::default()), (1, 1));
 }
+
+#[tokio::test]
+async fn head_batches_are_merged_without_losing_or_repeating_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::default_tenant();
+    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
+        .await
+        .unwrap();
+    for i in 0..40 {
+        db.write(&tenant, Signal::Logs, logs("api", &[(i, "line")]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.coalesce_heads().unwrap(), 1);
+    let selection = db.select(&tenant, Signal::Logs, &ScanFilter::default());
+    assert_eq!(selection.head.len(), 1);
+    assert_eq!(selection.head[0].num_rows(), 40);
+    db.write(&tenant, Signal::Logs, logs("api", &[(41, "line")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.coalesce_heads().unwrap(),
+        0,
+        "two batches are not worth merging"
+    );
+    assert_eq!(rows(&db, &ScanFilter::default()), (41, 0));
+    assert_eq!(db.flush(true).await.unwrap().rows, 41);
+}

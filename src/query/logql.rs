@@ -113,7 +113,7 @@ impl QueryEngine {
             });
         }
 
-        let ctx = self.session(tenant, Arc::clone(&stats)).await?;
+        let ctx = self.session(tenant, Arc::clone(&stats))?;
         let mut df = ctx
             .table("logs")
             .await?

@@ -109,8 +109,9 @@ impl QueryEngine {
         &self.config
     }
 
-    /// A fresh session that sees only `tenant`'s tables.
-    pub async fn session(&self, tenant: &Tenant, stats: Arc<ScanStats>) -> Result<SessionContext> {
+    /// A fresh session that sees only `tenant`'s tables (the shipped views are added
+    /// by `sql`, the only path that can name them).
+    pub fn session(&self, tenant: &Tenant, stats: Arc<ScanStats>) -> Result<SessionContext> {
         let caches = CacheManagerConfig::default()
             .with_file_metadata_cache(Some(Arc::clone(&self.chunk_metadata)))
             .with_metadata_cache_limit(CHUNK_METADATA_CACHE_BYTES);
@@ -134,6 +135,13 @@ impl QueryEngine {
             ctx.register_table(signal.as_str(), Arc::new(table))?;
         }
         ctx.register_udf(grep::line_contains_udf());
+        Ok(ctx)
+    }
+
+    /// Runs one read-only SQL statement for a tenant.
+    pub async fn sql(&self, tenant: &Tenant, text: &str) -> Result<QueryOutput> {
+        let stats = Arc::new(ScanStats::default());
+        let ctx = self.session(tenant, Arc::clone(&stats))?;
         for statement in VIEWS
             .split(';')
             .map(str::trim)
@@ -141,13 +149,6 @@ impl QueryEngine {
         {
             ctx.sql(statement).await?;
         }
-        Ok(ctx)
-    }
-
-    /// Runs one read-only SQL statement for a tenant.
-    pub async fn sql(&self, tenant: &Tenant, text: &str) -> Result<QueryOutput> {
-        let stats = Arc::new(ScanStats::default());
-        let ctx = self.session(tenant, Arc::clone(&stats)).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -39,7 +39,7 @@ impl QueryEngine {
 
     async fn run_trace(&self, tenant: &Tenant, id: TraceId) -> Result<Option<TraceDocument>> {
         let stats = Arc::new(ScanStats::default());
-        let ctx = self.session(tenant, Arc::clone(&stats)).await?;
+        let ctx = self.session(tenant, Arc::clone(&stats))?;
         let hex = id.to_hex();
         let mut items: Vec<(i64, Map<String, Value>)> = Vec::new();
         let (mut start, mut end) = (i64::MAX, i64::MIN);
