@@ -147,3 +147,33 @@ async fn config_file_and_cli_commands() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("head_max_age"));
 }
+
+#[tokio::test]
+async fn settings_come_from_environment_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let push = |url: String| {
+        let http = http.clone();
+        async move {
+            let body = logs_json("api", &[(now_ns(), "INFO", "12345", "")]).to_string();
+            let response = http
+                .post(format!("{url}/v1/logs"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            common::json_body(response).await
+        }
+    };
+    let env = [("THREADLINE_MAX_LINE_BYTES", "4")];
+    let server = Running::serve(dir.path(), &[], &env);
+    let answer = push(server.url.clone()).await;
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], "1",
+        "{answer}"
+    );
+    drop(server);
+    let server = Running::serve(dir.path(), &["--max-line-bytes", "100"], &env);
+    assert_eq!(push(server.url.clone()).await, serde_json::json!({}));
+}
