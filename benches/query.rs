@@ -10,6 +10,10 @@
 #[path = "data.rs"]
 mod data;
 
+/// The allocator the server binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Duration;
 

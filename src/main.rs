@@ -65,6 +65,11 @@ enum Command {
     },
 }
 
+/// Ingest allocates many short-lived buffers; mimalloc handles that pattern far better
+/// than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -20,6 +20,8 @@ pub const PARTITION_LABEL: &str = "service_name";
 pub struct Part {
     pub partition: PartitionKey,
     pub batch: RecordBatch,
+    /// Memory the part holds, for the head's size limit.
+    pub bytes: usize,
     pub streams: HashSet<StreamId>,
     pub traces: HashSet<u64>,
     pub min_time: i64,
@@ -62,7 +64,7 @@ impl HeadBuffer {
 
     pub fn push(&mut self, part: Part, seq: u64) {
         self.rows += part.batch.num_rows();
-        self.bytes += part.batch.get_array_memory_size();
+        self.bytes += part.bytes;
         self.min_seq = self.min_seq.min(seq);
         self.max_seq = self.max_seq.max(seq);
         self.min_time = self.min_time.min(part.min_time);
@@ -92,34 +94,62 @@ fn column<'a, T: arrow::datatypes::ArrowPrimitiveType>(
 }
 
 /// Splits a request's rows by label partition and summarises each part.
+///
+/// Decoders emit a resource's records together, so a partition's rows are usually one
+/// contiguous run: then each part is a zero-copy slice of the request's batch. Only
+/// interleaved partitions are gathered with a copy.
 pub fn split_by_partition(signal: Signal, batch: &RecordBatch) -> Result<Vec<Part>, ChunkError> {
     let names = batch
         .column_by_name(PARTITION_LABEL)
         .and_then(|c| c.as_string_opt::<i32>())
         .ok_or(ChunkError::Column(PARTITION_LABEL))?;
+    let name = |row: usize| names.is_valid(row).then(|| names.value(row));
+    // Runs of equal partition values, in row order.
+    let mut runs: Vec<(Option<&str>, usize, usize)> = Vec::new();
+    for row in 0..batch.num_rows() {
+        match runs.last_mut() {
+            Some((value, _, len)) if *value == name(row) => *len += 1,
+            _ => runs.push((name(row), row, 1)),
+        }
+    }
+    let total_bytes = batch.get_array_memory_size();
+    let share = |rows: usize| total_bytes * rows / batch.num_rows().max(1);
+    let mut seen = std::collections::HashSet::new();
+    if runs.iter().all(|(value, _, _)| seen.insert(*value)) {
+        return runs
+            .into_iter()
+            .map(|(value, offset, len)| {
+                let part = batch.slice(offset, len);
+                summarise(
+                    signal,
+                    PartitionKey::from_label_value(value),
+                    part,
+                    share(len),
+                )
+            })
+            .collect();
+    }
     let mut groups: HashMap<Option<&str>, Vec<u32>> = HashMap::new();
     for row in 0..batch.num_rows() {
-        let name = names.is_valid(row).then(|| names.value(row));
-        groups.entry(name).or_default().push(row as u32);
+        groups.entry(name(row)).or_default().push(row as u32);
     }
-    let single = groups.len() == 1;
     groups
         .into_iter()
-        .map(|(name, rows)| {
-            let part = if single {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(rows))?
-            };
-            summarise(signal, PartitionKey::from_label_value(name), part)
+        .map(|(value, rows)| {
+            let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+            let bytes = part.get_array_memory_size();
+            summarise(signal, PartitionKey::from_label_value(value), part, bytes)
         })
         .collect()
 }
 
+/// `bytes` is the part's share of memory (a slice shares its parent's buffers, so its
+/// own `get_array_memory_size` would count them whole).
 fn summarise(
     signal: Signal,
     partition: PartitionKey,
     batch: RecordBatch,
+    bytes: usize,
 ) -> Result<Part, ChunkError> {
     let streams = column::<UInt64Type>(&batch, "stream_id")?
         .values()
@@ -144,6 +174,7 @@ fn summarise(
     Ok(Part {
         partition,
         batch,
+        bytes,
         streams,
         traces,
         min_time,
@@ -171,4 +202,74 @@ pub fn split_by_window(
         .collect::<Result<Vec<_>, ChunkError>>()?;
     out.sort_by_key(|(w, _)| *w);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LabelSet;
+    use crate::model::schema::{LogBatchBuilder, LogFields, Stream};
+
+    fn batch(services: &[&str]) -> RecordBatch {
+        let mut b = LogBatchBuilder::default();
+        for (i, service) in services.iter().enumerate() {
+            let stream = Stream::new(
+                LabelSet::new(vec![("service_name".into(), service.to_string())]).unwrap(),
+            );
+            b.append(
+                &stream,
+                LogFields {
+                    timestamp: i as i64,
+                    observed_timestamp: None,
+                    severity_number: None,
+                    body: service,
+                    trace_id: None,
+                    span_id: None,
+                    attributes: &[],
+                    scope_name: None,
+                },
+            );
+        }
+        b.finish()
+    }
+
+    fn split(services: &[&str]) -> Vec<(String, Vec<String>)> {
+        let mut parts: Vec<_> = split_by_partition(Signal::Logs, &batch(services))
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let body = p
+                    .batch
+                    .column_by_name("body")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone();
+                (
+                    p.partition.to_string(),
+                    body.iter().flatten().map(str::to_owned).collect(),
+                )
+            })
+            .collect();
+        parts.sort();
+        parts
+    }
+
+    #[test]
+    fn contiguous_and_interleaved_partitions_split_the_same() {
+        let want = vec![
+            ("a".to_owned(), vec!["a".to_owned(); 2]),
+            ("b".to_owned(), vec!["b".to_owned(); 2]),
+        ];
+        assert_eq!(split(&["a", "a", "b", "b"]), want);
+        assert_eq!(split(&["a", "b", "a", "b"]), want);
+    }
+
+    #[test]
+    fn slices_report_their_share_of_memory() {
+        let whole = batch(&["a", "a", "b", "b"]);
+        let parts = split_by_partition(Signal::Logs, &whole).unwrap();
+        let total: usize = parts.iter().map(|p| p.bytes).sum();
+        assert!(total <= whole.get_array_memory_size());
+        assert!(parts.iter().all(|p| p.bytes > 0));
+    }
 }

@@ -104,7 +104,9 @@ impl QueryEngine {
                 .iter()
                 .filter_map(|id| table.labels.labels(*id).map(|l| (*id, l.clone())))
                 .collect();
-            ((!all).then_some(ids), labels)
+            // A selector that matches every stream needs no stream filter.
+            let narrows = !all && ids.len() < table.labels.len();
+            (narrows.then_some(ids), labels)
         };
         if streams.as_ref().is_some_and(|s| s.is_empty()) {
             return Ok(LogResult {

@@ -124,6 +124,13 @@ impl QueryEngine {
         let mut config = SessionConfig::new().with_information_schema(false);
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
+        // Strings decode into contiguous buffers (not views), which is what the
+        // whole-buffer line search scans.
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for signal in Signal::ALL {
             let table = SignalTable::new(
