@@ -99,26 +99,21 @@ async fn chunks_live_in_s3_and_are_found_again_after_kill_9() {
 
     // The head is cut within a moment; its chunk and metadata land in the bucket.
     let listing = format!("{endpoint}/telemetry?list-type=2&prefix=threadline/");
-    wait_until("a chunk in the bucket", async || {
-        let text = http
-            .get(&listing)
+    let list = async || {
+        http.get(&listing)
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    };
+    wait_until("a chunk in the bucket", async || {
+        let text = list().await;
         text.contains(".parquet") && text.contains(".meta.json")
     })
     .await;
-    let text = http
-        .get(&listing)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = list().await;
     assert!(text.contains("<Key>threadline/default/logs/api/"), "{text}");
     assert!(
         !dir.path().join("chunks").exists(),
