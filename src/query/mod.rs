@@ -17,6 +17,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::db::Db;
@@ -162,8 +163,11 @@ impl QueryEngine {
             .with_allow_statements(false);
         let run = async {
             let df = ctx.sql_with_options(text, options).await?;
-            let limit = self.config.max_result_rows;
-            let df = df.limit(0, Some(limit + 1))?;
+            // EXPLAIN must stay the root of its plan; everything else is capped.
+            let df = match df.logical_plan() {
+                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
+                _ => df.limit(0, Some(self.config.max_result_rows + 1))?,
+            };
             self.collect(df).await
         };
         let (schema, mut batches) = self.counted(run).await?;
