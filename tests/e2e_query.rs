@@ -248,6 +248,22 @@ async fn sql_surface_and_errors() {
     );
     assert!(rows[0]["severity_number"].is_null());
 
+    // Filters reach the Parquet reader once (they were once set by the scan and pushed
+    // down again by DataFusion, so every row was tested twice).
+    server.flush().await;
+    let rows = server
+        .rows("EXPLAIN SELECT body FROM logs WHERE line_contains(body, 'cart')")
+        .await;
+    let plan = rows
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default())
+        .collect::<String>();
+    let scan = plan
+        .lines()
+        .find(|l| l.contains("DataSourceExec: file_groups"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(scan.matches("line_contains(body").count(), 1, "{scan}");
+
     // Unknown endpoints and methods say so in the same error shape.
     let (status, body) = server.get("/threadline/v1/nope", &[]).await;
     assert_eq!(

@@ -4,9 +4,9 @@
 //! Filters DataFusion pushes down are read for what the indexes can use — the time
 //! column's range, `trace_id = '…'`, `stream_id = …` / `IN (…)`, and equality on the
 //! label columns (`service_name`, `severity`) — to choose chunks and head buffers. All
-//! filters are then handed to the Parquet reader (row-group and page statistics, bloom
-//! filters, row filtering during decode) and reported as inexact, so DataFusion still
-//! applies them above the scan.
+//! filters are reported as inexact: DataFusion keeps them above the scan and pushes
+//! them down into the Parquet reader (row-group and page statistics, bloom filters, row
+//! filtering during decode) and onto the head's batches.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -24,7 +24,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -271,16 +271,16 @@ impl TableProvider for SignalTable {
                 runtime.object_store(&store_url)?,
                 runtime.cache_manager.get_file_metadata_cache(),
             );
-            let mut source = ParquetSource::new(Arc::clone(&table_schema))
+            // No predicate is set here: DataFusion pushes the filters above this scan
+            // into the Parquet reader itself (statistics, bloom filters, row filters),
+            // through the union with the head; setting them here too would evaluate
+            // every filter twice.
+            let source = ParquetSource::new(Arc::clone(&table_schema))
                 .with_parquet_file_reader_factory(Arc::new(readers))
                 .with_pushdown_filters(true)
                 .with_reorder_filters(true)
                 .with_enable_page_index(true)
                 .with_bloom_filter_on_read(true);
-            if let Some(predicate) = conjunction(filters.iter().cloned()) {
-                let df_schema = DFSchema::try_from(Arc::clone(&table_schema))?;
-                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-            }
             let mut groups: Vec<Vec<PartitionedFile>> =
                 vec![Vec::new(); parallelism.min(selection.chunks.len())];
             let count = groups.len();
