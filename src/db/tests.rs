@@ -35,6 +35,12 @@ fn logs(service: &str, lines: &[(i64, &str)]) -> RecordBatch {
     b.finish()
 }
 
+async fn open(dir: &std::path::Path) -> Arc<Db> {
+    Db::open(config(dir), Arc::new(Metrics::default()))
+        .await
+        .unwrap()
+}
+
 fn rows(db: &Db, filter: &ScanFilter) -> (u64, usize) {
     let sel = db.select(&Tenant::default_tenant(), Signal::Logs, filter);
     let head: usize = sel.head.iter().map(|b| b.num_rows()).sum();
@@ -50,9 +56,7 @@ const HOUR: i64 = crate::storage::keys::HOUR_NS;
 async fn rows_move_from_head_to_chunks_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     db.write(
         &tenant,
         Signal::Logs,
@@ -73,9 +77,7 @@ async fn rows_move_from_head_to_chunks_exactly_once() {
     // what is in chunks.
     db.close();
     drop(db);
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     assert_eq!(rows(&db, &ScanFilter::default()), (3, 3));
 }
 
@@ -83,9 +85,7 @@ async fn rows_move_from_head_to_chunks_exactly_once() {
 async fn unflushed_rows_come_back_from_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
         .await
         .unwrap();
@@ -95,9 +95,7 @@ async fn unflushed_rows_come_back_from_the_wal() {
         .unwrap();
     // No close: as after a crash, only what the WAL synced is there.
     drop(db);
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     assert_eq!(rows(&db, &ScanFilter::default()), (3, 1));
 }
 
@@ -105,9 +103,7 @@ async fn unflushed_rows_come_back_from_the_wal() {
 async fn indexes_prune_by_stream_time_and_trace() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
         .await
         .unwrap();
@@ -150,9 +146,7 @@ async fn indexes_prune_by_stream_time_and_trace() {
 async fn periodic_flush_keeps_heads_that_are_not_due() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
         .await
         .unwrap();
@@ -160,9 +154,7 @@ async fn periodic_flush_keeps_heads_that_are_not_due() {
     assert_eq!(report.chunks, 0);
     assert_eq!(rows(&db, &ScanFilter::default()), (1, 0));
     drop(db);
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     assert_eq!(rows(&db, &ScanFilter::default()), (1, 0));
 }
 
@@ -200,9 +192,7 @@ async fn heads_are_cut_by_age_and_by_size() {
 async fn rows_written_after_quiet_restarts_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     for line in ["a", "b", "c"] {
         db.write(&tenant, Signal::Logs, logs("api", &[(10, line)]))
             .await
@@ -212,22 +202,16 @@ async fn rows_written_after_quiet_restarts_survive_a_crash() {
     db.close();
     drop(db);
     for _ in 0..2 {
-        let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-            .await
-            .unwrap();
+        let db = open(dir.path()).await;
         db.flush(true).await.unwrap();
         db.close();
     }
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     db.write(&tenant, Signal::Logs, logs("api", &[(11, "d")]))
         .await
         .unwrap();
     drop(db); // a crash: "d" is only in the WAL
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     assert_eq!(rows(&db, &ScanFilter::default()), (4, 1));
 }
 
@@ -378,9 +362,7 @@ async fn a_metadata_put_that_errors_after_storing_commits_once() {
 async fn head_batches_are_merged_without_losing_or_repeating_rows() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::default_tenant();
-    let db = Db::open(config(dir.path()), Arc::new(Metrics::default()))
-        .await
-        .unwrap();
+    let db = open(dir.path()).await;
     for i in 0..40 {
         db.write(&tenant, Signal::Logs, logs("api", &[(i, "line")]))
             .await
