@@ -21,6 +21,7 @@ pub mod index;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod proto;
 pub mod query;
 pub mod server;
 pub mod storage;

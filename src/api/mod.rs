@@ -1,9 +1,12 @@
 //! The HTTP API: one axum router for every endpoint. Ingest endpoints sit at the paths
-//! their protocols define (`/v1/logs`, `/v1/traces`); Threadline's own API lives under
-//! `/threadline/v1/` so it never collides with a compatible path.
+//! their protocols define (OTLP `/v1/*`, Prometheus `/api/v1/write`, Loki
+//! `/loki/api/v1/push`); Threadline's own API lives under `/threadline/v1/` so it never
+//! collides with a compatible path.
 
 mod error;
+mod loki;
 mod otlp;
+mod prometheus;
 mod query;
 
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use http_body_util::BodyExt;
 pub use error::{ApiError, ErrorCode};
 
 use crate::db::Db;
-use crate::ingest::IngestRules;
+use crate::ingest::{BodyError, ContentEncoding, IngestRules, decompress};
 use crate::model::Tenant;
 use crate::query::QueryEngine;
 
@@ -38,6 +41,13 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/logs", post(otlp::logs))
         .route("/v1/traces", post(otlp::traces))
+        .route("/v1/metrics", post(otlp::metrics))
+        .route("/api/v1/write", post(prometheus::remote_write))
+        .route(
+            "/api/v1/query_exemplars",
+            get(prometheus::query_exemplars).post(prometheus::query_exemplars),
+        )
+        .route("/loki/api/v1/push", post(loki::push))
         .route("/threadline/v1/sql", post(query::sql))
         .route("/threadline/v1/query", get(query::logs))
         .route("/threadline/v1/labels", get(query::labels))
@@ -47,6 +57,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/threadline/v1/series", get(query::series))
         .route("/threadline/v1/traces/{trace_id}", get(query::trace))
+        .route(
+            "/threadline/v1/traces/{trace_id}/exemplars",
+            get(prometheus::trace_exemplars),
+        )
         .route("/metrics", get(metrics))
         .route("/ready", get(|| async { "ready\n" }))
         .fallback(|uri: axum::http::Uri| async move {
@@ -84,6 +98,50 @@ pub fn tenant(headers: &HeaderMap) -> Result<Tenant, ApiError> {
             Tenant::new(text.trim()).map_err(|e| ApiError::bad_request(e.to_string()))
         }
     }
+}
+
+/// Reads a body, undoes its `Content-Encoding` (or `default_encoding` when the header is
+/// absent), and bounds both the bytes received and the bytes they inflate to.
+pub async fn read_decoded_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    default_encoding: ContentEncoding,
+) -> Result<Bytes, ApiError> {
+    let header = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let encoding = match header {
+        None => default_encoding,
+        Some(value) => ContentEncoding::parse(Some(value))
+            .map_err(|e| ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string()))?,
+    };
+    let raw = read_body(body, limit).await?;
+    decompress(raw, encoding, limit).map_err(body_error)
+}
+
+pub fn body_error(e: BodyError) -> ApiError {
+    match e {
+        BodyError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+        BodyError::UnsupportedEncoding(_) => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
+        }
+        BodyError::BadGzip(_) | BodyError::BadSnappy(_) => ApiError::bad_request(e.to_string()),
+    }
+}
+
+/// The wall clock in nanoseconds, for protocols that stamp rows with "now".
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+pub fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Reads a body of at most `limit` bytes, counting as it streams (chunked bodies have

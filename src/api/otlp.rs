@@ -1,9 +1,7 @@
-//! OTLP/HTTP receivers for logs and traces, per the OTLP/HTTP spec: protobuf or JSON
+//! OTLP/HTTP receivers for logs, traces and metrics, per the OTLP/HTTP spec: protobuf or JSON
 //! (the response uses the request's encoding), optional gzip, 200 with
 //! `partial_success` when some records were refused, and errors as a `google.rpc.Status`
 //! body with 400, 413, 415 or 503.
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,9 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
-use super::{ApiError, AppState, ErrorCode, read_body, tenant};
+use super::{ApiError, AppState, ErrorCode, body_error, now_ns, read_body, tenant};
 use crate::ingest::otlp::{self, Encoding};
-use crate::ingest::{BodyError, ContentEncoding, Decoded, decompress};
+use crate::ingest::otlp_metrics;
+use crate::ingest::{ContentEncoding, Decoded, decompress};
 use crate::metrics::Metrics;
 use crate::model::Signal;
 
@@ -64,13 +63,6 @@ impl IntoResponse for OtlpError {
     }
 }
 
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
-}
-
 /// The steps both signals share, up to a decoded body.
 async fn accept(
     headers: &HeaderMap,
@@ -103,15 +95,8 @@ async fn accept(
         ))
     })?;
     let raw = read_body(body, state.max_body_bytes).await.map_err(fail)?;
-    let data = decompress(raw, content_encoding, state.max_body_bytes).map_err(|e| {
-        fail(match e {
-            BodyError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
-            BodyError::UnsupportedEncoding(_) => {
-                ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
-            }
-            BodyError::BadGzip(_) => ApiError::bad_request(e.to_string()),
-        })
-    })?;
+    let data =
+        decompress(raw, content_encoding, state.max_body_bytes).map_err(|e| fail(body_error(e)))?;
     Ok((encoding, data))
 }
 
@@ -197,5 +182,31 @@ pub async fn traces(
     Ok(ok(
         encoding,
         otlp::traces_response(&rejected, total, encoding),
+    ))
+}
+
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OtlpError> {
+    let (encoding, data) = accept(&headers, body, &state).await?;
+    let fail = |e: ApiError| OtlpError(e, encoding);
+    let request = otlp_metrics::decode_metrics_request(&data, encoding)
+        .map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
+    let total = otlp_metrics::data_point_count(&request);
+    let (batches, rejected) = otlp_metrics::metrics_to_rows(&request, &state.ingest).finish();
+    let tenant = tenant(&headers).map_err(fail)?;
+    let metrics = state.db.metrics();
+    Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
+    state
+        .db
+        .write_all(&tenant, batches)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    Metrics::add(&metrics.ingested_bytes_total, data.len() as u64);
+    Ok(ok(
+        encoding,
+        otlp_metrics::metrics_response(&rejected, total, encoding),
     ))
 }

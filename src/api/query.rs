@@ -2,7 +2,6 @@
 //! label names, values and series, and trace lookup.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::ipc::writer::StreamWriter;
 use axum::Json;
@@ -13,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, ErrorCode, read_body, tenant};
+use super::{ApiError, AppState, ErrorCode, now_ns, read_body, tenant};
 use crate::model::{LogQuery, Selector, Signal, StreamId, Tenant, TraceId};
 use crate::query::logql::{Direction, LogRequest};
 use crate::query::time::parse_time;
@@ -24,13 +23,6 @@ const MAX_SQL_BYTES: usize = 1 << 20;
 pub const DEFAULT_LOG_LIMIT: usize = 100;
 pub const MAX_LOG_LIMIT: usize = 10_000;
 const DEFAULT_RANGE_NS: i64 = 3_600_000_000_000;
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
-}
 
 #[derive(Debug, Deserialize)]
 pub struct SqlParams {

@@ -9,11 +9,9 @@ use arrow::compute::take_record_batch;
 use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 
 use crate::model::{Signal, StreamId, TraceId};
+use crate::storage::chunk::trace_column;
 use crate::storage::keys::window_start;
 use crate::storage::{ChunkError, PartitionKey};
-
-/// The label whose value names a stream's partition.
-pub const PARTITION_LABEL: &str = "service_name";
 
 /// A slice of one request's rows for one partition, with the summary the head and the
 /// indexes keep about it. Built outside any lock.
@@ -99,10 +97,11 @@ fn column<'a, T: arrow::datatypes::ArrowPrimitiveType>(
 /// contiguous run: then each part is a zero-copy slice of the request's batch. Only
 /// interleaved partitions are gathered with a copy.
 pub fn split_by_partition(signal: Signal, batch: &RecordBatch) -> Result<Vec<Part>, ChunkError> {
+    let partition_label = signal.partition_label();
     let names = batch
-        .column_by_name(PARTITION_LABEL)
+        .column_by_name(partition_label)
         .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or(ChunkError::Column(PARTITION_LABEL))?;
+        .ok_or(ChunkError::Column(partition_label))?;
     let name = |row: usize| names.is_valid(row).then(|| names.value(row));
     // Runs of equal partition values, in row order.
     let mut runs: Vec<(Option<&str>, usize, usize)> = Vec::new();
@@ -161,16 +160,15 @@ fn summarise(
         .values()
         .iter()
         .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
-    let trace_ids = batch
-        .column_by_name("trace_id")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or(ChunkError::Column("trace_id"))?;
-    let traces = trace_ids
-        .iter()
-        .flatten()
-        .filter_map(|hex| TraceId::from_hex(hex).ok())
-        .map(|t| t.fingerprint())
-        .collect();
+    let traces = match trace_column(signal, &batch)? {
+        Some(trace_ids) => trace_ids
+            .iter()
+            .flatten()
+            .filter_map(|hex| TraceId::from_hex(hex).ok())
+            .map(|t| t.fingerprint())
+            .collect(),
+        None => HashSet::new(),
+    };
     Ok(Part {
         partition,
         batch,

@@ -305,23 +305,53 @@ impl Db {
     /// Appends rows to the WAL and the head; returns once they are durable per the
     /// sync policy. Visible to queries from the moment they enter the head.
     pub async fn write(&self, tenant: &Tenant, signal: Signal, batch: RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
+        self.write_all(tenant, vec![(signal, batch)]).await
+    }
+
+    /// Writes the rows of one request that spans several signals (metric samples and
+    /// their exemplars): their WAL records share one group commit, so they become
+    /// durable, or fail, together.
+    pub async fn write_all(
+        &self,
+        tenant: &Tenant,
+        batches: Vec<(Signal, RecordBatch)>,
+    ) -> Result<()> {
+        let batches: Vec<_> = batches
+            .into_iter()
+            .filter(|(_, batch)| batch.num_rows() > 0)
+            .collect();
+        if batches.is_empty() {
             return Ok(());
         }
-        let rows = batch.num_rows() as u64;
-        let bytes = batch.get_array_memory_size() as u64;
-        let encoded = wal::encode_rows(&batch)?;
-        let parts = split_by_partition(signal, &batch)?;
+        let mut prepared = Vec::with_capacity(batches.len());
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for (signal, batch) in &batches {
+            rows += batch.num_rows() as u64;
+            bytes += batch.get_array_memory_size() as u64;
+            prepared.push((
+                *signal,
+                wal::encode_rows(batch)?,
+                split_by_partition(*signal, batch)?,
+            ));
+        }
         let appended = {
             let mut catalog = self.write_catalog();
-            let appended = self.wal.append(tenant, signal, &encoded)?;
-            catalog.insert(tenant, signal, parts, appended.seq, Instant::now());
+            let records: Vec<_> = prepared
+                .iter()
+                .map(|(signal, encoded, _)| (*signal, encoded))
+                .collect();
+            let appended = self.wal.append_all(tenant, &records)?;
+            for ((signal, _, parts), record) in prepared.into_iter().zip(&appended) {
+                catalog.insert(tenant, signal, parts, record.seq, Instant::now());
+            }
             appended
         };
         // Flushes recount these exactly; between flushes they only grow.
         Metrics::add(&self.metrics.head_rows, rows);
         Metrics::add(&self.metrics.head_bytes, bytes);
-        appended.durable().await?;
+        for record in appended {
+            record.durable().await?;
+        }
         Metrics::add(&self.metrics.ingested_rows_total, rows);
         Ok(())
     }

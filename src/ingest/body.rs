@@ -8,6 +8,8 @@ use std::io::Read;
 pub enum ContentEncoding {
     Identity,
     Gzip,
+    /// Snappy's raw block format, as remote write and Loki push send it.
+    Snappy,
 }
 
 impl ContentEncoding {
@@ -15,6 +17,7 @@ impl ContentEncoding {
         match header.map(|h| h.trim().to_ascii_lowercase()).as_deref() {
             None | Some("") | Some("identity") => Ok(Self::Identity),
             Some("gzip") | Some("x-gzip") => Ok(Self::Gzip),
+            Some("snappy") => Ok(Self::Snappy),
             Some(other) => Err(BodyError::UnsupportedEncoding(other.to_owned())),
         }
     }
@@ -24,10 +27,12 @@ impl ContentEncoding {
 pub enum BodyError {
     #[error("request body exceeds the limit of {limit} bytes after decompression")]
     TooLarge { limit: usize },
-    #[error("unsupported content encoding {0:?}: send identity or gzip")]
+    #[error("unsupported content encoding {0:?}: send identity, gzip or snappy")]
     UnsupportedEncoding(String),
     #[error("invalid gzip body: {0}")]
     BadGzip(std::io::Error),
+    #[error("invalid snappy body (raw block format expected): {0}")]
+    BadSnappy(snap::Error),
 }
 
 /// Inflates `body` into at most `limit` bytes.
@@ -49,6 +54,17 @@ pub fn decompress(
             if out.len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
+            Ok(out.into())
+        }
+        ContentEncoding::Snappy => {
+            // The block format declares its length up front: check it before allocating.
+            let len = snap::raw::decompress_len(&body).map_err(BodyError::BadSnappy)?;
+            if len > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            let out = snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .map_err(BodyError::BadSnappy)?;
             Ok(out.into())
         }
     }
@@ -79,6 +95,40 @@ mod tests {
         let out = decompress(gzip(&data), ContentEncoding::Gzip, data.len()).unwrap();
         assert_eq!(&out[..], &data[..]);
         assert!(decompress(gzip(&data), ContentEncoding::Gzip, data.len() - 1).is_err());
+    }
+
+    #[test]
+    fn snappy_length_header_is_checked_before_allocating() {
+        let data = b"remote write".repeat(100);
+        let packed = bytes::Bytes::from(snap::raw::Encoder::new().compress_vec(&data).unwrap());
+        let out = decompress(packed.clone(), ContentEncoding::Snappy, data.len()).unwrap();
+        assert_eq!(&out[..], &data[..]);
+        assert!(matches!(
+            decompress(packed, ContentEncoding::Snappy, data.len() - 1),
+            Err(BodyError::TooLarge { .. })
+        ));
+        // A header that claims 4 GiB in a 5-byte body is refused without allocating.
+        let liar = bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(matches!(
+            decompress(liar, ContentEncoding::Snappy, 1 << 20),
+            Err(BodyError::TooLarge { .. })
+        ));
+        // A header that understates the length is a corrupt body, not a panic.
+        let mut short = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        short[0] = 3;
+        assert!(matches!(
+            decompress(short.into(), ContentEncoding::Snappy, 1 << 20),
+            Err(BodyError::BadSnappy(_))
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn snappy_never_panics_and_never_exceeds_the_limit(body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Ok(out) = decompress(body.into(), ContentEncoding::Snappy, 1024) {
+                proptest::prop_assert!(out.len() <= 1024);
+            }
+        }
     }
 
     #[test]

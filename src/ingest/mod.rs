@@ -2,7 +2,12 @@
 //! protocol. Pure: no I/O, no clocks except where a protocol says "now".
 
 pub mod body;
+pub mod exposition;
+pub mod loki;
+pub mod metrics;
 pub mod otlp;
+pub mod otlp_metrics;
+pub mod remote_write;
 
 use regex::Regex;
 
@@ -91,6 +96,15 @@ impl Default for IngestRules {
             trace_id_pattern: Regex::new(DEFAULT_TRACE_ID_PATTERN).ok(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
+    }
+}
+
+impl IngestRules {
+    /// The trace ID a log line names in its text, by the configured pattern.
+    pub fn trace_id_in(&self, line: &str) -> Option<crate::model::TraceId> {
+        let pattern = self.trace_id_pattern.as_ref()?;
+        let captures = pattern.captures(line)?;
+        crate::model::TraceId::from_hex(captures.get(1)?.as_str()).ok()
     }
 }
 

@@ -257,12 +257,6 @@ fn severity_label(text: &str, number: i32) -> Option<&'static str> {
     })
 }
 
-fn extract_trace_id(body: &str, rules: &IngestRules) -> Option<TraceId> {
-    let pattern = rules.trace_id_pattern.as_ref()?;
-    let captures = pattern.captures(body)?;
-    TraceId::from_hex(captures.get(1)?.as_str()).ok()
-}
-
 /// A small cache so records of one resource share one validated stream per severity.
 struct Streams {
     base: Vec<(String, String)>,
@@ -326,7 +320,7 @@ pub fn logs_to_batch(
                     }
                     let trace_id = match optional_trace_id(&record.trace_id)? {
                         Some(id) => Some(id),
-                        None => extract_trace_id(&body, rules),
+                        None => rules.trace_id_in(&body),
                     };
                     let span_id = optional_span_id(&record.span_id)?;
                     let observed = match record.observed_time_unix_nano {

@@ -339,9 +339,31 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `{matchers}`, optionally preceded by a metric name as in Prometheus
+    /// (`http_requests_total{job="api"}`, or the name alone), which reads as
+    /// `__name__="…"`.
     fn selector(&mut self) -> Result<Selector, ParseError> {
-        self.expect('{', "'{' to start a selector")?;
+        self.skip_ws();
         let mut matchers = Vec::new();
+        if matches!(self.peek(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':') {
+            let start = self.pos;
+            while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            {
+                self.pos += 1;
+            }
+            let name = &self.text[start..self.pos];
+            let matcher =
+                Matcher::new("__name__", MatchOp::Equal, name).map_err(|message| ParseError {
+                    column: self.column_of(start),
+                    message,
+                })?;
+            matchers.push(matcher);
+            self.skip_ws();
+            if self.peek() != Some('{') {
+                return Ok(Selector { matchers });
+            }
+        }
+        self.expect('{', "'{' to start a selector")?;
         loop {
             self.skip_ws();
             if self.peek() == Some('}') {
@@ -548,6 +570,18 @@ mod tests {
         assert_eq!(q.filters[1].pattern, "debug");
         let m = &q.selector.matchers[1];
         assert!(m.matches("warn") && m.matches("error") && !m.matches("warning"));
+    }
+
+    #[test]
+    fn metric_name_prefix_reads_as_name_matcher() {
+        let s = Selector::parse(r#"http_requests_total{job="api"}"#).unwrap();
+        assert_eq!(
+            s.to_string(),
+            r#"{__name__="http_requests_total", job="api"}"#
+        );
+        let s = Selector::parse("ns:up").unwrap();
+        assert_eq!(s.to_string(), r#"{__name__="ns:up"}"#);
+        assert!(Selector::parse("up job").is_err());
     }
 
     /// Skipping whitespace once stepped one byte into a multibyte space and panicked.

@@ -7,31 +7,67 @@ use std::str::FromStr;
 pub enum Signal {
     Logs,
     Spans,
+    Samples,
+    Exemplars,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 2] = [Signal::Logs, Signal::Spans];
+    pub const ALL: [Signal; 4] = [
+        Signal::Logs,
+        Signal::Spans,
+        Signal::Samples,
+        Signal::Exemplars,
+    ];
 
     /// The table name in SQL and the segment name in object keys.
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Logs => "logs",
             Signal::Spans => "spans",
+            Signal::Samples => "samples",
+            Signal::Exemplars => "exemplars",
         }
     }
 
     /// The column that orders rows in time and places them in a chunk's time window.
     pub fn time_column(self) -> &'static str {
         match self {
-            Signal::Logs => "timestamp",
             Signal::Spans => "start_time",
+            Signal::Logs | Signal::Samples | Signal::Exemplars => "timestamp",
         }
+    }
+
+    /// The label whose value names a stream's partition, and the column that carries
+    /// it: the service for logs and spans, the scrape job for metrics (Prometheus and
+    /// OTLP metrics both fill `job`).
+    pub fn partition_label(self) -> &'static str {
+        match self {
+            Signal::Logs | Signal::Spans => "service_name",
+            Signal::Samples | Signal::Exemplars => "job",
+        }
+    }
+
+    /// Columns whose value is a label of the row's stream, with that label's name; a
+    /// filter on them is answered by the label index.
+    pub fn label_columns(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Signal::Logs => &[("service_name", "service_name"), ("severity", "severity")],
+            Signal::Spans => &[("service_name", "service_name")],
+            Signal::Samples | Signal::Exemplars => &[("job", "job"), ("metric", "__name__")],
+        }
+    }
+
+    /// Whether rows carry a `trace_id` column (and so appear in the trace-ID index).
+    pub fn has_trace_id(self) -> bool {
+        !matches!(self, Signal::Samples)
     }
 
     pub fn code(self) -> u8 {
         match self {
             Signal::Logs => 1,
             Signal::Spans => 2,
+            Signal::Samples => 3,
+            Signal::Exemplars => 4,
         }
     }
 
@@ -52,6 +88,6 @@ impl FromStr for Signal {
         Self::ALL
             .into_iter()
             .find(|sig| sig.as_str() == s)
-            .ok_or_else(|| format!("unknown signal {s:?}: use logs or spans"))
+            .ok_or_else(|| format!("unknown signal {s:?}: use logs, spans, samples or exemplars"))
     }
 }

@@ -12,6 +12,7 @@ use datafusion::logical_expr::{Expr, col, lit, not};
 use serde::Serialize;
 
 use super::grep::{line_contains_udf, line_regex_udf};
+use super::streams::SelectedStreams;
 use super::table::ScanStats;
 use super::time::format_time;
 use super::{QueryEngine, QueryError, Result};
@@ -81,39 +82,22 @@ impl QueryEngine {
 
     async fn run_logs(&self, tenant: &Tenant, request: &LogRequest) -> Result<LogResult> {
         let stats = Arc::new(ScanStats::default());
-        let selector = &request.query.selector;
-        // `{}` means every stream; otherwise the label index names them.
-        let all = selector.matchers.is_empty();
-        let in_range = all.then(|| {
-            self.db
-                .streams_in_range(tenant, Signal::Logs, Some((request.start, request.end)))
-        });
-        let (streams, labels): (Option<Vec<StreamId>>, HashMap<StreamId, LabelSet>) = {
-            let catalog = self.db.read_catalog();
-            let Some(table) = catalog.table(tenant, Signal::Logs) else {
-                return Ok(LogResult {
-                    streams: Vec::new(),
-                    stats,
-                });
-            };
-            let ids: Vec<StreamId> = match in_range {
-                Some(ids) => ids.into_iter().collect(),
-                None => table.labels.select(selector).into_iter().collect(),
-            };
-            let labels = ids
-                .iter()
-                .filter_map(|id| table.labels.labels(*id).map(|l| (*id, l.clone())))
-                .collect();
-            // A selector that matches every stream needs no stream filter.
-            let narrows = !all && ids.len() < table.labels.len();
-            (narrows.then_some(ids), labels)
-        };
-        if streams.as_ref().is_some_and(|s| s.is_empty()) {
+        let selected = self.select_streams(
+            tenant,
+            Signal::Logs,
+            &request.query.selector,
+            (request.start, request.end),
+        );
+        if selected.is_empty() {
             return Ok(LogResult {
                 streams: Vec::new(),
                 stats,
             });
         }
+        let SelectedStreams {
+            ids: streams,
+            labels,
+        } = selected;
 
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         let mut df = ctx

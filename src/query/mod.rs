@@ -2,8 +2,10 @@
 //! DataFusion over the tables in `table`, one session per query, scoped to one tenant
 //! and bounded in time and memory.
 
+pub mod exemplars;
 pub mod grep;
 pub mod logql;
+pub mod streams;
 pub mod table;
 pub mod time;
 pub mod trace;

@@ -79,9 +79,13 @@ impl SignalTable {
         }
     }
 
-    /// Columns whose value is a label of the row's stream.
-    fn label_column(&self, name: &str) -> bool {
-        name == "service_name" || (self.signal == Signal::Logs && name == "severity")
+    /// The label a column's value is, for columns that carry one of the stream's labels.
+    fn label_of_column(&self, column: &str) -> Option<&'static str> {
+        self.signal
+            .label_columns()
+            .iter()
+            .find(|(c, _)| *c == column)
+            .map(|(_, label)| *label)
     }
 
     fn scan_filter(&self, filters: &[Expr]) -> ScanFilter {
@@ -130,9 +134,10 @@ impl SignalTable {
                                 intersect([StreamId(id)].into());
                             }
                         }
-                        (c, Operator::Eq) if self.label_column(c) => {
-                            if let Some(m) =
-                                text(value).and_then(|v| Matcher::new(c, MatchOp::Equal, v).ok())
+                        (c, Operator::Eq) => {
+                            if let Some(label) = self.label_of_column(c)
+                                && let Some(m) = text(value)
+                                    .and_then(|v| Matcher::new(label, MatchOp::Equal, v).ok())
                             {
                                 label_matchers.push(m);
                             }

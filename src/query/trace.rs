@@ -1,8 +1,8 @@
 //! Trace lookup with no time range: the trace-ID index names the chunks (and head
 //! buffers) that may hold the trace in each signal; the scans filter by the full ID.
-//! The answer is one time-ordered timeline of its spans and log lines.
+//! The answer is one time-ordered timeline of its spans, log lines and exemplars.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -25,7 +25,9 @@ pub struct TraceDocument {
     pub services: Vec<String>,
     pub span_count: usize,
     pub log_count: usize,
-    /// Spans (at their start) and log lines, oldest first; each item has `signal`.
+    pub exemplar_count: usize,
+    /// Spans (at their start), log lines and exemplars (each with its series' labels),
+    /// oldest first; each item has `signal`.
     pub timeline: Vec<Map<String, Value>>,
     #[serde(skip)]
     pub stats: Arc<ScanStats>,
@@ -44,8 +46,8 @@ impl QueryEngine {
         let mut items: Vec<(i64, Map<String, Value>)> = Vec::new();
         let (mut start, mut end) = (i64::MAX, i64::MIN);
         let mut services = BTreeSet::new();
-        let mut counts = [0usize; 2];
-        for (i, signal) in Signal::ALL.into_iter().enumerate() {
+        let mut counts = BTreeMap::new();
+        for signal in Signal::ALL.into_iter().filter(|s| s.has_trace_id()) {
             let time = signal.time_column();
             let df = ctx
                 .table(signal.as_str())
@@ -65,7 +67,7 @@ impl QueryEngine {
                 }
             }
             let rows = to_json_rows(&batches)?;
-            counts[i] = rows.len();
+            counts.insert(signal, rows.len());
             for (t, mut row) in times.into_iter().zip(rows) {
                 start = start.min(t);
                 end = end.max(t);
@@ -86,8 +88,9 @@ impl QueryEngine {
             end_time: Some(format_time(end)),
             duration_ns: Some(end - start),
             services: services.into_iter().collect(),
-            span_count: counts[1],
-            log_count: counts[0],
+            span_count: counts.get(&Signal::Spans).copied().unwrap_or(0),
+            log_count: counts.get(&Signal::Logs).copied().unwrap_or(0),
+            exemplar_count: counts.get(&Signal::Exemplars).copied().unwrap_or(0),
             timeline: items.into_iter().map(|(_, row)| row).collect(),
             stats,
         }))
@@ -98,6 +101,8 @@ fn signal_item(signal: Signal) -> &'static str {
     match signal {
         Signal::Logs => "log",
         Signal::Spans => "span",
+        Signal::Samples => "sample",
+        Signal::Exemplars => "exemplar",
     }
 }
 

@@ -86,16 +86,19 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
             nulls_first: false,
         },
     ];
-    let trace = ColumnPath::from("trace_id");
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_sorting_columns(Some(sorting))
-        .set_column_bloom_filter_enabled(trace.clone(), true)
-        .set_column_bloom_filter_fpp(trace.clone(), 0.01)
-        .set_column_bloom_filter_max_ndv(trace.clone(), distinct_traces.max(1))
-        .set_column_dictionary_enabled(trace, false);
+        .set_sorting_columns(Some(sorting));
+    if signal.has_trace_id() {
+        let trace = ColumnPath::from("trace_id");
+        builder = builder
+            .set_column_bloom_filter_enabled(trace.clone(), true)
+            .set_column_bloom_filter_fpp(trace.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(trace.clone(), distinct_traces.max(1))
+            .set_column_dictionary_enabled(trace, false);
+    }
     for column in ["body", "span_id", "parent_span_id"] {
         if schema.index_of(column).is_ok() {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
@@ -138,10 +141,7 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
         .column_by_name("labels")
         .and_then(|c| c.as_map_opt())
         .ok_or(ChunkError::Column("labels"))?;
-    let trace_ids = batch
-        .column_by_name("trace_id")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or(ChunkError::Column("trace_id"))?;
+    let trace_ids = trace_column(signal, batch)?;
 
     let mut streams: Vec<StreamStats> = Vec::new();
     let mut traces: HashMap<u64, (i64, i64)> = HashMap::new();
@@ -165,7 +165,8 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
                 max_time: t,
             }),
         }
-        if trace_ids.is_valid(row)
+        if let Some(trace_ids) = trace_ids
+            && trace_ids.is_valid(row)
             && let Ok(trace) = TraceId::from_hex(trace_ids.value(row))
         {
             let entry = traces.entry(trace.fingerprint()).or_insert((t, t));
@@ -183,6 +184,21 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
         .collect();
     traces.sort_by_key(|t| t.fingerprint);
     Ok((streams, traces, min_time, max_time))
+}
+
+/// The `trace_id` column of a signal that has one.
+pub fn trace_column(
+    signal: Signal,
+    batch: &RecordBatch,
+) -> Result<Option<&arrow::array::StringArray>, ChunkError> {
+    if !signal.has_trace_id() {
+        return Ok(None);
+    }
+    batch
+        .column_by_name("trace_id")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .map(Some)
+        .ok_or(ChunkError::Column("trace_id"))
 }
 
 /// Reads back the label set a row was written with.

@@ -227,23 +227,39 @@ impl Wal {
     /// sequence order to match some other order (the head's) hold their own lock
     /// around this call; it never blocks on I/O.
     pub fn append(&self, tenant: &Tenant, signal: Signal, rows: &EncodedRows) -> Result<Appended> {
-        let (tx, rx) = oneshot::channel();
+        let mut appended = self.append_all(tenant, &[(signal, rows)])?;
+        appended.pop().ok_or(Error::Closed)
+    }
+
+    /// Queues several records at once, with consecutive sequence numbers. They reach
+    /// the writer together, so one group commit writes and syncs them all, or fails
+    /// them all.
+    pub fn append_all(
+        &self,
+        tenant: &Tenant,
+        records: &[(Signal, &EncodedRows)],
+    ) -> Result<Vec<Appended>> {
         let mut queue = lock(&self.queue);
         if queue.closed {
             return Err(Error::Closed);
         }
-        let seq = queue.next_seq;
-        queue.next_seq += 1;
-        let head = encode_frame_head(seq, tenant, signal, rows);
-        queue.pending.push(Pending {
-            head,
-            rows: rows.bytes.clone(),
-            seq,
-            done: tx,
-        });
+        let mut appended = Vec::with_capacity(records.len());
+        for (signal, rows) in records {
+            let (tx, rx) = oneshot::channel();
+            let seq = queue.next_seq;
+            queue.next_seq += 1;
+            let head = encode_frame_head(seq, tenant, *signal, rows);
+            queue.pending.push(Pending {
+                head,
+                rows: rows.bytes.clone(),
+                seq,
+                done: tx,
+            });
+            appended.push(Appended { seq, done: rx });
+        }
         drop(queue);
         self.wake.notify_one();
-        Ok(Appended { seq, done: rx })
+        Ok(appended)
     }
 
     /// The sequence number the next append will get.

@@ -13,6 +13,13 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+mod metrics;
+
+pub use metrics::{
+    ExemplarBatchBuilder, ExemplarFields, METRIC_NAME_LABEL, MetricMeta, SampleBatchBuilder,
+    SampleFields,
+};
+
 use super::{LabelSet, Signal, SpanId, StreamId, TraceId};
 
 pub const UTC: &str = "UTC";
@@ -109,6 +116,8 @@ pub fn schema(signal: Signal) -> SchemaRef {
     match signal {
         Signal::Logs => LOGS.clone(),
         Signal::Spans => SPANS.clone(),
+        Signal::Samples => metrics::SAMPLES.clone(),
+        Signal::Exemplars => metrics::EXEMPLARS.clone(),
     }
 }
 

@@ -1,0 +1,190 @@
+//! Prometheus-compatible endpoints: remote write (1.0 and 2.0) and the exemplar query
+//! API Grafana's Prometheus data source calls.
+//!
+//! Remote write answers 204. Bad input is 400, which senders never retry; 413 and 415
+//! for bodies too large or of the wrong type; 503 with `Retry-After` only when the
+//! write could not be made durable, the one case where a retry can succeed. When some
+//! series are invalid (no metric name, bad labels) the valid ones are written and the
+//! answer is 400 naming what was refused: the sender drops a 400 batch, so keeping
+//! the valid part loses the least. 2.0 responses carry the
+//! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` counts.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, ErrorCode, content_type, read_decoded_body, tenant};
+use crate::ingest::ContentEncoding;
+use crate::ingest::remote_write::{self, Counts, Version};
+use crate::metrics::Metrics;
+use crate::model::{LabelSet, Selector, TraceId};
+use crate::query::exemplars::SeriesExemplars;
+use crate::query::time::parse_time;
+
+pub async fn remote_write(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let version = Version::from_content_type(content_type(&headers)).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "unsupported content type {:?}: send application/x-protobuf (remote write 1.0) or application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                content_type(&headers).unwrap_or_default()
+            ),
+        )
+    })?;
+    let tenant = tenant(&headers)?;
+    let data = read_decoded_body(
+        &headers,
+        body,
+        state.max_body_bytes,
+        ContentEncoding::Snappy,
+    )
+    .await?;
+    let decoded = match version {
+        Version::V1 => remote_write::decode_v1(&data),
+        Version::V2 => remote_write::decode_v2(&data),
+    };
+    let (rows, counts) = decoded.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (batches, rejected) = rows.finish();
+    let metrics = state.db.metrics();
+    Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
+    state.db.write_all(&tenant, batches).await?;
+    Metrics::add(&metrics.ingested_bytes_total, data.len() as u64);
+    let mut response = if rejected.count > 0 {
+        ApiError::bad_request(format!(
+            "wrote {} samples, {} histograms and {} exemplars; refused {}: {}",
+            counts.samples,
+            counts.histograms,
+            counts.exemplars,
+            rejected.count,
+            rejected.reasons.join("; ")
+        ))
+        .into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    if version == Version::V2 {
+        written_headers(response.headers_mut(), counts);
+    }
+    Ok(response)
+}
+
+fn written_headers(headers: &mut HeaderMap, counts: Counts) {
+    for (name, value) in [
+        ("x-prometheus-remote-write-samples-written", counts.samples),
+        (
+            "x-prometheus-remote-write-histograms-written",
+            counts.histograms,
+        ),
+        (
+            "x-prometheus-remote-write-exemplars-written",
+            counts.exemplars,
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+}
+
+/// `GET|POST /api/v1/query_exemplars?query=<selector>&start=&end=`.
+pub async fn query_exemplars(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(params): Form<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let query = params
+        .get("query")
+        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
+    let selector = Selector::parse(query).map_err(|e| {
+        ApiError::bad_request(format!(
+            "query must be a series selector such as metric{{job=\"api\"}}: {e}"
+        ))
+    })?;
+    let time = |name: &str, default: i64| match params.get(name).filter(|v| !v.is_empty()) {
+        Some(text) => parse_time(text).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+        None => Ok(default),
+    };
+    let start = time("start", i64::MIN)?;
+    let end = time("end", i64::MAX)?;
+    if end < start {
+        return Err(ApiError::bad_request(
+            "end timestamp must not be before start time",
+        ));
+    }
+    let result = state
+        .engine
+        .exemplars(&tenant, &selector, start, end)
+        .await?;
+    Ok(success(exemplar_data(&result.series)))
+}
+
+/// `GET /threadline/v1/traces/{id}/exemplars`: the exemplars naming a trace, in the
+/// same shape as `query_exemplars`.
+pub async fn trace_exemplars(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(trace_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let id = TraceId::from_hex(&trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let result = state.engine.trace_exemplars(&tenant, id).await?;
+    Ok(success(exemplar_data(&result.series)))
+}
+
+fn success(data: Value) -> Response {
+    axum::Json(json!({ "status": "success", "data": data })).into_response()
+}
+
+fn exemplar_data(series: &[SeriesExemplars]) -> Value {
+    Value::Array(
+        series
+            .iter()
+            .map(|s| {
+                json!({
+                    "seriesLabels": label_object(&s.series),
+                    "exemplars": s.exemplars.iter().map(|e| json!({
+                        "labels": e.labels,
+                        "value": float_text(e.value),
+                        "timestamp": seconds(e.timestamp),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn label_object(labels: &LabelSet) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), Value::from(v)))
+            .collect(),
+    )
+}
+
+/// Sample values as Prometheus writes them in JSON: a string, `NaN` and `±Inf` spelled.
+pub fn float_text(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value == f64::INFINITY {
+        "+Inf".into()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Prometheus API timestamps: seconds since the epoch with millisecond precision.
+pub fn seconds(ns: i64) -> Value {
+    let millis = ns.div_euclid(1_000_000);
+    json!(millis as f64 / 1e3)
+}

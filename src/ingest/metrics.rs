@@ -1,0 +1,408 @@
+//! What every metric protocol shares: series validation, the rows of `samples` and
+//! `exemplars` built from one request, exemplar trace labels, and the expansion of
+//! histograms into Prometheus's classic series (`_bucket{le}`, `_count`, `_sum`).
+//!
+//! Exponential (OTLP) and native (remote write) histograms have no column of their
+//! own: they become classic series with one `le` per bucket boundary, cumulative from
+//! the most negative bucket through the zero bucket to `+Inf`. The boundaries follow
+//! from the scale, so the expansion loses nothing.
+
+use arrow::array::RecordBatch;
+
+use super::Rejected;
+use crate::model::schema::{
+    ExemplarBatchBuilder, ExemplarFields, METRIC_NAME_LABEL, MetricMeta, SampleBatchBuilder,
+    SampleFields, Stream,
+};
+use crate::model::{LabelSet, Signal, SpanId, TraceId};
+
+/// Exemplar labels that carry a trace or span ID, in the spellings clients use.
+const TRACE_ID_LABELS: &[&str] = &["trace_id", "traceID", "traceId", "TraceID"];
+const SPAN_ID_LABELS: &[&str] = &["span_id", "spanID", "spanId", "SpanID"];
+
+/// The rows one request adds to `samples` and `exemplars`.
+#[derive(Debug, Default)]
+pub struct MetricRows {
+    samples: SampleBatchBuilder,
+    exemplars: ExemplarBatchBuilder,
+    pub rejected: Rejected,
+}
+
+/// An exemplar as protocols deliver it: labels (including the trace ID) and a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawExemplar {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// Nanoseconds; `None` when the client sent none (the point's time is used).
+    pub timestamp: Option<i64>,
+}
+
+impl MetricRows {
+    /// Validates a series' labels. `__name__` is required and must be a valid metric
+    /// name; a refusal is recorded and `None` returned.
+    pub fn series(&mut self, labels: Vec<(String, String)>) -> Option<Stream> {
+        match series(labels) {
+            Ok(stream) => Some(stream),
+            Err(reason) => {
+                self.rejected.add(reason);
+                None
+            }
+        }
+    }
+
+    pub fn sample(&mut self, series: &Stream, meta: MetricMeta<'_>, point: SampleFields) {
+        self.samples.append(series, meta, point);
+    }
+
+    /// Splits the trace and span IDs out of the exemplar's labels.
+    pub fn exemplar(&mut self, series: &Stream, exemplar: &RawExemplar, point_time: i64) {
+        let mut trace_id = None;
+        let mut span_id = None;
+        let mut rest = Vec::with_capacity(exemplar.labels.len());
+        for (name, value) in &exemplar.labels {
+            if trace_id.is_none()
+                && TRACE_ID_LABELS.contains(&name.as_str())
+                && let Ok(id) = TraceId::from_hex(value)
+            {
+                trace_id = Some(id);
+            } else if span_id.is_none()
+                && SPAN_ID_LABELS.contains(&name.as_str())
+                && let Ok(id) = SpanId::from_hex(value)
+            {
+                span_id = Some(id);
+            } else {
+                rest.push((name.clone(), value.clone()));
+            }
+        }
+        self.exemplars.append(
+            series,
+            ExemplarFields {
+                timestamp: exemplar.timestamp.unwrap_or(point_time),
+                value: exemplar.value,
+                trace_id,
+                span_id,
+                labels: &rest,
+            },
+        );
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn exemplar_count(&self) -> usize {
+        self.exemplars.len()
+    }
+
+    /// The batches to write, one per table (empty ones included; the writer skips them).
+    pub fn finish(mut self) -> (Vec<(Signal, RecordBatch)>, Rejected) {
+        let batches = vec![
+            (Signal::Samples, self.samples.finish()),
+            (Signal::Exemplars, self.exemplars.finish()),
+        ];
+        (batches, self.rejected)
+    }
+}
+
+fn series(labels: Vec<(String, String)>) -> Result<Stream, String> {
+    let name = labels
+        .iter()
+        .find(|(n, _)| n == METRIC_NAME_LABEL)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    if name.is_empty() {
+        return Err("series without a metric name (__name__ label)".into());
+    }
+    if !valid_metric_name(name) {
+        return Err(format!(
+            "invalid metric name {name:?}: use [a-zA-Z_:][a-zA-Z0-9_:]*"
+        ));
+    }
+    let name = name.to_owned();
+    let labels = LabelSet::new(labels).map_err(|e| format!("series {name}: {e}"))?;
+    Ok(Stream::new(labels))
+}
+
+pub fn valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// A bucket boundary as an `le` / `quantile` label value: shortest round-trip form,
+/// `+Inf` / `-Inf` for infinities.
+pub fn format_bound(bound: f64) -> String {
+    if bound == f64::INFINITY {
+        "+Inf".into()
+    } else if bound == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{bound}")
+    }
+}
+
+/// A histogram point reduced to cumulative buckets, ready to become classic series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassicHistogram {
+    /// `(upper bound, cumulative count)`, bounds ascending, ending with `+Inf`.
+    pub buckets: Vec<(f64, f64)>,
+    pub count: f64,
+    pub sum: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl ClassicHistogram {
+    /// From explicit bounds and per-bucket counts (`counts.len() == bounds.len() + 1`;
+    /// the last bucket is `+Inf`).
+    pub fn explicit(bounds: &[f64], counts: &[f64]) -> Result<Self, String> {
+        if counts.len() != bounds.len() + 1 && !(bounds.is_empty() && counts.is_empty()) {
+            return Err(format!(
+                "histogram with {} bounds needs {} bucket counts, got {}",
+                bounds.len(),
+                bounds.len() + 1,
+                counts.len()
+            ));
+        }
+        let mut buckets = Vec::with_capacity(counts.len());
+        let mut total = 0.0;
+        for (i, count) in counts.iter().enumerate() {
+            total += count;
+            let bound = bounds.get(i).copied().unwrap_or(f64::INFINITY);
+            buckets.push((bound, total));
+        }
+        if buckets.is_empty() {
+            buckets.push((f64::INFINITY, 0.0));
+        }
+        Ok(Self {
+            buckets,
+            count: total,
+            sum: None,
+            min: None,
+            max: None,
+        })
+    }
+
+    /// From base-2 exponential buckets: bucket `i` at `scale` covers
+    /// `(2^(i·2^-scale), 2^((i+1)·2^-scale)]`, negative buckets mirror it, and the
+    /// zero bucket covers `[-zero_threshold, zero_threshold]`.
+    pub fn exponential(h: &Exponential) -> Result<Self, String> {
+        if !(-10..=20).contains(&h.scale) {
+            return Err(format!(
+                "exponential histogram scale {} is outside -10..=20",
+                h.scale
+            ));
+        }
+        let factor = (-f64::from(h.scale)).exp2();
+        let bound = |index: i64| ((index as f64) * factor).exp2();
+        let mut buckets = Vec::new();
+        let mut total = 0.0;
+        // Most negative first: the highest negative index has the lowest bound.
+        for (index, count) in h.negative.iter().rev() {
+            total += count;
+            buckets.push((-bound(*index), total));
+        }
+        total += h.zero_count;
+        buckets.push((h.zero_threshold, total));
+        for (index, count) in &h.positive {
+            total += count;
+            buckets.push((bound(index + 1), total));
+        }
+        let count = h.count.max(total);
+        buckets.push((f64::INFINITY, count));
+        // Equal bounds (a zero threshold on a boundary) keep the later, larger count.
+        buckets.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
+            }
+            same
+        });
+        Ok(Self {
+            buckets,
+            count,
+            sum: h.sum,
+            min: h.min,
+            max: h.max,
+        })
+    }
+
+    /// Writes the `_bucket`, `_count`, `_sum` (and `_min` / `_max` when known) series,
+    /// and attaches each exemplar to the bucket its value falls in.
+    pub fn write(
+        &self,
+        rows: &mut MetricRows,
+        name: &str,
+        labels: &[(String, String)],
+        meta: MetricMeta<'_>,
+        point: (i64, Option<i64>),
+        exemplars: &[RawExemplar],
+    ) {
+        let (timestamp, start_timestamp) = point;
+        let sample = |value: f64| SampleFields {
+            timestamp,
+            start_timestamp,
+            value,
+        };
+        let mut bucket_series = Vec::with_capacity(self.buckets.len());
+        for (bound, cumulative) in &self.buckets {
+            let mut series_labels = with_name(labels, &format!("{name}_bucket"));
+            series_labels.push(("le".into(), format_bound(*bound)));
+            if let Some(series) = rows.series(series_labels) {
+                rows.sample(&series, meta, sample(*cumulative));
+                bucket_series.push((*bound, series));
+            }
+        }
+        let mut scalar = |suffix: &str, value: f64| {
+            if let Some(series) = rows.series(with_name(labels, &format!("{name}{suffix}"))) {
+                rows.sample(&series, meta, sample(value));
+            }
+        };
+        scalar("_count", self.count);
+        for (suffix, value) in [("_sum", self.sum), ("_min", self.min), ("_max", self.max)] {
+            if let Some(value) = value {
+                scalar(suffix, value);
+            }
+        }
+        for exemplar in exemplars {
+            let bucket = bucket_series
+                .iter()
+                .find(|(bound, _)| exemplar.value <= *bound)
+                .or(bucket_series.last());
+            if let Some((_, series)) = bucket {
+                rows.exemplar(series, exemplar, timestamp);
+            }
+        }
+    }
+}
+
+/// An exponential histogram point with its buckets as `(index, count)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exponential {
+    pub scale: i32,
+    pub zero_threshold: f64,
+    pub zero_count: f64,
+    /// Ascending bucket index.
+    pub positive: Vec<(i64, f64)>,
+    /// Ascending bucket index (of the absolute value).
+    pub negative: Vec<(i64, f64)>,
+    pub count: f64,
+    pub sum: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// `labels` plus `__name__ = name`.
+pub fn with_name(labels: &[(String, String)], name: &str) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(labels.len() + 2);
+    out.extend(labels.iter().cloned());
+    out.push((METRIC_NAME_LABEL.into(), name.into()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_buckets_are_cumulative_and_end_at_inf() {
+        let h = ClassicHistogram::explicit(&[0.1, 1.0], &[2.0, 3.0, 1.0]).unwrap();
+        assert_eq!(
+            h.buckets,
+            vec![(0.1, 2.0), (1.0, 5.0), (f64::INFINITY, 6.0)]
+        );
+        assert_eq!(h.count, 6.0);
+        assert!(ClassicHistogram::explicit(&[0.1], &[1.0]).is_err());
+    }
+
+    #[test]
+    fn exponential_bounds_follow_the_scale() {
+        // Scale 0: bucket i covers (2^i, 2^(i+1)].
+        let h = ClassicHistogram::exponential(&Exponential {
+            scale: 0,
+            zero_threshold: 0.0,
+            zero_count: 1.0,
+            positive: vec![(0, 2.0), (1, 3.0)],
+            negative: vec![(0, 4.0)],
+            count: 10.0,
+            sum: Some(1.5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            h.buckets,
+            vec![
+                (-1.0, 4.0),
+                (0.0, 5.0),
+                (2.0, 7.0),
+                (4.0, 10.0),
+                (f64::INFINITY, 10.0)
+            ]
+        );
+        // Scale 1: boundaries at powers of √2.
+        let h = ClassicHistogram::exponential(&Exponential {
+            scale: 1,
+            positive: vec![(1, 1.0)],
+            count: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(h.buckets[1].0, 2.0);
+        assert!(
+            ClassicHistogram::exponential(&Exponential {
+                scale: 99,
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn histogram_series_carry_exemplars_to_their_bucket() {
+        let mut rows = MetricRows::default();
+        let h = ClassicHistogram::explicit(&[0.1, 1.0], &[1.0, 1.0, 0.0]).unwrap();
+        let exemplar = RawExemplar {
+            labels: vec![
+                ("trace_id".into(), "0af7651916cd43dd8448eb211c80319c".into()),
+                ("span_id".into(), "b7ad6b7169203331".into()),
+                ("user".into(), "7".into()),
+            ],
+            value: 0.5,
+            timestamp: None,
+        };
+        let labels = vec![("job".to_owned(), "api".to_owned())];
+        h.write(
+            &mut rows,
+            "latency_seconds",
+            &labels,
+            MetricMeta::default(),
+            (10, None),
+            &[exemplar],
+        );
+        assert_eq!(rows.sample_count(), 4);
+        assert_eq!(rows.exemplar_count(), 1);
+        let (batches, rejected) = rows.finish();
+        assert_eq!(rejected.count, 0);
+        let exemplars = &batches[1].1;
+        let labels = exemplars.column_by_name("labels").unwrap();
+        let labels =
+            crate::storage::chunk::row_labels(arrow::array::AsArray::as_map(labels.as_ref()), 0);
+        assert_eq!(labels.get("le"), Some("1"));
+        assert_eq!(labels.get("__name__"), Some("latency_seconds_bucket"));
+    }
+
+    #[test]
+    fn series_need_a_valid_metric_name() {
+        let mut rows = MetricRows::default();
+        assert!(rows.series(vec![("job".into(), "a".into())]).is_none());
+        assert!(
+            rows.series(vec![("__name__".into(), "1bad".into())])
+                .is_none()
+        );
+        assert!(
+            rows.series(vec![("__name__".into(), "ns:good_total".into())])
+                .is_some()
+        );
+        assert_eq!(rows.rejected.count, 2);
+    }
+}

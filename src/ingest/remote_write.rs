@@ -1,0 +1,401 @@
+//! Prometheus remote write 1.0 (`prometheus.WriteRequest`) and 2.0
+//! (`io.prometheus.write.v2.Request`) bodies → metric rows.
+//!
+//! Samples, exemplars and native histograms are kept. Metadata (type and unit) fills the
+//! `metric_type` and `unit` columns of the series it names in the same request; 1.0
+//! senders ship metadata in separate requests, so their samples usually have none, and
+//! metadata alone is accepted and otherwise not stored. Help text is not stored.
+
+use std::collections::HashMap;
+
+use prost::Message;
+
+use super::metrics::{ClassicHistogram, Exponential, MetricRows, RawExemplar};
+use crate::model::schema::{METRIC_NAME_LABEL, MetricMeta, SampleFields, Stream};
+use crate::proto::io::prometheus::write::v2;
+use crate::proto::prometheus as v1;
+
+/// The two protobuf messages remote write defines, chosen by `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    /// `application/x-protobuf` means 1.0, as does `proto=prometheus.WriteRequest`;
+    /// `proto=io.prometheus.write.v2.Request` means 2.0. `None` for anything else.
+    pub fn from_content_type(content_type: Option<&str>) -> Option<Self> {
+        let Some(content_type) = content_type else {
+            return Some(Self::V1);
+        };
+        let mut parts = content_type.split(';').map(str::trim);
+        let essence = parts.next()?.to_ascii_lowercase();
+        if essence != "application/x-protobuf" && essence != "application/protobuf" {
+            return None;
+        }
+        let proto = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
+            .map(|(_, v)| v.trim().trim_matches('"'));
+        match proto {
+            None | Some("prometheus.WriteRequest") => Some(Self::V1),
+            Some("io.prometheus.write.v2.Request") => Some(Self::V2),
+            Some(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid remote write protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("invalid remote write 2.0 request: {0}")]
+    Symbols(String),
+}
+
+/// What a request held, for remote write 2.0's `X-Prometheus-Remote-Write-*-Written`
+/// headers and for the error message when something was refused.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub samples: usize,
+    pub histograms: usize,
+    pub exemplars: usize,
+}
+
+pub fn decode_v1(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
+    let request = v1::WriteRequest::decode(body)?;
+    let metadata: HashMap<&str, (Option<&'static str>, Option<&str>)> = request
+        .metadata
+        .iter()
+        .map(|m| {
+            let metric_type = v1::metric_metadata::MetricType::try_from(m.r#type)
+                .ok()
+                .and_then(v1_type_name);
+            let unit = (!m.unit.is_empty()).then_some(m.unit.as_str());
+            (m.metric_family_name.as_str(), (metric_type, unit))
+        })
+        .collect();
+    let mut rows = MetricRows::default();
+    let mut counts = Counts::default();
+    for ts in &request.timeseries {
+        let labels: Vec<(String, String)> = ts
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        let Some(series) = rows.series(labels) else {
+            continue;
+        };
+        let (metric_type, unit) = family_meta(&metadata, series.metric_name());
+        let meta = MetricMeta { metric_type, unit };
+        let exemplars: Vec<RawExemplar> = ts
+            .exemplars
+            .iter()
+            .map(|e| RawExemplar {
+                labels: e
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect(),
+                value: e.value,
+                timestamp: millis_to_nanos(e.timestamp),
+            })
+            .collect();
+        let written = write_series(
+            &mut rows,
+            &series,
+            meta,
+            ts.samples.iter().map(|s| (s.timestamp, s.value)),
+            &ts.histograms,
+            &exemplars,
+            None,
+        );
+        counts.samples += written.samples;
+        counts.histograms += written.histograms;
+        counts.exemplars += written.exemplars;
+    }
+    Ok((rows, counts))
+}
+
+pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
+    let request = v2::Request::decode(body)?;
+    let symbols = &request.symbols;
+    let symbol = |index: u32| -> Result<&str, DecodeError> {
+        symbols
+            .get(index as usize)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                DecodeError::Symbols(format!(
+                    "symbol reference {index} is past the end of the {} symbols",
+                    symbols.len()
+                ))
+            })
+    };
+    let pairs = |refs: &[u32]| -> Result<Vec<(String, String)>, DecodeError> {
+        if refs.len() % 2 != 0 {
+            return Err(DecodeError::Symbols(format!(
+                "labels_refs has odd length {}",
+                refs.len()
+            )));
+        }
+        refs.chunks_exact(2)
+            .map(|pair| Ok((symbol(pair[0])?.to_owned(), symbol(pair[1])?.to_owned())))
+            .collect()
+    };
+    let mut rows = MetricRows::default();
+    let mut counts = Counts::default();
+    for ts in &request.timeseries {
+        let labels = pairs(&ts.labels_refs)?;
+        let exemplars = ts
+            .exemplars
+            .iter()
+            .map(|e| {
+                Ok(RawExemplar {
+                    labels: pairs(&e.labels_refs)?,
+                    value: e.value,
+                    timestamp: (e.timestamp != 0)
+                        .then(|| millis_to_nanos(e.timestamp))
+                        .flatten(),
+                })
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        let (metric_type, unit) = match &ts.metadata {
+            Some(m) => (
+                v2::metadata::MetricType::try_from(m.r#type)
+                    .ok()
+                    .and_then(v2_type_name),
+                Some(symbol(m.unit_ref)?).filter(|u| !u.is_empty()),
+            ),
+            None => (None, None),
+        };
+        let Some(series) = rows.series(labels) else {
+            continue;
+        };
+        let created = (ts.created_timestamp != 0)
+            .then(|| millis_to_nanos(ts.created_timestamp))
+            .flatten();
+        let written = write_series(
+            &mut rows,
+            &series,
+            MetricMeta { metric_type, unit },
+            ts.samples.iter().map(|s| (s.timestamp, s.value)),
+            &ts.histograms,
+            &exemplars,
+            created,
+        );
+        counts.samples += written.samples;
+        counts.histograms += written.histograms;
+        counts.exemplars += written.exemplars;
+    }
+    Ok((rows, counts))
+}
+
+/// Writes one series' samples, native histograms and exemplars; returns what was kept.
+fn write_series(
+    rows: &mut MetricRows,
+    series: &Stream,
+    meta: MetricMeta<'_>,
+    samples: impl Iterator<Item = (i64, f64)>,
+    histograms: &[v1::Histogram],
+    exemplars: &[RawExemplar],
+    created: Option<i64>,
+) -> Counts {
+    let mut counts = Counts::default();
+    let mut last_time = None;
+    for (millis, value) in samples {
+        let Some(timestamp) = millis_to_nanos(millis) else {
+            rows.rejected
+                .add(format!("sample timestamp {millis} ms is out of range"));
+            continue;
+        };
+        rows.sample(
+            series,
+            meta,
+            SampleFields {
+                timestamp,
+                start_timestamp: created,
+                value,
+            },
+        );
+        last_time = Some(timestamp);
+        counts.samples += 1;
+    }
+    if !histograms.is_empty() {
+        let name = series.metric_name().to_owned();
+        let labels: Vec<(String, String)> = series
+            .labels
+            .iter()
+            .filter(|(n, _)| *n != METRIC_NAME_LABEL)
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        let meta = MetricMeta {
+            metric_type: meta.metric_type.or(Some("histogram")),
+            unit: meta.unit,
+        };
+        for (i, h) in histograms.iter().enumerate() {
+            let Some(timestamp) = millis_to_nanos(h.timestamp) else {
+                rows.rejected.add(format!(
+                    "histogram timestamp {} ms is out of range",
+                    h.timestamp
+                ));
+                continue;
+            };
+            let classic = match native_histogram(h) {
+                Ok(classic) => classic,
+                Err(reason) => {
+                    rows.rejected.add(format!("series {name}: {reason}"));
+                    continue;
+                }
+            };
+            // Exemplars ride on the last histogram of the series.
+            let attached = if i + 1 == histograms.len() {
+                exemplars
+            } else {
+                &[]
+            };
+            classic.write(rows, &name, &labels, meta, (timestamp, created), attached);
+            counts.histograms += 1;
+            counts.exemplars += attached.len();
+        }
+        return counts;
+    }
+    let point_time = last_time.unwrap_or_default();
+    for exemplar in exemplars {
+        rows.exemplar(series, exemplar, point_time);
+        counts.exemplars += 1;
+    }
+    counts
+}
+
+/// A native histogram as classic series. Prometheus numbers exponential buckets so
+/// that bucket `i` has upper bound `base^i` (OTLP's `i` has lower bound `base^i`).
+fn native_histogram(h: &v1::Histogram) -> Result<ClassicHistogram, String> {
+    use v1::histogram::{Count, ZeroCount};
+    let count = match h.count {
+        Some(Count::CountInt(n)) => n as f64,
+        Some(Count::CountFloat(n)) => n,
+        None => 0.0,
+    };
+    let zero_count = match h.zero_count {
+        Some(ZeroCount::ZeroCountInt(n)) => n as f64,
+        Some(ZeroCount::ZeroCountFloat(n)) => n,
+        None => 0.0,
+    };
+    let positive = expand_spans(&h.positive_spans, &h.positive_deltas, &h.positive_counts)?;
+    if h.schema == CUSTOM_BUCKETS_SCHEMA {
+        // Positive buckets index into the custom bounds; one past them is +Inf.
+        let mut counts = vec![0.0; h.custom_values.len() + 1];
+        for (index, n) in positive {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|i| counts.get_mut(i))
+                .ok_or_else(|| format!("custom bucket index {index} is out of range"))?;
+            *slot += n;
+        }
+        let mut classic = ClassicHistogram::explicit(&h.custom_values, &counts)?;
+        classic.count = classic.count.max(count);
+        classic.sum = Some(h.sum);
+        return Ok(classic);
+    }
+    let negative = expand_spans(&h.negative_spans, &h.negative_deltas, &h.negative_counts)?;
+    let shift = |buckets: Vec<(i64, f64)>| buckets.into_iter().map(|(i, n)| (i - 1, n)).collect();
+    ClassicHistogram::exponential(&Exponential {
+        scale: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count,
+        positive: shift(positive),
+        negative: shift(negative),
+        count,
+        sum: Some(h.sum),
+        min: None,
+        max: None,
+    })
+}
+
+const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
+/// Spans and deltas (integer histograms) or absolute counts (float histograms) →
+/// `(bucket index, count)` in ascending index order.
+fn expand_spans(
+    spans: &[v1::BucketSpan],
+    deltas: &[i64],
+    counts: &[f64],
+) -> Result<Vec<(i64, f64)>, String> {
+    let total: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
+    let given = deltas.len().max(counts.len()) as u64;
+    if total != given {
+        return Err(format!(
+            "histogram spans cover {total} buckets but {given} counts were sent"
+        ));
+    }
+    let mut out = Vec::with_capacity(given as usize);
+    let mut index: i64 = 0;
+    let mut running: i64 = 0;
+    let mut position = 0usize;
+    // The first offset is the first bucket's index; later ones are gaps after the
+    // previous span.
+    for span in spans {
+        index += i64::from(span.offset);
+        for _ in 0..span.length {
+            let count = if deltas.is_empty() {
+                counts[position]
+            } else {
+                running = running.saturating_add(deltas[position]);
+                running as f64
+            };
+            out.push((index, count));
+            index += 1;
+            position += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn family_meta<'a>(
+    metadata: &HashMap<&str, (Option<&'static str>, Option<&'a str>)>,
+    name: &str,
+) -> (Option<&'static str>, Option<&'a str>) {
+    if metadata.is_empty() {
+        return (None, None);
+    }
+    let family = ["_bucket", "_count", "_sum", "_total", "_created", "_info"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .filter(|family| metadata.contains_key(family))
+        .unwrap_or(name);
+    metadata.get(family).copied().unwrap_or((None, None))
+}
+
+fn v1_type_name(t: v1::metric_metadata::MetricType) -> Option<&'static str> {
+    use v1::metric_metadata::MetricType as T;
+    Some(match t {
+        T::Unknown => return None,
+        T::Counter => "counter",
+        T::Gauge => "gauge",
+        T::Histogram => "histogram",
+        T::Gaugehistogram => "gaugehistogram",
+        T::Summary => "summary",
+        T::Info => "info",
+        T::Stateset => "stateset",
+    })
+}
+
+fn v2_type_name(t: v2::metadata::MetricType) -> Option<&'static str> {
+    use v2::metadata::MetricType as T;
+    Some(match t {
+        T::Unspecified => return None,
+        T::Counter => "counter",
+        T::Gauge => "gauge",
+        T::Histogram => "histogram",
+        T::Gaugehistogram => "gaugehistogram",
+        T::Summary => "summary",
+        T::Info => "info",
+        T::Stateset => "stateset",
+    })
+}
+
+/// Remote write times are milliseconds since the epoch.
+pub fn millis_to_nanos(millis: i64) -> Option<i64> {
+    millis.checked_mul(1_000_000)
+}

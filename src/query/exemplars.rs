@@ -1,0 +1,203 @@
+//! Exemplar queries: by series selector and time range (what Prometheus's
+//! `/api/v1/query_exemplars` answers), and by trace ID with no time range (the
+//! trace-ID index names the chunks). Results are grouped by series.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
+use datafusion::logical_expr::{col, lit};
+
+use super::logql::ts_literal;
+use super::table::ScanStats;
+use super::{QueryEngine, QueryError, Result};
+use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant, TraceId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The exemplar's own labels, `trace_id` and `span_id` included.
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesExemplars {
+    pub series: LabelSet,
+    pub exemplars: Vec<Exemplar>,
+}
+
+pub struct ExemplarResult {
+    pub series: Vec<SeriesExemplars>,
+    pub stats: Arc<ScanStats>,
+}
+
+/// At most this many exemplars are returned by one query.
+pub const MAX_EXEMPLARS: usize = 100_000;
+
+const COLUMNS: [&str; 6] = [
+    "timestamp",
+    "stream_id",
+    "value",
+    "trace_id",
+    "span_id",
+    "exemplar_labels",
+];
+
+impl QueryEngine {
+    pub async fn exemplars(
+        &self,
+        tenant: &Tenant,
+        selector: &Selector,
+        start: i64,
+        end: i64,
+    ) -> Result<ExemplarResult> {
+        self.counted(self.run_exemplars(tenant, selector, start, end))
+            .await
+    }
+
+    async fn run_exemplars(
+        &self,
+        tenant: &Tenant,
+        selector: &Selector,
+        start: i64,
+        end: i64,
+    ) -> Result<ExemplarResult> {
+        let stats = Arc::new(ScanStats::default());
+        let selected = self.select_streams(tenant, Signal::Exemplars, selector, (start, end));
+        if selected.is_empty() {
+            return Ok(ExemplarResult {
+                series: Vec::new(),
+                stats,
+            });
+        }
+        let ctx = self.session(tenant, Arc::clone(&stats))?;
+        let mut df = ctx
+            .table(Signal::Exemplars.as_str())
+            .await?
+            .filter(col("timestamp").between(ts_literal(start), ts_literal(end)))?;
+        if let Some(ids) = &selected.ids {
+            let list = ids.iter().map(|id| lit(id.0)).collect();
+            df = df.filter(col("stream_id").in_list(list, false))?;
+        }
+        let df = df
+            .select_columns(&COLUMNS)?
+            .sort(vec![
+                col("stream_id").sort(true, false),
+                col("timestamp").sort(true, false),
+            ])?
+            .limit(0, Some(MAX_EXEMPLARS))?;
+        let (_, batches) = self.collect(df).await?;
+        Ok(ExemplarResult {
+            series: group_by_series(&batches, &selected.labels)?,
+            stats,
+        })
+    }
+
+    /// The exemplars that name `trace`, with their series: the reverse of following
+    /// an exemplar to its trace.
+    pub async fn trace_exemplars(&self, tenant: &Tenant, trace: TraceId) -> Result<ExemplarResult> {
+        self.counted(self.run_trace_exemplars(tenant, trace)).await
+    }
+
+    async fn run_trace_exemplars(&self, tenant: &Tenant, trace: TraceId) -> Result<ExemplarResult> {
+        let stats = Arc::new(ScanStats::default());
+        let ctx = self.session(tenant, Arc::clone(&stats))?;
+        let df = ctx
+            .table(Signal::Exemplars.as_str())
+            .await?
+            .filter(col("trace_id").eq(lit(trace.to_hex())))?
+            .select_columns(&COLUMNS)?
+            .sort(vec![col("timestamp").sort(true, false)])?
+            .limit(0, Some(MAX_EXEMPLARS))?;
+        let (_, batches) = self.collect(df).await?;
+        let labels = {
+            let catalog = self.db.read_catalog();
+            let mut labels = HashMap::new();
+            if let Some(table) = catalog.table(tenant, Signal::Exemplars) {
+                for batch in &batches {
+                    if let Some(ids) = batch
+                        .column_by_name("stream_id")
+                        .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                    {
+                        for id in ids.values().iter().map(|v| StreamId(*v)) {
+                            if let Some(l) = table.labels.labels(id) {
+                                labels.insert(id, l.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            labels
+        };
+        Ok(ExemplarResult {
+            series: group_by_series(&batches, &labels)?,
+            stats,
+        })
+    }
+}
+
+fn group_by_series(
+    batches: &[RecordBatch],
+    labels: &HashMap<StreamId, LabelSet>,
+) -> Result<Vec<SeriesExemplars>> {
+    let missing = |name: &str| QueryError::Execution(format!("result column {name} missing"));
+    let mut order: Vec<StreamId> = Vec::new();
+    let mut grouped: HashMap<StreamId, Vec<Exemplar>> = HashMap::new();
+    for batch in batches {
+        let column = |name: &'static str| batch.column_by_name(name).ok_or_else(|| missing(name));
+        let times = column("timestamp")?
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| missing("timestamp"))?;
+        let ids = column("stream_id")?
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| missing("stream_id"))?;
+        let values = column("value")?
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| missing("value"))?;
+        let traces = column("trace_id")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| missing("trace_id"))?;
+        let spans = column("span_id")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| missing("span_id"))?;
+        let extra = column("exemplar_labels")?
+            .as_map_opt()
+            .ok_or_else(|| missing("exemplar_labels"))?;
+        for row in 0..batch.num_rows() {
+            let mut exemplar_labels = BTreeMap::new();
+            let entries = extra.value(row);
+            let keys = entries.column(0).as_string::<i32>();
+            let vals = entries.column(1).as_string::<i32>();
+            for i in 0..entries.len() {
+                exemplar_labels.insert(keys.value(i).to_owned(), vals.value(i).to_owned());
+            }
+            if traces.is_valid(row) {
+                exemplar_labels.insert("trace_id".into(), traces.value(row).to_owned());
+            }
+            if spans.is_valid(row) {
+                exemplar_labels.insert("span_id".into(), spans.value(row).to_owned());
+            }
+            let id = StreamId(ids.value(row));
+            grouped
+                .entry(id)
+                .or_insert_with(|| {
+                    order.push(id);
+                    Vec::new()
+                })
+                .push(Exemplar {
+                    labels: exemplar_labels,
+                    value: values.value(row),
+                    timestamp: times.value(row),
+                });
+        }
+    }
+    Ok(order
+        .into_iter()
+        .map(|id| SeriesExemplars {
+            series: labels.get(&id).cloned().unwrap_or_default(),
+            exemplars: grouped.remove(&id).unwrap_or_default(),
+        })
+        .collect())
+}
