@@ -15,8 +15,10 @@ use crate::ingest::{
     DEFAULT_LABEL_ATTRIBUTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TRACE_ID_PATTERN, IngestRules,
     label_name_for_attribute,
 };
+use crate::model::Tenant;
 use crate::model::labels::validate_name;
 use crate::query::QueryConfig;
+use crate::scrape::{ScrapeJob, StaticTarget};
 use crate::wal::SyncPolicy;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
@@ -93,6 +95,10 @@ pub struct RawConfig {
     /// Most rows a SQL query returns.
     #[arg(long, env = "THREADLINE_QUERY_MAX_ROWS")]
     pub query_max_rows: Option<usize>,
+    /// Scrape jobs: only the config file can list them.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub scrape_configs: Vec<FileScrapeJob>,
 }
 
 /// The file's layout: the same settings, grouped in sections.
@@ -111,6 +117,30 @@ struct FileConfig {
     ingest: FileIngest,
     #[serde(default)]
     query: FileQuery,
+    #[serde(default)]
+    scrape_configs: Vec<FileScrapeJob>,
+}
+
+/// A `[[scrape_configs]]` entry, named as in Prometheus's configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileScrapeJob {
+    job_name: String,
+    scrape_interval: Option<String>,
+    scrape_timeout: Option<String>,
+    metrics_path: Option<String>,
+    scheme: Option<String>,
+    tenant: Option<String>,
+    #[serde(default)]
+    static_configs: Vec<FileStaticConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStaticConfig {
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +212,7 @@ impl RawConfig {
             query_timeout: file.query.timeout,
             query_max_memory_bytes: file.query.max_memory_bytes,
             query_max_rows: file.query.max_rows,
+            scrape_configs: file.scrape_configs,
         })
     }
 
@@ -202,6 +233,11 @@ impl RawConfig {
             query_timeout: over.query_timeout.or(self.query_timeout),
             query_max_memory_bytes: over.query_max_memory_bytes.or(self.query_max_memory_bytes),
             query_max_rows: over.query_max_rows.or(self.query_max_rows),
+            scrape_configs: if over.scrape_configs.is_empty() {
+                self.scrape_configs
+            } else {
+                over.scrape_configs
+            },
         }
     }
 }
@@ -214,6 +250,7 @@ pub struct Config {
     pub ingest: IngestRules,
     pub max_body_bytes: usize,
     pub query: QueryConfig,
+    pub scrape: Vec<ScrapeJob>,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
@@ -258,7 +295,9 @@ impl Config {
             }
             Some(re)
         };
+        let scrape = scrape_jobs(&raw.scrape_configs)?;
         Ok(Config {
+            scrape,
             listen,
             db: DbConfig {
                 data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
@@ -295,6 +334,82 @@ impl Config {
             },
         })
     }
+}
+
+fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
+    let setting = "scrape_configs";
+    let mut names = std::collections::HashSet::new();
+    jobs.iter()
+        .map(|job| {
+            let name = job.job_name.trim();
+            if name.is_empty() {
+                return Err(invalid(setting, "every job needs a job_name"));
+            }
+            if !names.insert(name) {
+                return Err(invalid(setting, format!("job_name {name:?} appears twice")));
+            }
+            let fail = |message: String| invalid(setting, format!("job {name:?}: {message}"));
+            let interval = parse_duration(job.scrape_interval.as_deref().unwrap_or("15s"))
+                .map_err(|e| fail(format!("scrape_interval: {e}")))?;
+            let timeout = match &job.scrape_timeout {
+                Some(t) => parse_duration(t).map_err(|e| fail(format!("scrape_timeout: {e}")))?,
+                None => interval.min(Duration::from_secs(10)),
+            };
+            if timeout > interval {
+                return Err(fail(
+                    "scrape_timeout must not exceed scrape_interval".into(),
+                ));
+            }
+            let scheme = job.scheme.as_deref().unwrap_or("http");
+            if scheme != "http" && scheme != "https" {
+                return Err(fail(format!("scheme {scheme:?}: use http or https")));
+            }
+            let metrics_path = job.metrics_path.as_deref().unwrap_or("/metrics");
+            if !metrics_path.starts_with('/') {
+                return Err(fail(format!(
+                    "metrics_path {metrics_path:?} must start with /"
+                )));
+            }
+            let tenant = match &job.tenant {
+                Some(t) => Tenant::new(t).map_err(|e| fail(format!("tenant: {e}")))?,
+                None => Tenant::default_tenant(),
+            };
+            let mut targets = Vec::new();
+            for group in &job.static_configs {
+                for (label, _) in &group.labels {
+                    validate_name(label).map_err(|e| fail(format!("label {label:?}: {e}")))?;
+                }
+                for address in &group.targets {
+                    let valid = !address.is_empty()
+                        && !address.contains("://")
+                        && !address.contains('/')
+                        && !address.contains(char::is_whitespace);
+                    if !valid {
+                        return Err(fail(format!(
+                            "target {address:?}: give host:port, without scheme or path"
+                        )));
+                    }
+                    targets.push(StaticTarget {
+                        address: address.clone(),
+                        labels: group
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    });
+                }
+            }
+            Ok(ScrapeJob {
+                name: name.to_owned(),
+                interval,
+                timeout,
+                metrics_path: metrics_path.to_owned(),
+                scheme: scheme.to_owned(),
+                tenant,
+                targets,
+            })
+        })
+        .collect()
 }
 
 /// `250ms`, `30s`, `5m`, `2h`.
@@ -345,6 +460,39 @@ mod tests {
             defaults.ingest.trace_id_pattern.map(|r| r.to_string())
         );
         assert_eq!(from_file.query.timeout, defaults.query.timeout);
+    }
+
+    #[test]
+    fn scrape_jobs_read_like_prometheus_and_refuse_mistakes() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[scrape_configs]]
+            job_name = "node"
+            scrape_interval = "30s"
+            [[scrape_configs.static_configs]]
+            targets = ["localhost:9100", "db:9100"]
+            labels = { env = "prod" }
+            "#,
+        )
+        .unwrap();
+        let jobs = scrape_jobs(&file.scrape_configs).unwrap();
+        assert_eq!(jobs[0].targets.len(), 2);
+        assert_eq!(jobs[0].timeout, Duration::from_secs(10));
+        assert_eq!(jobs[0].metrics_path, "/metrics");
+        assert_eq!(
+            jobs[0].targets[0].labels,
+            vec![("env".into(), "prod".into())]
+        );
+        let bad = |toml_text: &str| {
+            let file: FileConfig = toml::from_str(toml_text).unwrap();
+            scrape_jobs(&file.scrape_configs).unwrap_err().to_string()
+        };
+        assert!(bad("[[scrape_configs]]\njob_name = \"a\"\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"").contains("must not exceed"));
+        assert!(bad("[[scrape_configs]]\njob_name = \"a\"\n[[scrape_configs.static_configs]]\ntargets = [\"http://x:1/metrics\"]").contains("without scheme"));
+        assert!(
+            bad("[[scrape_configs]]\njob_name = \"a\"\n[[scrape_configs]]\njob_name = \"a\"")
+                .contains("twice")
+        );
     }
 
     #[test]

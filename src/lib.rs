@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod query;
+pub mod scrape;
 pub mod server;
 pub mod storage;
 pub mod wal;

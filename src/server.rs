@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::metrics::Metrics;
 use crate::query::QueryEngine;
+use crate::scrape::Scraper;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -44,11 +45,13 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let db = Db::open(config.db.clone(), metrics).await?;
         let engine = Arc::new(QueryEngine::new(Arc::clone(&db), config.query.clone()));
+        let scraper = Arc::new(Scraper::new(&config.scrape, config.max_body_bytes));
         let state = AppState {
             db: Arc::clone(&db),
             engine,
             ingest: Arc::new(config.ingest.clone()),
             max_body_bytes: config.max_body_bytes,
+            scraper: Arc::clone(&scraper),
         };
         let listener =
             TcpListener::bind(config.listen)
@@ -60,6 +63,7 @@ impl Server {
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let (stop, stopped) = watch::channel(false);
         let flusher = tokio::spawn(Arc::clone(&db).run_flusher(stopped.clone()));
+        let scrapes = scraper.spawn(Arc::clone(&db), stopped.clone());
         let task_db = Arc::clone(&db);
         let task = tokio::spawn(async move {
             let mut stopped = stopped;
@@ -68,6 +72,9 @@ impl Server {
                     let _ = stopped.wait_for(|s| *s).await;
                 })
                 .await;
+            for scrape in scrapes {
+                let _ = scrape.await;
+            }
             let _ = flusher.await;
             match tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, task_db.flush(true)).await {
                 Ok(Ok(report)) => info!(

@@ -22,9 +22,11 @@ use http_body_util::BodyExt;
 pub use error::{ApiError, ErrorCode};
 
 use crate::db::Db;
+pub use crate::ingest::now_ns;
 use crate::ingest::{BodyError, ContentEncoding, IngestRules, decompress};
 use crate::model::Tenant;
 use crate::query::QueryEngine;
+use crate::scrape::Scraper;
 
 pub const TENANT_HEADER: &str = "x-scope-orgid";
 
@@ -35,6 +37,7 @@ pub struct AppState {
     pub engine: Arc<QueryEngine>,
     pub ingest: Arc<IngestRules>,
     pub max_body_bytes: usize,
+    pub scraper: Arc<Scraper>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -47,6 +50,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/query_exemplars",
             get(prometheus::query_exemplars).post(prometheus::query_exemplars),
         )
+        .route("/api/v1/targets", get(prometheus::targets))
         .route("/loki/api/v1/push", post(loki::push))
         .route("/threadline/v1/sql", post(query::sql))
         .route("/threadline/v1/query", get(query::logs))
@@ -128,14 +132,6 @@ pub fn body_error(e: BodyError) -> ApiError {
         }
         BodyError::BadGzip(_) | BodyError::BadSnappy(_) => ApiError::bad_request(e.to_string()),
     }
-}
-
-/// The wall clock in nanoseconds, for protocols that stamp rows with "now".
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }
 
 pub fn content_type(headers: &HeaderMap) -> Option<&str> {

@@ -24,7 +24,7 @@ use crate::ingest::remote_write::{self, Counts, Version};
 use crate::metrics::Metrics;
 use crate::model::{LabelSet, Selector, TraceId};
 use crate::query::exemplars::SeriesExemplars;
-use crate::query::time::parse_time;
+use crate::query::time::{format_time, parse_time};
 
 pub async fn remote_write(
     State(state): State<AppState>,
@@ -187,4 +187,59 @@ pub fn float_text(value: f64) -> String {
 pub fn seconds(ns: i64) -> Value {
     let millis = ns.div_euclid(1_000_000);
     json!(millis as f64 / 1e3)
+}
+
+/// `GET /api/v1/targets`: every scrape target with its health and last error, in
+/// Prometheus's shape.
+pub async fn targets(State(state): State<AppState>) -> Response {
+    let active: Vec<Value> = state
+        .scraper
+        .targets()
+        .iter()
+        .map(|target| {
+            let status = target.status();
+            let labels: serde_json::Map<String, Value> = target
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
+            json!({
+                "discoveredLabels": labels,
+                "labels": labels,
+                "scrapePool": target.job,
+                "scrapeUrl": target.url,
+                "globalUrl": target.url,
+                "lastError": status.last_error,
+                "lastScrape": status.last_scrape.map(format_time).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+                "lastScrapeDuration": status.last_duration.as_secs_f64(),
+                "lastSamplesScraped": status.samples,
+                "health": status.health.as_str(),
+                "scrapeInterval": humantime(target.interval),
+                "scrapeTimeout": humantime(target.timeout),
+                "tenant": target.tenant.as_str(),
+            })
+        })
+        .collect();
+    success(json!({ "activeTargets": active, "droppedTargets": [] }))
+}
+
+/// Durations the way Prometheus prints them in its API (`15s`, `1m30s`, `500ms`).
+fn humantime(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
 }

@@ -47,6 +47,14 @@ impl Rejected {
     }
 }
 
+/// The wall clock in nanoseconds, for protocols that stamp rows with "now".
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
 /// How pushed records are mapped onto streams. Built once from the config.
 #[derive(Debug, Clone)]
 pub struct IngestRules {
