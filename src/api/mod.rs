@@ -60,6 +60,10 @@ pub fn app(state: AppState) -> Router {
             get(query::label_values),
         )
         .route("/threadline/v1/series", get(query::series))
+        .route(
+            "/threadline/v1/samples",
+            get(prometheus::samples).post(prometheus::samples),
+        )
         .route("/threadline/v1/traces/{trace_id}", get(query::trace))
         .route(
             "/threadline/v1/traces/{trace_id}/exemplars",

@@ -139,6 +139,54 @@ pub async fn trace_exemplars(
     Ok(success(exemplar_data(&result.series)))
 }
 
+/// `GET /threadline/v1/samples?query=<selector>&start=&end=&limit=`: the raw points
+/// of the matching series, as a Prometheus `matrix`.
+pub async fn samples(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(params): Form<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let query = params
+        .get("query")
+        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
+    let selector = Selector::parse(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let range = super::query::time_range(
+        params.get("start").map(String::as_str),
+        params.get("end").map(String::as_str),
+    )?;
+    let limit = match params.get("limit") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::bad_request("limit must be a positive integer"))?,
+        None => DEFAULT_SAMPLE_LIMIT,
+    };
+    let result = state
+        .engine
+        .samples(&tenant, &selector, range, limit)
+        .await?;
+    let series: Vec<Value> = result
+        .series
+        .iter()
+        .map(|s| {
+            json!({
+                "metric": label_object(&s.series),
+                "values": s.points.iter().map(|(t, v)| json!([seconds(*t), float_text(*v)])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "status": "success",
+        "data": { "resultType": "matrix", "result": series },
+        "truncated": result.truncated,
+    }))
+    .into_response())
+}
+
+const DEFAULT_SAMPLE_LIMIT: usize = 100_000;
+
 fn success(data: Value) -> Response {
     axum::Json(json!({ "status": "success", "data": data })).into_response()
 }

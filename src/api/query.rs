@@ -179,7 +179,7 @@ pub struct LogParams {
     direction: Option<String>,
 }
 
-fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), ApiError> {
+pub fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), ApiError> {
     let end = match end {
         Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("end: {e}")))?,
         None => now_ns(),

@@ -5,6 +5,7 @@
 pub mod exemplars;
 pub mod grep;
 pub mod logql;
+pub mod samples;
 pub mod streams;
 pub mod table;
 pub mod time;

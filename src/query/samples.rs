@@ -1,0 +1,122 @@
+//! Metric points by series selector and time range: the raw points of every matching
+//! series, grouped by series and in time order (a Prometheus range query without
+//! functions).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
+use datafusion::logical_expr::{col, lit};
+
+use super::logql::ts_literal;
+use super::table::ScanStats;
+use super::{QueryEngine, QueryError, Result};
+use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant};
+
+pub struct SeriesPoints {
+    pub series: LabelSet,
+    /// `(nanoseconds, value)`, oldest first.
+    pub points: Vec<(i64, f64)>,
+}
+
+pub struct SampleResult {
+    pub series: Vec<SeriesPoints>,
+    /// True when `limit` points were reached and later ones left out.
+    pub truncated: bool,
+    pub stats: Arc<ScanStats>,
+}
+
+impl QueryEngine {
+    pub async fn samples(
+        &self,
+        tenant: &Tenant,
+        selector: &Selector,
+        range: (i64, i64),
+        limit: usize,
+    ) -> Result<SampleResult> {
+        self.counted(self.run_samples(tenant, selector, range, limit))
+            .await
+    }
+
+    async fn run_samples(
+        &self,
+        tenant: &Tenant,
+        selector: &Selector,
+        (start, end): (i64, i64),
+        limit: usize,
+    ) -> Result<SampleResult> {
+        let stats = Arc::new(ScanStats::default());
+        let selected = self.select_streams(tenant, Signal::Samples, selector, (start, end));
+        if selected.is_empty() {
+            return Ok(SampleResult {
+                series: Vec::new(),
+                truncated: false,
+                stats,
+            });
+        }
+        let ctx = self.session(tenant, Arc::clone(&stats))?;
+        let mut df = ctx
+            .table(Signal::Samples.as_str())
+            .await?
+            .filter(col("timestamp").between(ts_literal(start), ts_literal(end)))?;
+        if let Some(ids) = &selected.ids {
+            let list = ids.iter().map(|id| lit(id.0)).collect();
+            df = df.filter(col("stream_id").in_list(list, false))?;
+        }
+        let df = df
+            .select_columns(&["stream_id", "timestamp", "value"])?
+            .sort(vec![
+                col("stream_id").sort(true, false),
+                col("timestamp").sort(true, false),
+            ])?
+            .limit(0, Some(limit.saturating_add(1)))?;
+        let (_, batches) = self.collect(df).await?;
+        let missing = |name: &str| QueryError::Execution(format!("result column {name} missing"));
+        let mut order: Vec<StreamId> = Vec::new();
+        let mut grouped: HashMap<StreamId, Vec<(i64, f64)>> = HashMap::new();
+        let mut taken = 0usize;
+        let mut truncated = false;
+        'batches: for batch in &batches {
+            let ids = batch
+                .column_by_name("stream_id")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .ok_or_else(|| missing("stream_id"))?;
+            let times = batch
+                .column_by_name("timestamp")
+                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+                .ok_or_else(|| missing("timestamp"))?;
+            let values = batch
+                .column_by_name("value")
+                .and_then(|c| c.as_primitive_opt::<Float64Type>())
+                .ok_or_else(|| missing("value"))?;
+            for row in 0..batch.num_rows() {
+                if taken == limit {
+                    truncated = true;
+                    break 'batches;
+                }
+                taken += 1;
+                let id = StreamId(ids.value(row));
+                grouped
+                    .entry(id)
+                    .or_insert_with(|| {
+                        order.push(id);
+                        Vec::new()
+                    })
+                    .push((times.value(row), values.value(row)));
+            }
+        }
+        let series = order
+            .into_iter()
+            .map(|id| SeriesPoints {
+                series: selected.labels.get(&id).cloned().unwrap_or_default(),
+                points: grouped.remove(&id).unwrap_or_default(),
+            })
+            .collect();
+        Ok(SampleResult {
+            series,
+            truncated,
+            stats,
+        })
+    }
+}
