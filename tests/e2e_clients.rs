@@ -1,11 +1,18 @@
-//! Real clients with their default settings. The OpenTelemetry Python SDK is installed
-//! from PyPI into a virtualenv on first use (see `common::python_venv`), so a plain
-//! `cargo test` sets up everything it needs.
+//! Real clients with their default settings, installed by the tests themselves on
+//! first use under Cargo's target tmpdir: Python packages from PyPI into virtualenvs
+//! (`common::python_venv`), Debian's Prometheus unpacked from its package
+//! (`common::debian_package`), and Node packages by `npm ci` (`common::node_client`).
+//! A client that cannot be installed fails its test with the reason.
 
 mod common;
 
-use common::{TestServer, python_venv};
-use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{TestServer, debian_package, node_client, python_venv, settings};
+use serde_json::{Value, json};
+use threadline::config::{FileScrapeJob, RawConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_python_sdk_with_default_settings() {
@@ -84,4 +91,211 @@ async fn opentelemetry_python_sdk_with_default_settings() {
         )
         .await;
     assert_eq!(rows, vec![json!({"attempt": "2", "scope_name": "shop"})]);
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the `prometheus_client` example app; returns it and its `/metrics` address.
+async fn exemplar_app(trace_id: &str) -> (Process, String) {
+    let python = tokio::task::spawn_blocking(|| {
+        python_venv("prometheus-client-0.26", &["prometheus-client==0.26.*"])
+    })
+    .await
+    .unwrap()
+    .join("bin/python");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/exemplar_app.py");
+    let mut child = Command::new(python)
+        .args([script, trace_id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("the app prints its port");
+    (Process(child), format!("127.0.0.1:{port}"))
+}
+
+fn scrape_job(name: &str, interval: &str, target: &str) -> FileScrapeJob {
+    toml::from_str(&format!(
+        "job_name = {name:?}\nscrape_interval = {interval:?}\n[[static_configs]]\ntargets = [{target:?}]\n"
+    ))
+    .unwrap()
+}
+
+/// Polls a SQL query until its rows satisfy `done`, for at most `seconds`.
+async fn eventually(
+    server: &TestServer,
+    sql: &str,
+    seconds: u64,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for _ in 0..seconds * 4 {
+        rows = server.rows(sql).await;
+        if done(&rows) {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    rows
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_python_client_exemplars_are_scraped() {
+    let trace = "7d2b5f0c8a1e4f3b9c6d0a2e4b6c8d0f";
+    let (_app, address) = exemplar_app(trace).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(RawConfig {
+        scrape_configs: vec![scrape_job("shop", "300ms", &address)],
+        ..settings(dir.path())
+    })
+    .await;
+    let sql = format!(
+        "SELECT DISTINCT metric, labels['le'] AS le, span_id FROM exemplars \
+         WHERE trace_id = '{trace}' AND job = 'shop' ORDER BY metric"
+    );
+    let rows = eventually(&server, &sql, 30, |rows| rows.len() >= 2).await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"metric": "checkout_duration_seconds_bucket", "le": "0.5", "span_id": "b7ad6b7169203331"}),
+            json!({"metric": "checkouts_total", "le": null, "span_id": null}),
+        ]
+    );
+    // OpenMetrics `_created` became the counter's start time.
+    let rows = server
+        .rows("SELECT count(*) AS n FROM samples WHERE metric = 'checkouts_total' AND start_timestamp IS NOT NULL")
+        .await;
+    assert!(rows[0]["n"].as_u64().unwrap() > 0);
+    let (_, body) = server
+        .get(
+            "/api/v1/query_exemplars",
+            &[("query", "checkout_duration_seconds_bucket{job=\"shop\"}")],
+        )
+        .await;
+    assert_eq!(body["data"][0]["exemplars"][0]["labels"]["trace_id"], trace);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debian_prometheus_remote_writes_exemplars_and_is_scraped() {
+    let prometheus = tokio::task::spawn_blocking(|| debian_package("prometheus"))
+        .await
+        .unwrap()
+        .join("usr/bin/prometheus");
+    let trace = "1f2e3d4c5b6a79881f2e3d4c5b6a7988";
+    let (_app, app_address) = exemplar_app(trace).await;
+    let prometheus_address = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(RawConfig {
+        scrape_configs: vec![scrape_job("prometheus", "1s", &prometheus_address)],
+        ..settings(dir.path())
+    })
+    .await;
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n\
+             scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{app_address}']\n\
+             remote_write:\n  - url: {}/api/v1/write\n    send_exemplars: true\n    queue_config:\n      batch_send_deadline: 1s\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let _prometheus = Process(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prometheus_address}"))
+            .arg("--enable-feature=exemplar-storage")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", prometheus.display())),
+    );
+
+    // Remote write: the app's series and exemplars, under Prometheus's job name.
+    let sql = format!(
+        "SELECT DISTINCT metric FROM exemplars WHERE trace_id = '{trace}' AND job = 'app' ORDER BY metric"
+    );
+    let rows = eventually(&server, &sql, 60, |rows| rows.len() >= 2).await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"metric": "checkout_duration_seconds_bucket"}),
+            json!({"metric": "checkouts_total"}),
+        ]
+    );
+    let rows = server
+        .rows("SELECT count(*) AS n FROM samples WHERE job = 'app' AND metric = 'up' AND value = 1")
+        .await;
+    assert!(rows[0]["n"].as_u64().unwrap() > 0);
+    // Scraping Prometheus itself.
+    let rows = eventually(
+        &server,
+        "SELECT DISTINCT labels['version'] AS version FROM samples WHERE job = 'prometheus' AND metric = 'prometheus_build_info'",
+        30,
+        |rows| !rows.is_empty(),
+    )
+    .await;
+    assert!(
+        rows[0]["version"].as_str().unwrap().starts_with("2."),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winston_loki_pushes_snappy_protobuf() {
+    let client = tokio::task::spawn_blocking(|| node_client("loki_node"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let trace = "0123456789abcdef0123456789abcdef";
+    let output = tokio::process::Command::new("node")
+        .arg(client.join("push.js"))
+        .args([&server.url, trace])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = eventually(
+        &server,
+        "SELECT labels['level'] AS level, trace_id FROM logs WHERE service_name = 'node-shop' ORDER BY level",
+        10,
+        |rows| rows.len() == 2,
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"level": "info", "trace_id": trace}),
+            json!({"level": "warn", "trace_id": null}),
+        ]
+    );
 }

@@ -273,3 +273,78 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+fn run(program: &str, args: &[&str], dir: &Path) -> Result<(), String> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// A Debian package unpacked (not installed, no services started) under Cargo's target
+/// tmpdir on first use; returns the root of its files. Refreshes the package lists
+/// once if the first download fails. Panics, saying why, if it cannot be had.
+pub fn debian_package(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("deb-{name}"));
+    let marker = root.join("unpacked");
+    if marker.exists() {
+        return root;
+    }
+    let downloads = root.join("download");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let fetched = run("apt-get", &["download", name], &downloads).or_else(|_| {
+        run("apt-get", &["update", "-qq"], &downloads)?;
+        run("apt-get", &["download", name], &downloads)
+    });
+    if let Err(e) = fetched {
+        panic!("cannot download the Debian package {name} for this test: {e}");
+    }
+    let deb = std::fs::read_dir(&downloads)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("apt-get download {name} left no .deb"));
+    let files = root.join("files");
+    if let Err(e) = run(
+        "dpkg",
+        &["-x", deb.to_str().unwrap(), files.to_str().unwrap()],
+        &root,
+    ) {
+        panic!("cannot unpack {}: {e}", deb.display());
+    }
+    std::fs::write(&marker, name).unwrap();
+    root.join("files")
+}
+
+/// A copy of a Node client folder from `tests/clients` under Cargo's target tmpdir,
+/// with its locked packages installed by `npm ci` on first use; returns the copy.
+/// Panics, saying why, if the packages cannot be installed.
+pub fn node_client(folder: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(folder);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("node-{folder}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    if dir.join("node_modules/.package-lock.json").exists() {
+        return dir;
+    }
+    if let Err(e) = run("npm", &["ci", "--no-audit", "--no-fund"], &dir) {
+        panic!("cannot install the npm packages of tests/clients/{folder}: {e}");
+    }
+    dir
+}
