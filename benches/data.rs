@@ -189,3 +189,140 @@ pub fn traces_request(
     };
     (request, ids)
 }
+
+/// Metric families as exporters expose them: (name, type, extra label).
+const FAMILIES: &[(&str, &str)] = &[
+    ("http_requests_total", "counter"),
+    ("http_request_duration_seconds", "histogram"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("db_queries_total", "counter"),
+    ("queue_depth", "gauge"),
+];
+
+const BUCKETS: &[&str] = &["0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "+Inf"];
+
+/// One series of a scrape: its name and labels (without job/instance).
+fn series_labels(rng: &mut Rng, i: usize) -> (String, Vec<(String, String)>) {
+    let (family, kind) = FAMILIES[i % FAMILIES.len()];
+    let mut labels = vec![
+        ("method".to_owned(), ["GET", "POST", "PUT"][i % 3].to_owned()),
+        ("route".to_owned(), format!("/api/v1/r{}", (i / 15) % 200)),
+        ("status".to_owned(), ["200", "404", "500"][(i / 3) % 3].to_owned()),
+    ];
+    let name = if kind == "histogram" {
+        labels.push(("le".to_owned(), BUCKETS[rng.below(BUCKETS.len() as u64) as usize].to_owned()));
+        format!("{family}_bucket")
+    } else {
+        family.to_owned()
+    };
+    (name, labels)
+}
+
+/// A remote-write request as Prometheus sends it: one sample per series, 1 in 10
+/// series with an exemplar.
+pub fn remote_write_request(
+    rng: &mut Rng,
+    series: usize,
+    t_ms: i64,
+) -> threadline::proto::prometheus::WriteRequest {
+    use threadline::proto::prometheus::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
+    let label = |name: &str, value: &str| Label {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    };
+    let timeseries = (0..series)
+        .map(|i| {
+            let (name, extra) = series_labels(rng, i);
+            let mut labels = vec![
+                label("__name__", &name),
+                label("job", SERVICES[i % SERVICES.len()]),
+                label("instance", &format!("10.0.0.{}:9090", i % 20)),
+            ];
+            labels.extend(extra.iter().map(|(n, v)| label(n, v)));
+            let exemplars = if i % 10 == 0 {
+                let trace: String = rng.trace_id().iter().map(|b| format!("{b:02x}")).collect();
+                vec![Exemplar {
+                    labels: vec![label("trace_id", &trace)],
+                    value: 0.25,
+                    timestamp: t_ms,
+                }]
+            } else {
+                Vec::new()
+            };
+            TimeSeries {
+                labels,
+                samples: vec![Sample {
+                    value: rng.below(1_000_000) as f64,
+                    timestamp: t_ms,
+                }],
+                exemplars,
+                histograms: Vec::new(),
+            }
+        })
+        .collect();
+    WriteRequest {
+        timeseries,
+        metadata: Vec::new(),
+    }
+}
+
+/// An OpenMetrics exposition of `series` series, 1 in 10 with an exemplar.
+pub fn openmetrics_text(rng: &mut Rng, series: usize) -> String {
+    let mut by_family: Vec<Vec<String>> = vec![Vec::new(); FAMILIES.len()];
+    for i in 0..series {
+        let (name, labels) = series_labels(rng, i);
+        let (family, kind) = FAMILIES[i % FAMILIES.len()];
+        let name = if kind == "counter" {
+            name.trim_end_matches("_total").to_owned() + "_total"
+        } else {
+            name
+        };
+        let body: Vec<String> = labels
+            .iter()
+            .map(|(n, v)| format!("{n}=\"{v}\""))
+            .chain([format!("pod=\"p{i}\"")])
+            .collect();
+        let mut line = format!("{name}{{{}}} {}", body.join(","), rng.below(1_000_000));
+        if i % 10 == 0 {
+            let trace: String = rng.trace_id().iter().map(|b| format!("{b:02x}")).collect();
+            line.push_str(&format!(" # {{trace_id=\"{trace}\"}} 0.25 1700000000.123"));
+        }
+        let _ = family;
+        by_family[i % FAMILIES.len()].push(line);
+    }
+    let mut text = String::new();
+    for ((family, kind), lines) in FAMILIES.iter().zip(by_family) {
+        let family = family.trim_end_matches("_total");
+        text.push_str(&format!("# TYPE {family} {kind}\n# HELP {family} Generated.\n"));
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+/// A Loki push of `lines` lines over a few streams.
+pub fn loki_push(rng: &mut Rng, lines: usize, t: i64) -> threadline::proto::logproto::PushRequest {
+    use threadline::proto::logproto::{EntryAdapter, PushRequest, StreamAdapter};
+    let per_stream = lines.div_ceil(SERVICES.len());
+    let streams = SERVICES
+        .iter()
+        .map(|service| StreamAdapter {
+            labels: format!("{{app=\"{service}\", namespace=\"shop\", level=\"info\"}}"),
+            entries: (0..per_stream)
+                .map(|i| EntryAdapter {
+                    timestamp: Some(prost_types::Timestamp {
+                        seconds: t / 1_000_000_000,
+                        nanos: (i % 1_000_000) as i32,
+                    }),
+                    line: line(rng),
+                    structured_metadata: Vec::new(),
+                })
+                .collect(),
+            hash: 0,
+        })
+        .collect();
+    PushRequest { streams }
+}
