@@ -376,7 +376,7 @@ fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
             };
             let mut targets = Vec::new();
             for group in &job.static_configs {
-                for (label, _) in &group.labels {
+                for label in group.labels.keys() {
                     validate_name(label).map_err(|e| fail(format!("label {label:?}: {e}")))?;
                 }
                 for address in &group.targets {

@@ -274,7 +274,7 @@ pub async fn targets(State(state): State<AppState>) -> Response {
 /// Durations the way Prometheus prints them in its API (`15s`, `1m30s`, `500ms`).
 fn humantime(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let secs = d.as_secs();

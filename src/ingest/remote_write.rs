@@ -133,7 +133,7 @@ pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
             })
     };
     let pairs = |refs: &[u32]| -> Result<Vec<(String, String)>, DecodeError> {
-        if refs.len() % 2 != 0 {
+        if !refs.len().is_multiple_of(2) {
             return Err(DecodeError::Symbols(format!(
                 "labels_refs has odd length {}",
                 refs.len()
