@@ -205,12 +205,21 @@ const BUCKETS: &[&str] = &["0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "+In
 fn series_labels(rng: &mut Rng, i: usize) -> (String, Vec<(String, String)>) {
     let (family, kind) = FAMILIES[i % FAMILIES.len()];
     let mut labels = vec![
-        ("method".to_owned(), ["GET", "POST", "PUT"][i % 3].to_owned()),
+        (
+            "method".to_owned(),
+            ["GET", "POST", "PUT"][i % 3].to_owned(),
+        ),
         ("route".to_owned(), format!("/api/v1/r{}", (i / 15) % 200)),
-        ("status".to_owned(), ["200", "404", "500"][(i / 3) % 3].to_owned()),
+        (
+            "status".to_owned(),
+            ["200", "404", "500"][(i / 3) % 3].to_owned(),
+        ),
     ];
     let name = if kind == "histogram" {
-        labels.push(("le".to_owned(), BUCKETS[rng.below(BUCKETS.len() as u64) as usize].to_owned()));
+        labels.push((
+            "le".to_owned(),
+            BUCKETS[rng.below(BUCKETS.len() as u64) as usize].to_owned(),
+        ));
         format!("{family}_bucket")
     } else {
         family.to_owned()
@@ -293,7 +302,9 @@ pub fn openmetrics_text(rng: &mut Rng, series: usize) -> String {
     let mut text = String::new();
     for ((family, kind), lines) in FAMILIES.iter().zip(by_family) {
         let family = family.trim_end_matches("_total");
-        text.push_str(&format!("# TYPE {family} {kind}\n# HELP {family} Generated.\n"));
+        text.push_str(&format!(
+            "# TYPE {family} {kind}\n# HELP {family} Generated.\n"
+        ));
         for line in lines {
             text.push_str(&line);
             text.push('\n');

@@ -27,11 +27,11 @@ use threadline::model::{Signal, Tenant};
 use threadline::scrape::rows::exposition_rows;
 use threadline::wal::SyncPolicy;
 
-fn open_db(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<Db> {
+fn open_db(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: SyncPolicy) -> Arc<Db> {
     let config = DbConfig {
         data_dir: dir.to_owned(),
         object_store: String::new(),
-        wal_sync: SyncPolicy::Fsync,
+        wal_sync: sync,
         wal_segment_bytes: 64 << 20,
         head_max_bytes: usize::MAX,
         head_max_age: Duration::from_secs(3600),
@@ -47,7 +47,8 @@ fn snappy(data: &[u8]) -> bytes::Bytes {
 fn remote_write_bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let series = 10_000;
-    let body = snappy(&remote_write_request(&mut Rng::new(3), series, T0 / 1_000_000).encode_to_vec());
+    let body =
+        snappy(&remote_write_request(&mut Rng::new(3), series, T0 / 1_000_000).encode_to_vec());
     let tenant = Tenant::default_tenant();
     let mut group = c.benchmark_group("remote_write");
     group.throughput(Throughput::Elements(series as u64));
@@ -58,16 +59,21 @@ fn remote_write_bench(c: &mut Criterion) {
             remote_write::decode_v1(&raw).unwrap().0.finish()
         })
     });
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_db(&rt, dir.path());
-    group.bench_function("remote_write_ingest_10k_samples_fsync", |b| {
-        b.iter(|| {
-            let raw = decompress(body.clone(), ContentEncoding::Snappy, 64 << 20).unwrap();
-            let (batches, _) = remote_write::decode_v1(&raw).unwrap().0.finish();
-            rt.block_on(db.write_all(&tenant, batches)).unwrap();
-        })
-    });
-    db.close();
+    for (name, sync) in [
+        ("fsync", SyncPolicy::Fsync),
+        ("buffered", SyncPolicy::Buffered),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(&rt, dir.path(), sync);
+        group.bench_function(format!("remote_write_ingest_10k_samples_{name}"), |b| {
+            b.iter(|| {
+                let raw = decompress(body.clone(), ContentEncoding::Snappy, 64 << 20).unwrap();
+                let (batches, _) = remote_write::decode_v1(&raw).unwrap().0.finish();
+                rt.block_on(db.write_all(&tenant, batches)).unwrap();
+            })
+        });
+        db.close();
+    }
     group.finish();
 }
 
@@ -99,7 +105,7 @@ fn loki_bench(c: &mut Criterion) {
     let rules = IngestRules::default();
     let tenant = Tenant::default_tenant();
     let dir = tempfile::tempdir().unwrap();
-    let db = open_db(&rt, dir.path());
+    let db = open_db(&rt, dir.path(), SyncPolicy::Fsync);
     let mut group = c.benchmark_group("loki_push");
     group.throughput(Throughput::Elements(lines as u64));
     group.sample_size(30);

@@ -78,26 +78,20 @@ pub fn decode_v1(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
         .collect();
     let mut rows = MetricRows::default();
     let mut counts = Counts::default();
-    for ts in &request.timeseries {
-        let labels: Vec<(String, String)> = ts
-            .labels
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .collect();
-        let Some(series) = rows.series(labels) else {
+    for ts in request.timeseries {
+        let pairs = |labels: Vec<v1::Label>| -> Vec<(String, String)> {
+            labels.into_iter().map(|l| (l.name, l.value)).collect()
+        };
+        let Some(series) = rows.series(pairs(ts.labels)) else {
             continue;
         };
         let (metric_type, unit) = family_meta(&metadata, series.metric_name());
         let meta = MetricMeta { metric_type, unit };
         let exemplars: Vec<RawExemplar> = ts
             .exemplars
-            .iter()
+            .into_iter()
             .map(|e| RawExemplar {
-                labels: e
-                    .labels
-                    .iter()
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .collect(),
+                labels: pairs(e.labels),
                 value: e.value,
                 timestamp: millis_to_nanos(e.timestamp),
             })
