@@ -6,6 +6,9 @@
 //! chunks, end to end through DataFusion; throughput is body bytes scanned.
 //! `trace_lookup_1m_spans_100_chunks`: a trace lookup with no time range over 1M spans
 //! in 100 chunks.
+//! `exemplar_lookup_by_trace_*`: the exemplars naming one trace, with no time range,
+//! among 50k exemplars (and 500k samples) written by 50 remote-write requests, each
+//! flushed into its own chunks (8 jobs, so 400 exemplar chunks).
 
 #[path = "data.rs"]
 mod data;
@@ -19,10 +22,10 @@ use std::time::Duration;
 
 use arrow::array::{AsArray, StringArray};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use data::{Rng, SERVICES, T0, line, logs_request, traces_request};
+use data::{Rng, SERVICES, T0, line, logs_request, remote_write_request, traces_request};
 use threadline::db::{Db, DbConfig};
 use threadline::ingest::IngestRules;
-use threadline::ingest::otlp;
+use threadline::ingest::{otlp, remote_write};
 use threadline::metrics::Metrics;
 use threadline::model::{LogQuery, Signal, Tenant, TraceId};
 use threadline::query::grep::contains;
@@ -152,5 +155,44 @@ fn trace_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, grep_kernel, grep_query, trace_lookup);
+fn exemplar_lookup(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &rt);
+    let tenant = Tenant::default_tenant();
+    let mut rng = Rng::new(13);
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let request = remote_write_request(&mut rng, 10_000, T0 / 1_000_000 + i * 60_000);
+        for series in &request.timeseries {
+            for exemplar in &series.exemplars {
+                ids.push(TraceId::from_hex(&exemplar.labels[0].value).unwrap());
+            }
+        }
+        let body = prost::Message::encode_to_vec(&request);
+        let (batches, _) = remote_write::decode_v1(&body).unwrap().0.finish();
+        rt.block_on(engine.db().write_all(&tenant, batches))
+            .unwrap();
+        rt.block_on(engine.db().flush(true)).unwrap();
+    }
+    let mut group = c.benchmark_group("exemplar_lookup");
+    group.sample_size(50);
+    let mut pick = Rng::new(1);
+    group.bench_function("exemplar_lookup_by_trace_50k_exemplars_400_chunks", |b| {
+        b.iter(|| {
+            let id = ids[pick.below(ids.len() as u64) as usize];
+            let found = rt.block_on(engine.trace_exemplars(&tenant, id)).unwrap();
+            assert_eq!(found.series.len(), 1);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    grep_kernel,
+    grep_query,
+    trace_lookup,
+    exemplar_lookup
+);
 criterion_main!(benches);
