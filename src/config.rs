@@ -378,6 +378,11 @@ fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
             for group in &job.static_configs {
                 for label in group.labels.keys() {
                     validate_name(label).map_err(|e| fail(format!("label {label:?}: {e}")))?;
+                    if label.starts_with("__") {
+                        return Err(fail(format!(
+                            "label {label:?}: names starting with __ are reserved"
+                        )));
+                    }
                 }
                 for address in &group.targets {
                     let valid = !address.is_empty()

@@ -195,7 +195,17 @@ pub async fn metrics(
     let request = otlp_metrics::decode_metrics_request(&data, encoding)
         .map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
     let total = otlp_metrics::data_point_count(&request);
-    let (batches, rejected) = otlp_metrics::metrics_to_rows(&request, &state.ingest).finish();
+    let rows = otlp_metrics::metrics_to_rows(&request, &state.ingest);
+    if rows.overflowed() {
+        return Err(fail(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request expands to more than {} samples and exemplars (histogram buckets count one each); send smaller batches",
+                crate::ingest::metrics::MAX_ROWS_PER_REQUEST
+            ),
+        )));
+    }
+    let (batches, rejected) = rows.finish();
     let tenant = tenant(&headers).map_err(fail)?;
     let metrics = state.db.metrics();
     Metrics::add(&metrics.rejected_records_total, rejected.count as u64);

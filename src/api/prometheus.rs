@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, ErrorCode, content_type, read_decoded_body, tenant};
 use crate::ingest::ContentEncoding;
+use crate::ingest::metrics::MAX_ROWS_PER_REQUEST;
 use crate::ingest::remote_write::{self, Counts, Version};
 use crate::metrics::Metrics;
 use crate::model::{LabelSet, Selector, TraceId};
@@ -40,41 +41,58 @@ pub async fn remote_write(
             ),
         )
     })?;
-    let tenant = tenant(&headers)?;
-    let data = read_decoded_body(
-        &headers,
-        body,
-        state.max_body_bytes,
-        ContentEncoding::Snappy,
-    )
-    .await?;
+    // 2.0 senders read what was written from the headers, on errors too.
+    let mut written = Counts::default();
+    let mut response = match write(&state, &headers, body, version, &mut written).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    if version == Version::V2 {
+        written_headers(response.headers_mut(), written);
+    }
+    Ok(response)
+}
+
+async fn write(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    version: Version,
+    written: &mut Counts,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(headers)?;
+    let data =
+        read_decoded_body(headers, body, state.max_body_bytes, ContentEncoding::Snappy).await?;
     let decoded = match version {
         Version::V1 => remote_write::decode_v1(&data),
         Version::V2 => remote_write::decode_v2(&data),
     };
     let (rows, counts) = decoded.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if rows.overflowed() {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request expands to more than {MAX_ROWS_PER_REQUEST} samples and exemplars (histogram buckets count one each); send smaller batches"
+            ),
+        ));
+    }
     let (batches, rejected) = rows.finish();
     let metrics = state.db.metrics();
     Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
     state.db.write_all(&tenant, batches).await?;
+    *written = counts;
     Metrics::add(&metrics.ingested_bytes_total, data.len() as u64);
-    let mut response = if rejected.count > 0 {
-        ApiError::bad_request(format!(
+    if rejected.count > 0 {
+        return Err(ApiError::bad_request(format!(
             "wrote {} samples, {} histograms and {} exemplars; refused {}: {}",
             counts.samples,
             counts.histograms,
             counts.exemplars,
             rejected.count,
             rejected.reasons.join("; ")
-        ))
-        .into_response()
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    };
-    if version == Version::V2 {
-        written_headers(response.headers_mut(), counts);
+        )));
     }
-    Ok(response)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn written_headers(headers: &mut HeaderMap, counts: Counts) {

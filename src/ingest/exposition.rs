@@ -166,7 +166,7 @@ pub fn parse(text: &str, format: Format) -> Result<Exposition<'_>, ParseError> {
                         (!matches!(metric_type, "unknown" | "untyped")).then_some(metric_type);
                 }
                 "UNIT" => entry.unit = Some(rest.trim()).filter(|u| !u.is_empty()),
-                _ => entry.help = Some(unescape(rest, false).map_err(fail)?),
+                _ => entry.help = Some(unescape(rest, Escapes::Help).map_err(fail)?),
             }
             continue;
         }
@@ -210,9 +210,16 @@ pub fn parse(text: &str, format: Format) -> Result<Exposition<'_>, ParseError> {
             message: "OpenMetrics exposition does not end with # EOF".into(),
         });
     }
-    for (family, labels, ns) in &created {
-        for sample in out.samples.iter_mut().filter(|s| s.family == *family) {
-            if same_series(&sample.labels, labels) {
+    if !created.is_empty() {
+        let families: std::collections::HashSet<usize> = created.iter().map(|c| c.0).collect();
+        let starts: HashMap<(usize, Vec<(String, String)>), i64> = created
+            .iter()
+            .map(|(family, labels, ns)| ((*family, series_key(labels)), *ns))
+            .collect();
+        for sample in out.samples.iter_mut() {
+            if families.contains(&sample.family)
+                && let Some(ns) = starts.get(&(sample.family, series_key(&sample.labels)))
+            {
                 sample.created = Some(*ns);
             }
         }
@@ -228,19 +235,16 @@ fn belongs(sample: &str, family: &str) -> bool {
             .is_some_and(|suffix| SUFFIXES.contains(&suffix))
 }
 
-/// Equal labels, ignoring `le` and `quantile` (a `_created` sample names the series,
-/// not one bucket).
-fn same_series(sample: &Labels<'_>, created: &Labels<'_>) -> bool {
-    fn relevant(labels: &Labels<'_>) -> Vec<(String, String)> {
-        let mut v: Vec<_> = labels
-            .iter()
-            .filter(|(n, _)| *n != "le" && *n != "quantile")
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
-    relevant(sample) == relevant(created)
+/// A series' labels without `le` and `quantile`, sorted: a `_created` sample names the
+/// series, not one bucket or quantile.
+fn series_key(labels: &Labels<'_>) -> Vec<(String, String)> {
+    let mut key: Vec<_> = labels
+        .iter()
+        .filter(|(n, _)| *n != "le" && *n != "quantile")
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    key.sort();
+    key
 }
 
 fn valid_metric_name(name: &str) -> bool {
@@ -248,7 +252,11 @@ fn valid_metric_name(name: &str) -> bool {
 }
 
 fn parse_sample(line: &str, format: Format) -> Result<Sample<'_>, String> {
-    let mut cursor = Cursor { text: line, pos: 0 };
+    let mut cursor = Cursor {
+        text: line,
+        pos: 0,
+        format,
+    };
     let name = cursor.name();
     if name.is_empty() || !valid_metric_name(name) {
         return Err(format!("expected a metric name at the start of {line:?}"));
@@ -342,6 +350,7 @@ fn seconds_to_nanos(seconds: f64) -> Option<i64> {
 struct Cursor<'a> {
     text: &'a str,
     pos: usize,
+    format: Format,
 }
 
 impl<'a> Cursor<'a> {
@@ -428,7 +437,7 @@ impl<'a> Cursor<'a> {
                 .ok_or_else(|| format!("unterminated value of label {name:?}"))?;
             self.pos += 1; // closing quote
             let value = if escaped {
-                unescape(raw, true)?
+                unescape(raw, Escapes::LabelValue(self.format))?
             } else {
                 Cow::Borrowed(raw)
             };
@@ -446,8 +455,16 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Label values escape `\\`, `\"` and `\n`; help text escapes `\\` and `\n`.
-fn unescape(raw: &str, quotes: bool) -> Result<Cow<'_, str>, String> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escapes {
+    /// `\\`, `\"` and `\n`. OpenMetrics allows no others; the text format keeps any
+    /// other escape as written, as Prometheus does.
+    LabelValue(Format),
+    /// `\\` and `\n`; other backslashes are literal.
+    Help,
+}
+
+fn unescape(raw: &str, escapes: Escapes) -> Result<Cow<'_, str>, String> {
     if !raw.contains('\\') {
         return Ok(Cow::Borrowed(raw));
     }
@@ -458,16 +475,21 @@ fn unescape(raw: &str, quotes: bool) -> Result<Cow<'_, str>, String> {
             out.push(c);
             continue;
         }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('"') if quotes => out.push('"'),
-            Some(other) if !quotes => {
+        match (chars.next(), escapes) {
+            (Some('\\'), _) => out.push('\\'),
+            (Some('n'), _) => out.push('\n'),
+            (Some('"'), Escapes::LabelValue(_)) => out.push('"'),
+            (Some(other), Escapes::LabelValue(Format::OpenMetrics)) => {
+                return Err(format!("invalid escape \\{other} in a label value"));
+            }
+            (Some(other), _) => {
                 out.push('\\');
                 out.push(other);
             }
-            Some(other) => return Err(format!("invalid escape \\{other} in a label value")),
-            None => return Err("a label value ends in a lone backslash".into()),
+            (None, Escapes::Help) => out.push('\\'),
+            (None, Escapes::LabelValue(_)) => {
+                return Err("a label value ends in a lone backslash".into());
+            }
         }
     }
     Ok(Cow::Owned(out))

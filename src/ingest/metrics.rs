@@ -20,12 +20,23 @@ use crate::model::{LabelSet, Signal, SpanId, TraceId};
 const TRACE_ID_LABELS: &[&str] = &["trace_id", "traceID", "traceId", "TraceID"];
 const SPAN_ID_LABELS: &[&str] = &["span_id", "spanID", "spanId", "SpanID"];
 
+/// Most buckets one histogram point may have (OpenTelemetry's default for exponential
+/// histograms, and Prometheus's limit for native ones). Exponential histograms with
+/// more are merged down to fit; explicit ones are refused.
+pub const MAX_HISTOGRAM_BUCKETS: usize = 160;
+
+/// Most rows (samples plus exemplars) one request may expand to. A histogram point
+/// is one row per bucket, so a small body can mean many rows; past this the request
+/// is refused whole (413) rather than held in memory.
+pub const MAX_ROWS_PER_REQUEST: usize = 500_000;
+
 /// The rows one request adds to `samples` and `exemplars`.
 #[derive(Debug, Default)]
 pub struct MetricRows {
     samples: SampleBatchBuilder,
     exemplars: ExemplarBatchBuilder,
     pub rejected: Rejected,
+    overflowed: bool,
 }
 
 /// An exemplar as protocols deliver it: labels (including the trace ID) and a value.
@@ -51,11 +62,39 @@ impl MetricRows {
     }
 
     pub fn sample(&mut self, series: &Stream, meta: MetricMeta<'_>, point: SampleFields) {
+        if self.full() {
+            return;
+        }
         self.samples.append(series, meta, point);
+    }
+
+    fn full(&mut self) -> bool {
+        if self.samples.len() + self.exemplars.len() >= MAX_ROWS_PER_REQUEST {
+            self.overflowed = true;
+        }
+        self.overflowed
+    }
+
+    /// True when the request expanded past `MAX_ROWS_PER_REQUEST`; it must be refused.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Runs `write` for one data point and counts it as one refusal however many of
+    /// its series (a histogram's buckets, say) were refused.
+    pub fn point(&mut self, write: impl FnOnce(&mut Self)) {
+        let before = self.rejected.count;
+        write(self);
+        if self.rejected.count > before {
+            self.rejected.count = before + 1;
+        }
     }
 
     /// Splits the trace and span IDs out of the exemplar's labels.
     pub fn exemplar(&mut self, series: &Stream, exemplar: &RawExemplar, point_time: i64) {
+        if self.full() {
+            return;
+        }
         let mut trace_id = None;
         let mut span_id = None;
         let mut rest = Vec::with_capacity(exemplar.labels.len());
@@ -156,6 +195,13 @@ impl ClassicHistogram {
     /// From explicit bounds and per-bucket counts (`counts.len() == bounds.len() + 1`;
     /// the last bucket is `+Inf`).
     pub fn explicit(bounds: &[f64], counts: &[f64]) -> Result<Self, String> {
+        if bounds.len() >= MAX_HISTOGRAM_BUCKETS {
+            return Err(format!(
+                "histogram has {} bounds; at most {} are accepted",
+                bounds.len(),
+                MAX_HISTOGRAM_BUCKETS - 1
+            ));
+        }
         if counts.len() != bounds.len() + 1 && !(bounds.is_empty() && counts.is_empty()) {
             return Err(format!(
                 "histogram with {} bounds needs {} bucket counts, got {}",
@@ -183,6 +229,16 @@ impl ClassicHistogram {
         })
     }
 
+    /// Sets the total count; the `+Inf` bucket, which holds every observation, follows
+    /// it (it can exceed the bucket sum, e.g. by NaN observations).
+    pub fn set_count(&mut self, count: f64) {
+        let count = count.max(self.count);
+        self.count = count;
+        if let Some(last) = self.buckets.last_mut() {
+            last.1 = count;
+        }
+    }
+
     /// From base-2 exponential buckets: bucket `i` at `scale` covers
     /// `(2^(i·2^-scale), 2^((i+1)·2^-scale)]`, negative buckets mirror it, and the
     /// zero bucket covers `[-zero_threshold, zero_threshold]`.
@@ -193,6 +249,13 @@ impl ClassicHistogram {
                 h.scale
             ));
         }
+        let (scale, positive, negative) = fit(h.scale, &h.positive, &h.negative)?;
+        let h = &Exponential {
+            scale,
+            positive,
+            negative,
+            ..h.clone()
+        };
         let factor = (-f64::from(h.scale)).exp2();
         let bound = |index: i64| ((index as f64) * factor).exp2();
         let mut buckets = Vec::new();
@@ -276,6 +339,40 @@ impl ClassicHistogram {
     }
 }
 
+/// Merges pairs of adjacent buckets (one scale down) until there are at most
+/// `MAX_HISTOGRAM_BUCKETS` and the scale is at most 8, as Prometheus does with OTLP
+/// exponential histograms: the series stay few and the boundaries stay representable.
+fn fit(
+    scale: i32,
+    positive: &[(i64, f64)],
+    negative: &[(i64, f64)],
+) -> Result<(i32, Vec<(i64, f64)>, Vec<(i64, f64)>), String> {
+    let merge = |buckets: &[(i64, f64)], shift: i32| {
+        let mut out: Vec<(i64, f64)> = Vec::new();
+        for (index, count) in buckets {
+            let index = index >> shift;
+            match out.last_mut() {
+                Some(last) if last.0 == index => last.1 += count,
+                _ => out.push((index, *count)),
+            }
+        }
+        out
+    };
+    let mut shift = 0;
+    loop {
+        let (p, n) = (merge(positive, shift), merge(negative, shift));
+        if scale - shift <= 8 && p.len() + n.len() <= MAX_HISTOGRAM_BUCKETS {
+            return Ok((scale - shift, p, n));
+        }
+        if scale - shift <= -10 {
+            return Err(format!(
+                "exponential histogram has too many buckets to fit {MAX_HISTOGRAM_BUCKETS} at any scale"
+            ));
+        }
+        shift += 1;
+    }
+}
+
 /// An exponential histogram point with its buckets as `(index, count)`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exponential {
@@ -354,6 +451,28 @@ mod tests {
                 ..Default::default()
             })
             .is_err()
+        );
+    }
+
+    #[test]
+    fn fine_exponential_histograms_are_merged_down_to_the_bucket_limit() {
+        let h = ClassicHistogram::exponential(&Exponential {
+            scale: 20,
+            positive: (0..1000).map(|i| (1_000_000 + i, 1.0)).collect(),
+            count: 1000.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            h.buckets.len() <= MAX_HISTOGRAM_BUCKETS + 2,
+            "{}",
+            h.buckets.len()
+        );
+        assert_eq!(h.buckets.last().unwrap().1, 1000.0);
+        assert!(
+            h.buckets
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
         );
     }
 

@@ -119,7 +119,12 @@ pub fn metrics_to_rows(request: &ExportMetricsServiceRequest, rules: &IngestRule
         {
             let mut info = resource.identity.clone();
             info.extend(resource.info.iter().cloned());
-            if let Some(series) = rows.series(with_name(&info, "target_info")) {
+            // `target_info` is derived, not sent: a resource whose attributes cannot be
+            // labels (too many, say) goes without it rather than counting a refusal.
+            let rejected = rows.rejected.clone();
+            let series = rows.series(with_name(&info, "target_info"));
+            rows.rejected = rejected;
+            if let Some(series) = series {
                 rows.sample(
                     &series,
                     MetricMeta {
@@ -195,14 +200,33 @@ fn label_name(attribute: &str) -> String {
     }
 }
 
+/// The resource's labels plus the point's attributes as labels. Attributes that
+/// sanitise to the same name are joined with `;` (as Prometheus does); a point
+/// attribute overrides a resource label; `le` and `quantile` are left to the
+/// histogram and summary series that generate them.
 fn point_labels(base: &[(String, String)], attributes: &[KeyValue]) -> Vec<(String, String)> {
-    let mut labels = base.to_vec();
+    use std::collections::BTreeMap;
+    let mut from_point: BTreeMap<String, String> = BTreeMap::new();
     for kv in attributes {
         let name = label_name(&kv.key);
-        // A point attribute overrides a resource label of the same name.
-        labels.retain(|(n, _)| *n != name);
-        labels.push((name, any_value_string(kv.value.as_ref())));
+        if name == "le" || name == "quantile" {
+            continue;
+        }
+        let value = any_value_string(kv.value.as_ref());
+        from_point
+            .entry(name)
+            .and_modify(|v| {
+                v.push(';');
+                v.push_str(&value);
+            })
+            .or_insert(value);
     }
+    let mut labels: Vec<(String, String)> = base
+        .iter()
+        .filter(|(n, _)| !from_point.contains_key(n))
+        .cloned()
+        .collect();
+    labels.extend(from_point);
     labels
 }
 
@@ -323,7 +347,7 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
                         continue;
                     }
                 };
-                classic.count = point.count as f64;
+                classic.set_count(point.count as f64);
                 classic.sum = point.sum;
                 classic.min = point.min;
                 classic.max = point.max;
@@ -331,14 +355,16 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
                     stale(&mut classic);
                 }
                 let labels = point_labels(base, &point.attributes);
-                classic.write(
-                    rows,
-                    &name,
-                    &labels,
-                    meta,
-                    (timestamp, start_time(point.start_time_unix_nano)),
-                    &exemplars(&point.exemplars),
-                );
+                rows.point(|rows| {
+                    classic.write(
+                        rows,
+                        &name,
+                        &labels,
+                        meta,
+                        (timestamp, start_time(point.start_time_unix_nano)),
+                        &exemplars(&point.exemplars),
+                    )
+                });
             }
         }
         Some(metric::Data::ExponentialHistogram(histogram)) => {
@@ -378,14 +404,16 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
                     stale(&mut classic);
                 }
                 let labels = point_labels(base, &point.attributes);
-                classic.write(
-                    rows,
-                    &name,
-                    &labels,
-                    meta,
-                    (timestamp, start_time(point.start_time_unix_nano)),
-                    &exemplars(&point.exemplars),
-                );
+                rows.point(|rows| {
+                    classic.write(
+                        rows,
+                        &name,
+                        &labels,
+                        meta,
+                        (timestamp, start_time(point.start_time_unix_nano)),
+                        &exemplars(&point.exemplars),
+                    )
+                });
             }
         }
         Some(metric::Data::Summary(summary)) => {
@@ -406,20 +434,22 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
                     start_timestamp: start_time(point.start_time_unix_nano),
                     value: value(v),
                 };
-                for q in &point.quantile_values {
-                    let mut series_labels = with_name(&labels, &name);
-                    series_labels.push(("quantile".into(), format_bound(q.quantile)));
-                    if let Some(series) = rows.series(series_labels) {
-                        rows.sample(&series, meta, fields(q.value));
+                rows.point(|rows| {
+                    for q in &point.quantile_values {
+                        let mut series_labels = with_name(&labels, &name);
+                        series_labels.push(("quantile".into(), format_bound(q.quantile)));
+                        if let Some(series) = rows.series(series_labels) {
+                            rows.sample(&series, meta, fields(q.value));
+                        }
                     }
-                }
-                for (suffix, v) in [("_count", point.count as f64), ("_sum", point.sum)] {
-                    if let Some(series) =
-                        rows.series(with_name(&labels, &format!("{name}{suffix}")))
-                    {
-                        rows.sample(&series, meta, fields(v));
+                    for (suffix, v) in [("_count", point.count as f64), ("_sum", point.sum)] {
+                        if let Some(series) =
+                            rows.series(with_name(&labels, &format!("{name}{suffix}")))
+                        {
+                            rows.sample(&series, meta, fields(v));
+                        }
                     }
-                }
+                });
             }
         }
         None => {}

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use prost::Message;
 
-use super::metrics::{ClassicHistogram, Exponential, MetricRows, RawExemplar};
+use super::metrics::{
+    ClassicHistogram, Exponential, MAX_HISTOGRAM_BUCKETS, MetricRows, RawExemplar,
+};
 use crate::model::schema::{METRIC_NAME_LABEL, MetricMeta, SampleFields, Stream};
 use crate::proto::io::prometheus::write::v2;
 use crate::proto::prometheus as v1;
@@ -115,6 +117,11 @@ pub fn decode_v1(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
 pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
     let request = v2::Request::decode(body)?;
     let symbols = &request.symbols;
+    if symbols.first().is_some_and(|s| !s.is_empty()) {
+        return Err(DecodeError::Symbols(
+            "symbols must start with the empty string".into(),
+        ));
+    }
     let symbol = |index: u32| -> Result<&str, DecodeError> {
         symbols
             .get(index as usize)
@@ -159,7 +166,11 @@ pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
                 v2::metadata::MetricType::try_from(m.r#type)
                     .ok()
                     .and_then(v2_type_name),
-                Some(symbol(m.unit_ref)?).filter(|u| !u.is_empty()),
+                // A bad unit reference costs the unit, not the series.
+                symbols
+                    .get(m.unit_ref as usize)
+                    .map(String::as_str)
+                    .filter(|u| !u.is_empty()),
             ),
             None => (None, None),
         };
@@ -223,11 +234,8 @@ fn write_series(
             .filter(|(n, _)| *n != METRIC_NAME_LABEL)
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect();
-        let meta = MetricMeta {
-            metric_type: meta.metric_type.or(Some("histogram")),
-            unit: meta.unit,
-        };
-        for (i, h) in histograms.iter().enumerate() {
+        let mut accepted = Vec::with_capacity(histograms.len());
+        for h in histograms {
             let Some(timestamp) = millis_to_nanos(h.timestamp) else {
                 rows.rejected.add(format!(
                     "histogram timestamp {} ms is out of range",
@@ -235,20 +243,27 @@ fn write_series(
                 ));
                 continue;
             };
-            let classic = match native_histogram(h) {
-                Ok(classic) => classic,
-                Err(reason) => {
-                    rows.rejected.add(format!("series {name}: {reason}"));
-                    continue;
-                }
+            match native_histogram(h) {
+                Ok(classic) => accepted.push((timestamp, h.reset_hint, classic)),
+                Err(reason) => rows.rejected.add(format!("series {name}: {reason}")),
+            }
+        }
+        let last = accepted.len().saturating_sub(1);
+        for (i, (timestamp, reset_hint, classic)) in accepted.into_iter().enumerate() {
+            let gauge = reset_hint == v1::histogram::ResetHint::Gauge as i32;
+            let meta = MetricMeta {
+                metric_type: meta.metric_type.or(Some(if gauge {
+                    "gaugehistogram"
+                } else {
+                    "histogram"
+                })),
+                unit: meta.unit,
             };
-            // Exemplars ride on the last histogram of the series.
-            let attached = if i + 1 == histograms.len() {
-                exemplars
-            } else {
-                &[]
-            };
-            classic.write(rows, &name, &labels, meta, (timestamp, created), attached);
+            // Exemplars ride on the last accepted histogram of the series.
+            let attached = if i == last { exemplars } else { &[] };
+            rows.point(|rows| {
+                classic.write(rows, &name, &labels, meta, (timestamp, created), attached)
+            });
             counts.histograms += 1;
             counts.exemplars += attached.len();
         }
@@ -266,18 +281,34 @@ fn write_series(
 /// that bucket `i` has upper bound `base^i` (OTLP's `i` has lower bound `base^i`).
 fn native_histogram(h: &v1::Histogram) -> Result<ClassicHistogram, String> {
     use v1::histogram::{Count, ZeroCount};
-    let count = match h.count {
-        Some(Count::CountInt(n)) => n as f64,
-        Some(Count::CountFloat(n)) => n,
-        None => 0.0,
+    // The count says which kind it is: integer histograms send deltas, float ones counts.
+    let (count, float) = match h.count {
+        Some(Count::CountInt(n)) => (n as f64, false),
+        Some(Count::CountFloat(n)) => (n, true),
+        None => (
+            0.0,
+            !h.positive_counts.is_empty() || !h.negative_counts.is_empty(),
+        ),
     };
     let zero_count = match h.zero_count {
         Some(ZeroCount::ZeroCountInt(n)) => n as f64,
         Some(ZeroCount::ZeroCountFloat(n)) => n,
         None => 0.0,
     };
-    let positive = expand_spans(&h.positive_spans, &h.positive_deltas, &h.positive_counts)?;
+    let positive = expand_spans(
+        &h.positive_spans,
+        &h.positive_deltas,
+        &h.positive_counts,
+        float,
+    )?;
     if h.schema == CUSTOM_BUCKETS_SCHEMA {
+        if h.custom_values.len() >= MAX_HISTOGRAM_BUCKETS {
+            return Err(format!(
+                "histogram has {} custom bounds; at most {} are accepted",
+                h.custom_values.len(),
+                MAX_HISTOGRAM_BUCKETS - 1
+            ));
+        }
         // Positive buckets index into the custom bounds; one past them is +Inf.
         let mut counts = vec![0.0; h.custom_values.len() + 1];
         for (index, n) in positive {
@@ -288,11 +319,22 @@ fn native_histogram(h: &v1::Histogram) -> Result<ClassicHistogram, String> {
             *slot += n;
         }
         let mut classic = ClassicHistogram::explicit(&h.custom_values, &counts)?;
-        classic.count = classic.count.max(count);
+        classic.set_count(count);
         classic.sum = Some(h.sum);
         return Ok(classic);
     }
-    let negative = expand_spans(&h.negative_spans, &h.negative_deltas, &h.negative_counts)?;
+    if !(-4..=8).contains(&h.schema) {
+        return Err(format!(
+            "native histogram schema {} is not supported: use -4..=8, or -53 for custom buckets",
+            h.schema
+        ));
+    }
+    let negative = expand_spans(
+        &h.negative_spans,
+        &h.negative_deltas,
+        &h.negative_counts,
+        float,
+    )?;
     let shift = |buckets: Vec<(i64, f64)>| buckets.into_iter().map(|(i, n)| (i - 1, n)).collect();
     ClassicHistogram::exponential(&Exponential {
         scale: h.schema,
@@ -315,27 +357,47 @@ fn expand_spans(
     spans: &[v1::BucketSpan],
     deltas: &[i64],
     counts: &[f64],
+    float: bool,
 ) -> Result<Vec<(i64, f64)>, String> {
+    if (float && !deltas.is_empty()) || (!float && !counts.is_empty()) {
+        return Err(
+            "an integer histogram sends bucket deltas and a float histogram bucket counts, not the other"
+                .into(),
+        );
+    }
+    let given = if float { counts.len() } else { deltas.len() };
     let total: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
-    let given = deltas.len().max(counts.len()) as u64;
-    if total != given {
+    if total != given as u64 {
         return Err(format!(
-            "histogram spans cover {total} buckets but {given} counts were sent"
+            "histogram spans cover {total} buckets but {given} were sent"
         ));
     }
-    let mut out = Vec::with_capacity(given as usize);
+    if given > MAX_HISTOGRAM_BUCKETS {
+        return Err(format!(
+            "histogram has {given} buckets; at most {MAX_HISTOGRAM_BUCKETS} are accepted"
+        ));
+    }
+    let mut out = Vec::with_capacity(given);
     let mut index: i64 = 0;
     let mut running: i64 = 0;
     let mut position = 0usize;
     // The first offset is the first bucket's index; later ones are gaps after the
-    // previous span.
-    for span in spans {
-        index += i64::from(span.offset);
+    // previous span, so they cannot be negative.
+    for (n, span) in spans.iter().enumerate() {
+        if n > 0 && span.offset < 0 {
+            return Err(format!("histogram span {n} has a negative offset"));
+        }
+        index = index
+            .checked_add(i64::from(span.offset))
+            .ok_or("histogram bucket index out of range")?;
         for _ in 0..span.length {
-            let count = if deltas.is_empty() {
+            let count = if float {
                 counts[position]
             } else {
-                running = running.saturating_add(deltas[position]);
+                running = running
+                    .checked_add(deltas[position])
+                    .filter(|c| *c >= 0)
+                    .ok_or("histogram bucket deltas give a negative count")?;
                 running as f64
             };
             out.push((index, count));
@@ -392,4 +454,100 @@ fn v2_type_name(t: v2::metadata::MetricType) -> Option<&'static str> {
 /// Remote write times are milliseconds since the epoch.
 pub fn millis_to_nanos(millis: i64) -> Option<i64> {
     millis.checked_mul(1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::metrics::MAX_ROWS_PER_REQUEST;
+    use proptest::prelude::*;
+
+    fn request(histogram: v1::Histogram, series: usize) -> Vec<u8> {
+        v1::WriteRequest {
+            timeseries: (0..series)
+                .map(|i| v1::TimeSeries {
+                    labels: vec![
+                        v1::Label {
+                            name: "__name__".into(),
+                            value: "latency_seconds".into(),
+                        },
+                        v1::Label {
+                            name: "pod".into(),
+                            value: format!("p{i}"),
+                        },
+                    ],
+                    histograms: vec![histogram.clone()],
+                    ..Default::default()
+                })
+                .collect(),
+            metadata: Vec::new(),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn mismatched_deltas_and_counts_are_refused_not_a_panic() {
+        let histogram = v1::Histogram {
+            count: Some(v1::histogram::Count::CountInt(5)),
+            positive_spans: vec![v1::BucketSpan {
+                offset: 0,
+                length: 5,
+            }],
+            positive_deltas: vec![1, 1, 1],
+            positive_counts: vec![1.0; 5],
+            timestamp: 1,
+            ..Default::default()
+        };
+        let (rows, counts) = decode_v1(&request(histogram, 1)).unwrap();
+        assert_eq!(counts.histograms, 0);
+        assert_eq!(rows.rejected.count, 1);
+    }
+
+    #[test]
+    fn a_request_expanding_past_the_row_limit_is_refused() {
+        let histogram = v1::Histogram {
+            count: Some(v1::histogram::Count::CountInt(0)),
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            custom_values: (0..150).map(f64::from).collect(),
+            positive_spans: vec![v1::BucketSpan {
+                offset: 0,
+                length: 150,
+            }],
+            positive_deltas: vec![0; 150],
+            timestamp: 1,
+            ..Default::default()
+        };
+        let series = MAX_ROWS_PER_REQUEST / 150 + 1;
+        let (rows, _) = decode_v1(&request(histogram, series)).unwrap();
+        assert!(rows.overflowed());
+    }
+
+    proptest! {
+        #[test]
+        fn any_native_histogram_is_rows_or_a_refusal(
+            schema in prop_oneof![Just(-53), -6i32..10],
+            spans in prop::collection::vec((-3i32..3, 0u32..4), 0..4),
+            deltas in prop::collection::vec(-3i64..3, 0..12),
+            counts in prop::collection::vec(0.0f64..5.0, 0..12),
+            custom in prop::collection::vec(0.0f64..10.0, 0..4),
+            float in any::<bool>(),
+        ) {
+            let histogram = v1::Histogram {
+                count: Some(if float {
+                    v1::histogram::Count::CountFloat(3.0)
+                } else {
+                    v1::histogram::Count::CountInt(3)
+                }),
+                schema,
+                positive_spans: spans.iter().map(|(offset, length)| v1::BucketSpan { offset: *offset, length: *length }).collect(),
+                positive_deltas: deltas,
+                positive_counts: counts,
+                custom_values: custom,
+                timestamp: 1,
+                ..Default::default()
+            };
+            let (rows, counts) = decode_v1(&request(histogram, 1)).unwrap();
+            prop_assert!(counts.histograms + rows.rejected.count == 1);
+        }
+    }
 }

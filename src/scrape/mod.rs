@@ -177,10 +177,11 @@ impl Scraper {
                 _ = ticks.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let (rows, status) = self.scrape(&target).await;
+            let (rows, mut status) = self.scrape(&target).await;
             let (batches, _) = rows.finish();
             if let Err(e) = db.write_all(&target.tenant, batches).await {
                 warn!(target = %target.url, error = %e, "cannot store a scrape");
+                status.last_error = format!("scraped, but the samples could not be stored: {e}");
             }
             target.set_status(status);
         }
@@ -280,11 +281,17 @@ impl Scraper {
             .map_err(|_| format!("scrape timed out after {:?}", target.timeout))??;
         let encoding =
             ContentEncoding::parse(Some(&content_encoding)).map_err(|e| e.to_string())?;
-        let body =
-            decompress(body.into(), encoding, self.max_body_bytes).map_err(|e| e.to_string())?;
-        let text = std::str::from_utf8(&body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-        let format = Format::from_content_type(&content_type);
-        let parsed = exposition::parse(text, format).map_err(|e| e.to_string())?;
-        rows::exposition_rows(&parsed, &target.labels, scrape_time)
+        let limit = self.max_body_bytes;
+        let labels = target.labels.clone();
+        // Parsing a large exposition is CPU work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let body = decompress(body.into(), encoding, limit).map_err(|e| e.to_string())?;
+            let text = std::str::from_utf8(&body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+            let format = Format::from_content_type(&content_type);
+            let parsed = exposition::parse(text, format).map_err(|e| e.to_string())?;
+            rows::exposition_rows(&parsed, &labels, scrape_time)
+        })
+        .await
+        .map_err(|e| format!("parsing the scrape failed: {e}"))?
     }
 }

@@ -3,7 +3,7 @@
 //! `scrape_samples_scraped`).
 
 use crate::ingest::exposition::{Exposition, Sample};
-use crate::ingest::metrics::{MetricRows, RawExemplar, with_name};
+use crate::ingest::metrics::{MAX_ROWS_PER_REQUEST, MetricRows, RawExemplar, with_name};
 use crate::model::schema::{METRIC_NAME_LABEL, MetricMeta, SampleFields};
 
 /// Builds the rows of a successful scrape. Exposed labels that clash with a target
@@ -47,6 +47,11 @@ pub fn exposition_rows(
             };
             rows.exemplar(&series, &raw, timestamp);
         }
+    }
+    if rows.overflowed() {
+        return Err(format!(
+            "the exposition has more than {MAX_ROWS_PER_REQUEST} samples and exemplars"
+        ));
     }
     if rows.rejected.count > 0 {
         return Err(rows.rejected.reasons.join("; "));

@@ -68,13 +68,33 @@ fn errors_name_the_line() {
         ("up 1\n", Format::OpenMetrics, 1),
         ("up 1\n# EOF\nup 2\n", Format::OpenMetrics, 3),
         ("up{a=\"1\",a=\"2\"} 1\n", Format::Text, 1),
-        ("up{a=\"\\x\"} 1\n", Format::Text, 1),
+        ("up{a=\"\\x\"} 1\n# EOF\n", Format::OpenMetrics, 1),
         ("up 1 soon\n", Format::Text, 1),
     ];
     for (text, format, line) in cases {
         let err = parse(text, format).unwrap_err();
         assert_eq!(err.line, line, "{text:?}: {err}");
     }
+}
+
+#[test]
+fn text_format_keeps_unknown_escapes_like_prometheus() {
+    let exposition = parse("up{path=\"C:\\temp\\x\"} 1\n", Format::Text).unwrap();
+    assert_eq!(exposition.samples[0].labels[0].1, "C:\\temp\\x");
+}
+
+#[test]
+fn created_is_matched_per_series_among_many() {
+    let mut text = String::from("# TYPE jobs counter\n");
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "jobs_total{{q=\"{i}\"}} {i}\njobs_created{{q=\"{i}\"}} {i}.5\n"
+        ));
+    }
+    text.push_str("# EOF\n");
+    let exposition = parse(&text, Format::OpenMetrics).unwrap();
+    assert_eq!(exposition.samples.len(), 2000);
+    assert_eq!(exposition.samples[7].created, Some(7_500_000_000));
 }
 
 #[test]
