@@ -339,6 +339,9 @@ impl ClassicHistogram {
     }
 }
 
+/// `(bucket index, count)`, ascending by index.
+type Buckets = Vec<(i64, f64)>;
+
 /// Merges pairs of adjacent buckets (one scale down) until there are at most
 /// `MAX_HISTOGRAM_BUCKETS` and the scale is at most 8, as Prometheus does with OTLP
 /// exponential histograms: the series stay few and the boundaries stay representable.
@@ -346,7 +349,7 @@ fn fit(
     scale: i32,
     positive: &[(i64, f64)],
     negative: &[(i64, f64)],
-) -> Result<(i32, Vec<(i64, f64)>, Vec<(i64, f64)>), String> {
+) -> Result<(i32, Buckets, Buckets), String> {
     let merge = |buckets: &[(i64, f64)], shift: i32| {
         let mut out: Vec<(i64, f64)> = Vec::new();
         for (index, count) in buckets {
