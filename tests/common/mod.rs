@@ -295,9 +295,10 @@ fn run(program: &str, args: &[&str], dir: &Path) -> Result<(), String> {
 /// once if the first download fails. Panics, saying why, if it cannot be had.
 pub fn debian_package(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("deb-{name}"));
+    let files = root.join("files");
     let marker = root.join("unpacked");
     if marker.exists() {
-        return root;
+        return files;
     }
     let downloads = root.join("download");
     std::fs::create_dir_all(&downloads).unwrap();
@@ -313,7 +314,6 @@ pub fn debian_package(name: &str) -> PathBuf {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .unwrap_or_else(|| panic!("apt-get download {name} left no .deb"));
-    let files = root.join("files");
     if let Err(e) = run(
         "dpkg",
         &["-x", deb.to_str().unwrap(), files.to_str().unwrap()],
@@ -322,7 +322,7 @@ pub fn debian_package(name: &str) -> PathBuf {
         panic!("cannot unpack {}: {e}", deb.display());
     }
     std::fs::write(&marker, name).unwrap();
-    root.join("files")
+    files
 }
 
 /// A copy of a Node client folder from `tests/clients` under Cargo's target tmpdir,
