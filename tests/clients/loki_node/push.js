@@ -9,7 +9,7 @@ const transport = new LokiTransport({
   labels: { app: "node-shop" },
   json: false,
   batching: true,
-  interval: 60,
+  interval: 1,
   onConnectionError: (err) => {
     console.error("push failed:", err);
     process.exit(1);
