@@ -9,9 +9,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
 use datafusion::logical_expr::{col, lit};
 
-use super::logql::ts_literal;
 use super::table::ScanStats;
-use super::{QueryEngine, QueryError, Result};
+use super::{QueryEngine, Result, columns};
 use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant, TraceId};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,15 +72,9 @@ impl QueryEngine {
             });
         }
         let ctx = self.session(tenant, Arc::clone(&stats))?;
-        let mut df = ctx
-            .table(Signal::Exemplars.as_str())
+        let df = selected
+            .scan(&ctx, Signal::Exemplars, (start, end))
             .await?
-            .filter(col("timestamp").between(ts_literal(start), ts_literal(end)))?;
-        if let Some(ids) = &selected.ids {
-            let list = ids.iter().map(|id| lit(id.0)).collect();
-            df = df.filter(col("stream_id").in_list(list, false))?;
-        }
-        let df = df
             .select_columns(&COLUMNS)?
             .sort(vec![
                 col("stream_id").sort(true, false),
@@ -142,29 +135,15 @@ fn group_by_series(
     batches: &[RecordBatch],
     labels: &HashMap<StreamId, LabelSet>,
 ) -> Result<Vec<SeriesExemplars>> {
-    let missing = |name: &str| QueryError::Execution(format!("result column {name} missing"));
     let mut order: Vec<StreamId> = Vec::new();
     let mut grouped: HashMap<StreamId, Vec<Exemplar>> = HashMap::new();
     for batch in batches {
-        let column = |name: &'static str| batch.column_by_name(name).ok_or_else(|| missing(name));
-        let times = column("timestamp")?
-            .as_primitive_opt::<TimestampNanosecondType>()
-            .ok_or_else(|| missing("timestamp"))?;
-        let ids = column("stream_id")?
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| missing("stream_id"))?;
-        let values = column("value")?
-            .as_primitive_opt::<Float64Type>()
-            .ok_or_else(|| missing("value"))?;
-        let traces = column("trace_id")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| missing("trace_id"))?;
-        let spans = column("span_id")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| missing("span_id"))?;
-        let extra = column("exemplar_labels")?
-            .as_map_opt()
-            .ok_or_else(|| missing("exemplar_labels"))?;
+        let times = columns::primitive::<TimestampNanosecondType>(batch, "timestamp")?;
+        let ids = columns::primitive::<UInt64Type>(batch, "stream_id")?;
+        let values = columns::primitive::<Float64Type>(batch, "value")?;
+        let traces = columns::string(batch, "trace_id")?;
+        let spans = columns::string(batch, "span_id")?;
+        let extra = columns::map(batch, "exemplar_labels")?;
         for row in 0..batch.num_rows() {
             let mut exemplar_labels = BTreeMap::new();
             let entries = extra.value(row);
@@ -173,11 +152,11 @@ fn group_by_series(
             for i in 0..entries.len() {
                 exemplar_labels.insert(keys.value(i).to_owned(), vals.value(i).to_owned());
             }
-            if traces.is_valid(row) {
-                exemplar_labels.insert("trace_id".into(), traces.value(row).to_owned());
+            if let Some(trace) = columns::optional(traces, row) {
+                exemplar_labels.insert("trace_id".into(), trace);
             }
-            if spans.is_valid(row) {
-                exemplar_labels.insert("span_id".into(), spans.value(row).to_owned());
+            if let Some(span) = columns::optional(spans, row) {
+                exemplar_labels.insert("span_id".into(), span);
             }
             let id = StreamId(ids.value(row));
             grouped

@@ -5,17 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, col, lit, not};
 use serde::Serialize;
 
 use super::grep::{line_contains_udf, line_regex_udf};
-use super::streams::SelectedStreams;
 use super::table::ScanStats;
 use super::time::format_time;
-use super::{QueryEngine, QueryError, Result};
+use super::{QueryEngine, QueryError, Result, columns};
 use crate::model::schema::UTC;
 use crate::model::{LabelSet, LineFilterOp, LogQuery, Signal, StreamId, Tenant};
 
@@ -94,20 +93,10 @@ impl QueryEngine {
                 stats,
             });
         }
-        let SelectedStreams {
-            ids: streams,
-            labels,
-        } = selected;
-
         let ctx = self.session(tenant, Arc::clone(&stats))?;
-        let mut df = ctx
-            .table("logs")
-            .await?
-            .filter(col("timestamp").between(ts_literal(request.start), ts_literal(request.end)))?;
-        if let Some(ids) = streams {
-            let list = ids.iter().map(|id| lit(id.0)).collect();
-            df = df.filter(col("stream_id").in_list(list, false))?;
-        }
+        let mut df = selected
+            .scan(&ctx, Signal::Logs, (request.start, request.end))
+            .await?;
         for filter in &request.query.filters {
             df = df.filter(line_filter(filter)?)?;
         }
@@ -118,7 +107,7 @@ impl QueryEngine {
             .limit(0, Some(request.limit))?;
         let (_, batches) = self.collect(df).await?;
         Ok(LogResult {
-            streams: group_by_stream(&batches, &labels)?,
+            streams: group_by_stream(&batches, &selected.labels)?,
             stats,
         })
     }
@@ -130,28 +119,12 @@ fn group_by_stream(
 ) -> Result<Vec<StreamResult>> {
     let mut order: Vec<StreamId> = Vec::new();
     let mut grouped: HashMap<StreamId, Vec<Entry>> = HashMap::new();
-    let missing = |name: &str| QueryError::Execution(format!("result column {name} missing"));
     for batch in batches {
-        let ts = batch
-            .column_by_name("timestamp")
-            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-            .ok_or_else(|| missing("timestamp"))?;
-        let ids = batch
-            .column_by_name("stream_id")
-            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-            .ok_or_else(|| missing("stream_id"))?;
-        let body = batch
-            .column_by_name("body")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| missing("body"))?;
-        let trace = batch
-            .column_by_name("trace_id")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| missing("trace_id"))?;
-        let span = batch
-            .column_by_name("span_id")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| missing("span_id"))?;
+        let ts = columns::primitive::<TimestampNanosecondType>(batch, "timestamp")?;
+        let ids = columns::primitive::<UInt64Type>(batch, "stream_id")?;
+        let body = columns::string(batch, "body")?;
+        let trace = columns::string(batch, "trace_id")?;
+        let span = columns::string(batch, "span_id")?;
         for row in 0..batch.num_rows() {
             let id = StreamId(ids.value(row));
             let entries = grouped.entry(id).or_insert_with(|| {
@@ -162,8 +135,8 @@ fn group_by_stream(
                 timestamp: format_time(ts.value(row)),
                 timestamp_ns: ts.value(row).to_string(),
                 line: body.value(row).to_owned(),
-                trace_id: trace.is_valid(row).then(|| trace.value(row).to_owned()),
-                span_id: span.is_valid(row).then(|| span.value(row).to_owned()),
+                trace_id: columns::optional(trace, row),
+                span_id: columns::optional(span, row),
             });
         }
     }

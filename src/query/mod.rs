@@ -2,6 +2,7 @@
 //! DataFusion over the tables in `table`, one session per query, scoped to one tenant
 //! and bounded in time and memory.
 
+mod columns;
 pub mod exemplars;
 pub mod grep;
 pub mod logql;

@@ -5,13 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
-use datafusion::logical_expr::{col, lit};
+use datafusion::logical_expr::col;
 
-use super::logql::ts_literal;
 use super::table::ScanStats;
-use super::{QueryEngine, QueryError, Result};
+use super::{QueryEngine, Result, columns};
 use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant};
 
 pub struct SeriesPoints {
@@ -56,15 +54,9 @@ impl QueryEngine {
             });
         }
         let ctx = self.session(tenant, Arc::clone(&stats))?;
-        let mut df = ctx
-            .table(Signal::Samples.as_str())
+        let df = selected
+            .scan(&ctx, Signal::Samples, (start, end))
             .await?
-            .filter(col("timestamp").between(ts_literal(start), ts_literal(end)))?;
-        if let Some(ids) = &selected.ids {
-            let list = ids.iter().map(|id| lit(id.0)).collect();
-            df = df.filter(col("stream_id").in_list(list, false))?;
-        }
-        let df = df
             .select_columns(&["stream_id", "timestamp", "value"])?
             .sort(vec![
                 col("stream_id").sort(true, false),
@@ -72,24 +64,14 @@ impl QueryEngine {
             ])?
             .limit(0, Some(limit.saturating_add(1)))?;
         let (_, batches) = self.collect(df).await?;
-        let missing = |name: &str| QueryError::Execution(format!("result column {name} missing"));
         let mut order: Vec<StreamId> = Vec::new();
         let mut grouped: HashMap<StreamId, Vec<(i64, f64)>> = HashMap::new();
         let mut taken = 0usize;
         let mut truncated = false;
         'batches: for batch in &batches {
-            let ids = batch
-                .column_by_name("stream_id")
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                .ok_or_else(|| missing("stream_id"))?;
-            let times = batch
-                .column_by_name("timestamp")
-                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-                .ok_or_else(|| missing("timestamp"))?;
-            let values = batch
-                .column_by_name("value")
-                .and_then(|c| c.as_primitive_opt::<Float64Type>())
-                .ok_or_else(|| missing("value"))?;
+            let ids = columns::primitive::<UInt64Type>(batch, "stream_id")?;
+            let times = columns::primitive::<TimestampNanosecondType>(batch, "timestamp")?;
+            let values = columns::primitive::<Float64Type>(batch, "value")?;
             for row in 0..batch.num_rows() {
                 if taken == limit {
                     truncated = true;

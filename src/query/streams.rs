@@ -3,7 +3,12 @@
 
 use std::collections::HashMap;
 
-use super::QueryEngine;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{col, lit};
+use datafusion::prelude::SessionContext;
+
+use super::logql::ts_literal;
+use super::{QueryEngine, Result};
 use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant};
 
 pub struct SelectedStreams {
@@ -13,6 +18,25 @@ pub struct SelectedStreams {
 }
 
 impl SelectedStreams {
+    /// The rows of `signal` from these streams with times in `[start, end]`.
+    pub async fn scan(
+        &self,
+        ctx: &SessionContext,
+        signal: Signal,
+        (start, end): (i64, i64),
+    ) -> Result<DataFrame> {
+        let time = signal.time_column();
+        let mut df = ctx
+            .table(signal.as_str())
+            .await?
+            .filter(col(time).between(ts_literal(start), ts_literal(end)))?;
+        if let Some(ids) = &self.ids {
+            let list = ids.iter().map(|id| lit(id.0)).collect();
+            df = df.filter(col("stream_id").in_list(list, false))?;
+        }
+        Ok(df)
+    }
+
     /// True when the selector matched no stream: the query has nothing to read.
     pub fn is_empty(&self) -> bool {
         self.ids.as_ref().is_some_and(|ids| ids.is_empty()) || self.labels.is_empty()

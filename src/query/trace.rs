@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::table::ScanStats;
 use super::time::format_time;
-use super::{QueryEngine, QueryError, Result, to_json_rows};
+use super::{QueryEngine, Result, columns, to_json_rows};
 use crate::model::{Signal, Tenant, TraceId};
 
 #[derive(Debug, Serialize)]
@@ -109,10 +109,7 @@ fn signal_item(signal: Signal) -> &'static str {
 fn time_values(batches: &[RecordBatch], column: &str) -> Result<Vec<i64>> {
     let mut out = Vec::new();
     for batch in batches {
-        let values = batch
-            .column_by_name(column)
-            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-            .ok_or_else(|| QueryError::Execution(format!("result column {column} missing")))?;
+        let values = columns::primitive::<TimestampNanosecondType>(batch, column)?;
         out.extend_from_slice(values.values());
     }
     Ok(out)
