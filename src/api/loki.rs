@@ -12,11 +12,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    ApiError, AppState, ErrorCode, body_error, content_type, now_ns, read_decoded_body, tenant,
+    ApiError, AppState, ErrorCode, body_error, content_type, now_ns, read_decoded_body, store,
+    tenant,
 };
-use crate::ingest::loki::{self, Encoding};
+use crate::ingest::loki;
+use crate::ingest::otlp::Encoding;
 use crate::ingest::{ContentEncoding, decompress};
-use crate::metrics::Metrics;
 use crate::model::Signal;
 
 pub async fn push(
@@ -57,10 +58,8 @@ pub async fn push(
     let total = loki::entry_count(&streams);
     let decoded = loki::push_to_batch(&streams, &state.ingest, now_ns());
     let rejected = decoded.rejected;
-    let metrics = state.db.metrics();
-    Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
-    state.db.write(&tenant, Signal::Logs, decoded.batch).await?;
-    Metrics::add(&metrics.ingested_bytes_total, data.len() as u64);
+    let batches = vec![(Signal::Logs, decoded.batch)];
+    store(&state, &tenant, batches, &rejected, data.len()).await?;
     if rejected.count > 0 {
         return Err(ApiError::bad_request(
             rejected.message(total, "log entries"),

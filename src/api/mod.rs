@@ -11,6 +11,7 @@ mod query;
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -22,9 +23,12 @@ use http_body_util::BodyExt;
 pub use error::{ApiError, ErrorCode};
 
 use crate::db::Db;
+use crate::ingest::Rejected;
+use crate::ingest::metrics::{MAX_ROWS_PER_REQUEST, MetricRows};
 pub use crate::ingest::now_ns;
 use crate::ingest::{BodyError, ContentEncoding, IngestRules, decompress};
-use crate::model::Tenant;
+use crate::metrics::Metrics;
+use crate::model::{Signal, Tenant};
 use crate::query::QueryEngine;
 use crate::scrape::Scraper;
 
@@ -136,6 +140,37 @@ pub fn body_error(e: BodyError) -> ApiError {
         }
         BodyError::BadGzip(_) | BodyError::BadSnappy(_) => ApiError::bad_request(e.to_string()),
     }
+}
+
+/// Writes a decoded request: counts the records it refused, waits until its rows are
+/// durable, then counts its body bytes.
+pub async fn store(
+    state: &AppState,
+    tenant: &Tenant,
+    batches: Vec<(Signal, RecordBatch)>,
+    rejected: &Rejected,
+    body_bytes: usize,
+) -> Result<(), ApiError> {
+    let metrics = state.db.metrics();
+    Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
+    state.db.write_all(tenant, batches).await?;
+    Metrics::add(&metrics.ingested_bytes_total, body_bytes as u64);
+    Ok(())
+}
+
+/// A metric request's batches, or 413 when it expanded past the row limit.
+pub fn metric_batches(
+    rows: MetricRows,
+) -> Result<(Vec<(Signal, RecordBatch)>, Rejected), ApiError> {
+    if rows.overflowed() {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request expands to more than {MAX_ROWS_PER_REQUEST} samples and exemplars (histogram buckets count one each); send smaller batches"
+            ),
+        ));
+    }
+    Ok(rows.finish())
 }
 
 pub fn content_type(headers: &HeaderMap) -> Option<&str> {

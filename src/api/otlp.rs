@@ -9,11 +9,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
-use super::{ApiError, AppState, ErrorCode, body_error, now_ns, read_body, tenant};
+use super::{
+    ApiError, AppState, ErrorCode, body_error, metric_batches, now_ns, read_body, store, tenant,
+};
 use crate::ingest::otlp::{self, Encoding};
 use crate::ingest::otlp_metrics;
 use crate::ingest::{ContentEncoding, Decoded, decompress};
-use crate::metrics::Metrics;
 use crate::model::Signal;
 
 /// `google.rpc.Status`, the error body OTLP/HTTP asks for.
@@ -100,7 +101,8 @@ async fn accept(
     Ok((encoding, data))
 }
 
-async fn store(
+/// Writes one signal's decoded rows, answering errors in the request's encoding.
+async fn write(
     state: &AppState,
     headers: &HeaderMap,
     signal: Signal,
@@ -110,18 +112,10 @@ async fn store(
 ) -> Result<(), OtlpError> {
     let fail = |e: ApiError| OtlpError(e, encoding);
     let tenant = tenant(headers).map_err(fail)?;
-    let metrics = state.db.metrics();
-    Metrics::add(
-        &metrics.rejected_records_total,
-        decoded.rejected.count as u64,
-    );
-    state
-        .db
-        .write(&tenant, signal, decoded.batch)
+    let batches = vec![(signal, decoded.batch)];
+    store(state, &tenant, batches, &decoded.rejected, body_bytes)
         .await
-        .map_err(|e| fail(e.into()))?;
-    Metrics::add(&metrics.ingested_bytes_total, body_bytes as u64);
-    Ok(())
+        .map_err(fail)
 }
 
 fn ok(encoding: Encoding, body: Vec<u8>) -> Response {
@@ -144,7 +138,7 @@ pub async fn logs(
     let total = otlp::log_record_count(&request);
     let decoded = otlp::logs_to_batch(&request, &state.ingest, now_ns());
     let rejected = decoded.rejected.clone();
-    store(
+    write(
         &state,
         &headers,
         Signal::Logs,
@@ -170,7 +164,7 @@ pub async fn traces(
     let total = otlp::span_count(&request);
     let decoded = otlp::traces_to_batch(&request, &state.ingest);
     let rejected = decoded.rejected.clone();
-    store(
+    write(
         &state,
         &headers,
         Signal::Spans,
@@ -196,25 +190,11 @@ pub async fn metrics(
         .map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
     let total = otlp_metrics::data_point_count(&request);
     let rows = otlp_metrics::metrics_to_rows(&request, &state.ingest);
-    if rows.overflowed() {
-        return Err(fail(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "the request expands to more than {} samples and exemplars (histogram buckets count one each); send smaller batches",
-                crate::ingest::metrics::MAX_ROWS_PER_REQUEST
-            ),
-        )));
-    }
-    let (batches, rejected) = rows.finish();
+    let (batches, rejected) = metric_batches(rows).map_err(fail)?;
     let tenant = tenant(&headers).map_err(fail)?;
-    let metrics = state.db.metrics();
-    Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
-    state
-        .db
-        .write_all(&tenant, batches)
+    store(&state, &tenant, batches, &rejected, data.len())
         .await
-        .map_err(|e| fail(e.into()))?;
-    Metrics::add(&metrics.ingested_bytes_total, data.len() as u64);
+        .map_err(fail)?;
     Ok(ok(
         encoding,
         otlp_metrics::metrics_response(&rejected, total, encoding),

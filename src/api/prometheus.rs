@@ -18,11 +18,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, ErrorCode, content_type, read_decoded_body, tenant};
+use super::{
+    ApiError, AppState, ErrorCode, content_type, metric_batches, read_decoded_body, store, tenant,
+};
 use crate::ingest::ContentEncoding;
-use crate::ingest::metrics::MAX_ROWS_PER_REQUEST;
 use crate::ingest::remote_write::{self, Counts, Version};
-use crate::metrics::Metrics;
 use crate::model::{LabelSet, Selector, TraceId};
 use crate::query::exemplars::SeriesExemplars;
 use crate::query::time::{format_time, parse_time};
@@ -68,20 +68,9 @@ async fn write(
         Version::V2 => remote_write::decode_v2(&data),
     };
     let (rows, counts) = decoded.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if rows.overflowed() {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "the request expands to more than {MAX_ROWS_PER_REQUEST} samples and exemplars (histogram buckets count one each); send smaller batches"
-            ),
-        ));
-    }
-    let (batches, rejected) = rows.finish();
-    let metrics = state.db.metrics();
-    Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
-    state.db.write_all(&tenant, batches).await?;
+    let (batches, rejected) = metric_batches(rows)?;
+    store(state, &tenant, batches, &rejected, data.len()).await?;
     *written = counts;
-    Metrics::add(&metrics.ingested_bytes_total, data.len() as u64);
     if rejected.count > 0 {
         return Err(ApiError::bad_request(format!(
             "wrote {} samples, {} histograms and {} exemplars; refused {}: {}",
@@ -111,6 +100,18 @@ fn written_headers(headers: &mut HeaderMap, counts: Counts) {
     }
 }
 
+/// The `query` parameter, a series selector.
+fn selector_param(params: &HashMap<String, String>) -> Result<Selector, ApiError> {
+    let query = params
+        .get("query")
+        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
+    Selector::parse(query).map_err(|e| {
+        ApiError::bad_request(format!(
+            "query must be a series selector such as metric{{job=\"api\"}}: {e}"
+        ))
+    })
+}
+
 /// `GET|POST /api/v1/query_exemplars?query=<selector>&start=&end=`.
 pub async fn query_exemplars(
     State(state): State<AppState>,
@@ -118,14 +119,7 @@ pub async fn query_exemplars(
     Form(params): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let query = params
-        .get("query")
-        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
-    let selector = Selector::parse(query).map_err(|e| {
-        ApiError::bad_request(format!(
-            "query must be a series selector such as metric{{job=\"api\"}}: {e}"
-        ))
-    })?;
+    let selector = selector_param(&params)?;
     let time = |name: &str, default: i64| match params.get(name).filter(|v| !v.is_empty()) {
         Some(text) => parse_time(text).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
         None => Ok(default),
@@ -165,10 +159,7 @@ pub async fn samples(
     Form(params): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let query = params
-        .get("query")
-        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
-    let selector = Selector::parse(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let selector = selector_param(&params)?;
     let range = super::query::time_range(
         params.get("start").map(String::as_str),
         params.get("end").map(String::as_str),

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use prost::Message;
 use serde::Deserialize;
 
-use super::{Decoded, IngestRules, Rejected};
+use super::{Decoded, IngestRules, Rejected, split_ids};
 use crate::model::schema::{LogBatchBuilder, LogFields, Stream};
-use crate::model::{LabelSet, Selector, SpanId, TraceId};
+use crate::model::{LabelSet, Selector};
 use crate::proto::logproto;
 
 /// Labels Loki derives `service_name` from, in its order of preference.
@@ -31,27 +31,6 @@ const SERVICE_NAME_SOURCES: &[&str] = &[
     "workload",
     "job",
 ];
-const TRACE_ID_KEYS: &[&str] = &["trace_id", "traceID", "traceId"];
-const SPAN_ID_KEYS: &[&str] = &["span_id", "spanID", "spanId"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// Snappy-compressed protobuf.
-    Protobuf,
-    Json,
-}
-
-impl Encoding {
-    pub fn from_content_type(content_type: &str) -> Option<Self> {
-        let essence = content_type.split(';').next()?.trim().to_ascii_lowercase();
-        match essence.as_str() {
-            "application/x-protobuf" | "application/protobuf" => Some(Self::Protobuf),
-            "application/json" => Some(Self::Json),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("invalid Loki push protobuf: {0}")]
@@ -244,24 +223,7 @@ pub fn push_to_batch(streams: &[PushStream], rules: &IngestRules, now_ns: i64) -
                 ));
                 continue;
             }
-            let mut trace_id = None;
-            let mut span_id = None;
-            let mut attributes = Vec::with_capacity(entry.metadata.len());
-            for (name, value) in &entry.metadata {
-                if trace_id.is_none()
-                    && TRACE_ID_KEYS.contains(&name.as_str())
-                    && let Ok(id) = TraceId::from_hex(value)
-                {
-                    trace_id = Some(id);
-                } else if span_id.is_none()
-                    && SPAN_ID_KEYS.contains(&name.as_str())
-                    && let Ok(id) = SpanId::from_hex(value)
-                {
-                    span_id = Some(id);
-                } else {
-                    attributes.push((name.clone(), value.clone()));
-                }
-            }
+            let (trace_id, span_id, attributes) = split_ids(&entry.metadata);
             let trace_id = trace_id.or_else(|| rules.trace_id_in(&entry.line));
             builder.append(
                 &stream_ref,

@@ -9,16 +9,12 @@
 
 use arrow::array::RecordBatch;
 
-use super::Rejected;
+use super::{Rejected, split_ids};
 use crate::model::schema::{
     ExemplarBatchBuilder, ExemplarFields, METRIC_NAME_LABEL, MetricMeta, SampleBatchBuilder,
     SampleFields, Stream,
 };
-use crate::model::{LabelSet, Signal, SpanId, TraceId};
-
-/// Exemplar labels that carry a trace or span ID, in the spellings clients use.
-const TRACE_ID_LABELS: &[&str] = &["trace_id", "traceID", "traceId", "TraceID"];
-const SPAN_ID_LABELS: &[&str] = &["span_id", "spanID", "spanId", "SpanID"];
+use crate::model::{LabelSet, Signal};
 
 /// Most buckets one histogram point may have (OpenTelemetry's default for exponential
 /// histograms, and Prometheus's limit for native ones). Exponential histograms with
@@ -95,24 +91,7 @@ impl MetricRows {
         if self.full() {
             return;
         }
-        let mut trace_id = None;
-        let mut span_id = None;
-        let mut rest = Vec::with_capacity(exemplar.labels.len());
-        for (name, value) in &exemplar.labels {
-            if trace_id.is_none()
-                && TRACE_ID_LABELS.contains(&name.as_str())
-                && let Ok(id) = TraceId::from_hex(value)
-            {
-                trace_id = Some(id);
-            } else if span_id.is_none()
-                && SPAN_ID_LABELS.contains(&name.as_str())
-                && let Ok(id) = SpanId::from_hex(value)
-            {
-                span_id = Some(id);
-            } else {
-                rest.push((name.clone(), value.clone()));
-            }
-        }
+        let (trace_id, span_id, rest) = split_ids(&exemplar.labels);
         self.exemplars.append(
             series,
             ExemplarFields {

@@ -116,6 +116,41 @@ impl IngestRules {
     }
 }
 
+/// Label or metadata names that carry a trace or span ID, in the spellings clients use.
+const TRACE_ID_NAMES: &[&str] = &["trace_id", "traceID", "traceId", "TraceID"];
+const SPAN_ID_NAMES: &[&str] = &["span_id", "spanID", "spanId", "SpanID"];
+
+/// A trace and span ID found among name/value pairs (exemplar labels, Loki structured
+/// metadata), and the pairs that are neither. A value that is not a valid ID stays a
+/// plain pair.
+pub fn split_ids(
+    pairs: &[(String, String)],
+) -> (
+    Option<crate::model::TraceId>,
+    Option<crate::model::SpanId>,
+    Vec<(String, String)>,
+) {
+    let mut trace_id = None;
+    let mut span_id = None;
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if trace_id.is_none()
+            && TRACE_ID_NAMES.contains(&name.as_str())
+            && let Ok(id) = crate::model::TraceId::from_hex(value)
+        {
+            trace_id = Some(id);
+        } else if span_id.is_none()
+            && SPAN_ID_NAMES.contains(&name.as_str())
+            && let Ok(id) = crate::model::SpanId::from_hex(value)
+        {
+            span_id = Some(id);
+        } else {
+            rest.push((name.clone(), value.clone()));
+        }
+    }
+    (trace_id, span_id, rest)
+}
+
 /// `service.name` → `service_name`.
 pub fn label_name_for_attribute(attribute: &str) -> String {
     attribute

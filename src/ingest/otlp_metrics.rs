@@ -32,6 +32,7 @@ use super::metrics::{
 use super::otlp::{DecodeError, Encoding, any_value_string};
 use super::{IngestRules, Rejected, label_name_for_attribute};
 use crate::model::schema::{MetricMeta, SampleFields};
+use crate::model::{SpanId, TraceId};
 
 /// Prometheus's staleness marker: a point with no recorded value.
 pub const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
@@ -246,11 +247,11 @@ fn exemplars(list: &[Exemplar]) -> Vec<RawExemplar> {
                 .iter()
                 .map(|kv| (kv.key.clone(), any_value_string(kv.value.as_ref())))
                 .collect();
-            if e.trace_id.len() == 16 {
-                labels.push(("trace_id".into(), hex(&e.trace_id)));
+            if let Ok(id) = TraceId::from_bytes(&e.trace_id) {
+                labels.push(("trace_id".into(), id.to_hex()));
             }
-            if e.span_id.len() == 8 {
-                labels.push(("span_id".into(), hex(&e.span_id)));
+            if let Ok(id) = SpanId::from_bytes(&e.span_id) {
+                labels.push(("span_id".into(), id.to_hex()));
             }
             RawExemplar {
                 labels,
@@ -263,14 +264,6 @@ fn exemplars(list: &[Exemplar]) -> Vec<RawExemplar> {
             }
         })
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Writes one metric's points; returns the latest point time.
@@ -324,65 +317,39 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
             }
         }
         Some(metric::Data::Histogram(histogram)) => {
-            let delta = histogram.aggregation_temporality == AggregationTemporality::Delta as i32;
             let name = prometheus_name(&metric.name, &metric.unit, Kind::Histogram);
-            let meta = MetricMeta {
-                metric_type: Some(if delta {
-                    "delta_histogram"
-                } else {
-                    "histogram"
-                }),
-                unit,
-            };
+            let meta = histogram_meta(histogram.aggregation_temporality, unit);
             for point in &histogram.data_points {
                 let Some(timestamp) = time_of(rows, point.time_unix_nano) else {
                     continue;
                 };
                 let counts: Vec<f64> = point.bucket_counts.iter().map(|c| *c as f64).collect();
-                let mut classic = match ClassicHistogram::explicit(&point.explicit_bounds, &counts)
-                {
-                    Ok(classic) => classic,
-                    Err(reason) => {
-                        rows.rejected.add(format!("{}: {reason}", metric.name));
-                        continue;
-                    }
+                let classic =
+                    ClassicHistogram::explicit(&point.explicit_bounds, &counts).map(|mut c| {
+                        c.set_count(point.count as f64);
+                        c.sum = point.sum;
+                        c.min = point.min;
+                        c.max = point.max;
+                        c
+                    });
+                let parts = PointParts {
+                    timestamp,
+                    start: point.start_time_unix_nano,
+                    flags: point.flags,
+                    attributes: &point.attributes,
+                    exemplars: &point.exemplars,
                 };
-                classic.set_count(point.count as f64);
-                classic.sum = point.sum;
-                classic.min = point.min;
-                classic.max = point.max;
-                if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
-                    stale(&mut classic);
-                }
-                let labels = point_labels(base, &point.attributes);
-                rows.point(|rows| {
-                    classic.write(
-                        rows,
-                        &name,
-                        &labels,
-                        meta,
-                        (timestamp, start_time(point.start_time_unix_nano)),
-                        &exemplars(&point.exemplars),
-                    )
-                });
+                histogram_point(rows, &metric.name, (&name, meta), base, classic, parts);
             }
         }
         Some(metric::Data::ExponentialHistogram(histogram)) => {
-            let delta = histogram.aggregation_temporality == AggregationTemporality::Delta as i32;
             let name = prometheus_name(&metric.name, &metric.unit, Kind::Histogram);
-            let meta = MetricMeta {
-                metric_type: Some(if delta {
-                    "delta_histogram"
-                } else {
-                    "histogram"
-                }),
-                unit,
-            };
+            let meta = histogram_meta(histogram.aggregation_temporality, unit);
             for point in &histogram.data_points {
                 let Some(timestamp) = time_of(rows, point.time_unix_nano) else {
                     continue;
                 };
-                let exponential = Exponential {
+                let classic = ClassicHistogram::exponential(&Exponential {
                     scale: point.scale,
                     zero_threshold: point.zero_threshold,
                     zero_count: point.zero_count as f64,
@@ -392,28 +359,15 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
                     sum: point.sum,
                     min: point.min,
                     max: point.max,
-                };
-                let mut classic = match ClassicHistogram::exponential(&exponential) {
-                    Ok(classic) => classic,
-                    Err(reason) => {
-                        rows.rejected.add(format!("{}: {reason}", metric.name));
-                        continue;
-                    }
-                };
-                if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
-                    stale(&mut classic);
-                }
-                let labels = point_labels(base, &point.attributes);
-                rows.point(|rows| {
-                    classic.write(
-                        rows,
-                        &name,
-                        &labels,
-                        meta,
-                        (timestamp, start_time(point.start_time_unix_nano)),
-                        &exemplars(&point.exemplars),
-                    )
                 });
+                let parts = PointParts {
+                    timestamp,
+                    start: point.start_time_unix_nano,
+                    flags: point.flags,
+                    attributes: &point.attributes,
+                    exemplars: &point.exemplars,
+                };
+                histogram_point(rows, &metric.name, (&name, meta), base, classic, parts);
             }
         }
         Some(metric::Data::Summary(summary)) => {
@@ -455,6 +409,61 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
         None => {}
     }
     latest
+}
+
+/// What every histogram point has besides its buckets.
+struct PointParts<'a> {
+    timestamp: i64,
+    start: u64,
+    flags: u32,
+    attributes: &'a [KeyValue],
+    exemplars: &'a [Exemplar],
+}
+
+fn histogram_meta(temporality: i32, unit: Option<&str>) -> MetricMeta<'_> {
+    let delta = temporality == AggregationTemporality::Delta as i32;
+    MetricMeta {
+        metric_type: Some(if delta {
+            "delta_histogram"
+        } else {
+            "histogram"
+        }),
+        unit,
+    }
+}
+
+/// Writes one histogram point (explicit or exponential, already converted) as classic
+/// series, or records why it was refused.
+fn histogram_point(
+    rows: &mut MetricRows,
+    metric: &str,
+    (name, meta): (&str, MetricMeta<'_>),
+    base: &[(String, String)],
+    classic: Result<ClassicHistogram, String>,
+    point: PointParts<'_>,
+) {
+    let mut classic = match classic {
+        Ok(classic) => classic,
+        Err(reason) => {
+            rows.rejected.add(format!("{metric}: {reason}"));
+            return;
+        }
+    };
+    if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
+        stale(&mut classic);
+    }
+    let labels = point_labels(base, point.attributes);
+    let exemplars = exemplars(point.exemplars);
+    rows.point(|rows| {
+        classic.write(
+            rows,
+            name,
+            &labels,
+            meta,
+            (point.timestamp, start_time(point.start)),
+            &exemplars,
+        )
+    });
 }
 
 fn buckets(buckets: Option<&Buckets>) -> Vec<(i64, f64)> {

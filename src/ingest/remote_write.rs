@@ -65,6 +65,14 @@ pub struct Counts {
     pub exemplars: usize,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.samples += other.samples;
+        self.histograms += other.histograms;
+        self.exemplars += other.exemplars;
+    }
+}
+
 pub fn decode_v1(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
     let request = v1::WriteRequest::decode(body)?;
     let metadata: HashMap<&str, (Option<&'static str>, Option<&str>)> = request
@@ -107,9 +115,7 @@ pub fn decode_v1(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
             &exemplars,
             None,
         );
-        counts.samples += written.samples;
-        counts.histograms += written.histograms;
-        counts.exemplars += written.exemplars;
+        counts += written;
     }
     Ok((rows, counts))
 }
@@ -189,9 +195,7 @@ pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
             &exemplars,
             created,
         );
-        counts.samples += written.samples;
-        counts.histograms += written.histograms;
-        counts.exemplars += written.exemplars;
+        counts += written;
     }
     Ok((rows, counts))
 }
