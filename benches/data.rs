@@ -1,6 +1,14 @@
-//! Deterministic telemetry for the benchmarks: OTLP log and trace requests whose shape
-//! is like real services' (templated lines, a few services, random trace IDs).
+//! Deterministic telemetry for the benchmarks: OTLP log and trace requests, remote
+//! write, OpenMetrics and Loki pushes whose shape is like real services' (templated
+//! lines, a few services, random trace IDs); and the store they are written to.
 #![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use threadline::db::{Db, DbConfig};
+use threadline::metrics::Metrics;
+use threadline::wal::SyncPolicy;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -10,6 +18,20 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 pub const T0: i64 = 1_700_000_000_000_000_000;
+
+/// A store in `dir` that never cuts chunks on its own (benchmarks flush explicitly).
+pub fn open_db(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: SyncPolicy) -> Arc<Db> {
+    let config = DbConfig {
+        data_dir: dir.to_owned(),
+        object_store: String::new(),
+        wal_sync: sync,
+        wal_segment_bytes: 64 << 20,
+        head_max_bytes: usize::MAX,
+        head_max_age: Duration::from_secs(3600),
+    };
+    rt.block_on(Db::open(config, Arc::new(Metrics::default())))
+        .unwrap()
+}
 
 /// xorshift64*: fast, deterministic, good enough for test data.
 pub struct Rng(u64);

@@ -11,30 +11,14 @@ mod data;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use data::{Rng, T0, logs_request};
+use data::{Rng, T0, logs_request, open_db};
 use prost::Message;
-use threadline::db::{Db, DbConfig};
 use threadline::ingest::IngestRules;
 use threadline::ingest::otlp::{self, Encoding};
-use threadline::metrics::Metrics;
 use threadline::model::{Signal, Tenant};
 use threadline::storage::{encode_chunk, sort_for_chunk};
 use threadline::wal::SyncPolicy;
-
-fn db_config(dir: &std::path::Path, sync: SyncPolicy) -> DbConfig {
-    DbConfig {
-        data_dir: dir.to_owned(),
-        object_store: String::new(),
-        wal_sync: sync,
-        wal_segment_bytes: 64 << 20,
-        head_max_bytes: usize::MAX,
-        head_max_age: Duration::from_secs(3600),
-    }
-}
 
 fn ingest(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -57,12 +41,7 @@ fn ingest(c: &mut Criterion) {
         ("buffered", SyncPolicy::Buffered),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let db = rt
-            .block_on(Db::open(
-                db_config(dir.path(), sync),
-                Arc::new(Metrics::default()),
-            ))
-            .unwrap();
+        let db = open_db(&rt, dir.path(), sync);
         group.bench_function(format!("otlp_logs_ingest_2k_records_{name}"), |b| {
             b.iter(|| {
                 let request = otlp::decode_logs_request(&body, Encoding::Protobuf).unwrap();

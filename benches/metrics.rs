@@ -13,32 +13,14 @@ mod data;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use data::{Rng, T0, loki_push, openmetrics_text, remote_write_request};
+use data::{Rng, T0, loki_push, open_db, openmetrics_text, remote_write_request};
 use prost::Message;
-use threadline::db::{Db, DbConfig};
 use threadline::ingest::exposition::{self, Format};
 use threadline::ingest::{ContentEncoding, IngestRules, decompress, loki, remote_write};
-use threadline::metrics::Metrics;
 use threadline::model::{Signal, Tenant};
 use threadline::scrape::rows::exposition_rows;
 use threadline::wal::SyncPolicy;
-
-fn open_db(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: SyncPolicy) -> Arc<Db> {
-    let config = DbConfig {
-        data_dir: dir.to_owned(),
-        object_store: String::new(),
-        wal_sync: sync,
-        wal_segment_bytes: 64 << 20,
-        head_max_bytes: usize::MAX,
-        head_max_age: Duration::from_secs(3600),
-    };
-    rt.block_on(Db::open(config, Arc::new(Metrics::default())))
-        .unwrap()
-}
 
 fn snappy(data: &[u8]) -> bytes::Bytes {
     snap::raw::Encoder::new().compress_vec(data).unwrap().into()

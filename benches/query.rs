@@ -22,11 +22,9 @@ use std::time::Duration;
 
 use arrow::array::{AsArray, StringArray};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use data::{Rng, SERVICES, T0, line, logs_request, remote_write_request, traces_request};
-use threadline::db::{Db, DbConfig};
+use data::{Rng, SERVICES, T0, line, logs_request, open_db, remote_write_request, traces_request};
 use threadline::ingest::IngestRules;
 use threadline::ingest::{otlp, remote_write};
-use threadline::metrics::Metrics;
 use threadline::model::{LogQuery, Signal, Tenant, TraceId};
 use threadline::query::grep::contains;
 use threadline::query::logql::{Direction, LogRequest};
@@ -34,17 +32,7 @@ use threadline::query::{QueryConfig, QueryEngine};
 use threadline::wal::SyncPolicy;
 
 fn engine(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Arc<QueryEngine> {
-    let config = DbConfig {
-        data_dir: dir.to_owned(),
-        object_store: String::new(),
-        wal_sync: SyncPolicy::Buffered,
-        wal_segment_bytes: 64 << 20,
-        head_max_bytes: usize::MAX,
-        head_max_age: Duration::from_secs(3600),
-    };
-    let db = rt
-        .block_on(Db::open(config, Arc::new(Metrics::default())))
-        .unwrap();
+    let db = open_db(rt, dir, SyncPolicy::Buffered);
     Arc::new(QueryEngine::new(
         db,
         QueryConfig {
