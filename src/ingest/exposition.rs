@@ -18,6 +18,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::model::labels::valid_metric_name;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// `text/plain; version=0.0.4`
@@ -245,10 +247,6 @@ fn series_key(labels: &Labels<'_>) -> Vec<(String, String)> {
         .collect();
     key.sort();
     key
-}
-
-fn valid_metric_name(name: &str) -> bool {
-    crate::ingest::metrics::valid_metric_name(name)
 }
 
 fn parse_sample(line: &str, format: Format) -> Result<Sample<'_>, String> {

@@ -7,14 +7,16 @@
 //! the most negative bucket through the zero bucket to `+Inf`. The boundaries follow
 //! from the scale, so the expansion loses nothing.
 
+use std::collections::HashMap;
+
 use arrow::array::RecordBatch;
 
 use super::{Rejected, split_ids};
+use crate::model::Signal;
 use crate::model::schema::{
     ExemplarBatchBuilder, ExemplarFields, METRIC_NAME_LABEL, MetricMeta, SampleBatchBuilder,
-    SampleFields, Stream,
+    SampleFields, Series,
 };
-use crate::model::{LabelSet, Signal};
 
 /// Most buckets one histogram point may have (OpenTelemetry's default for exponential
 /// histograms, and Prometheus's limit for native ones). Exponential histograms with
@@ -26,13 +28,26 @@ pub const MAX_HISTOGRAM_BUCKETS: usize = 160;
 /// is refused whole (413) rather than held in memory.
 pub const MAX_ROWS_PER_REQUEST: usize = 500_000;
 
-/// The rows one request adds to `samples` and `exemplars`.
+/// The rows one request adds to `samples` and `exemplars`, kept apart by `job` (the
+/// label partition) so that each batch is written to one partition without a copy.
 #[derive(Debug, Default)]
 pub struct MetricRows {
-    samples: SampleBatchBuilder,
-    exemplars: ExemplarBatchBuilder,
+    jobs: Vec<JobRows>,
+    /// `job` value (empty for none: empty label values do not exist) → `jobs` index.
+    job_index: HashMap<String, usize>,
+    /// The `jobs` index last used; consecutive series usually share a job.
+    last_job: usize,
+    samples: usize,
+    exemplars: usize,
     pub rejected: Rejected,
     overflowed: bool,
+}
+
+#[derive(Debug)]
+struct JobRows {
+    job: Option<String>,
+    samples: SampleBatchBuilder,
+    exemplars: ExemplarBatchBuilder,
 }
 
 /// An exemplar as protocols deliver it: labels (including the trace ID) and a value.
@@ -47,9 +62,12 @@ pub struct RawExemplar {
 impl MetricRows {
     /// Validates a series' labels. `__name__` is required and must be a valid metric
     /// name; a refusal is recorded and `None` returned.
-    pub fn series(&mut self, labels: Vec<(String, String)>) -> Option<Stream> {
-        match series(labels) {
-            Ok(stream) => Some(stream),
+    pub fn series<'a>(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<Series<'a>> {
+        match Series::new(labels.into_iter().collect()) {
+            Ok(series) => Some(series),
             Err(reason) => {
                 self.rejected.add(reason);
                 None
@@ -57,20 +75,42 @@ impl MetricRows {
         }
     }
 
-    pub fn sample(&mut self, series: &Stream, meta: MetricMeta<'_>, point: SampleFields) {
+    fn job_rows(&mut self, job: Option<&str>) -> &mut JobRows {
+        let same = |rows: &JobRows| rows.job.as_deref() == job;
+        if !self.jobs.get(self.last_job).is_some_and(same) {
+            let key = job.unwrap_or_default();
+            self.last_job = match self.job_index.get(key) {
+                Some(i) => *i,
+                None => {
+                    self.jobs.push(JobRows {
+                        job: job.map(str::to_owned),
+                        samples: SampleBatchBuilder::default(),
+                        exemplars: ExemplarBatchBuilder::default(),
+                    });
+                    self.job_index.insert(key.to_owned(), self.jobs.len() - 1);
+                    self.jobs.len() - 1
+                }
+            };
+        }
+        &mut self.jobs[self.last_job]
+    }
+
+    pub fn sample(&mut self, series: &Series<'_>, meta: MetricMeta<'_>, point: SampleFields) {
         if self.full() {
             return;
         }
-        self.samples.append(series, meta, point);
+        self.samples += 1;
+        self.job_rows(series.job())
+            .samples
+            .append(series, meta, point);
     }
 
     fn full(&mut self) -> bool {
-        if self.samples.len() + self.exemplars.len() >= MAX_ROWS_PER_REQUEST {
+        if self.samples + self.exemplars >= MAX_ROWS_PER_REQUEST {
             self.overflowed = true;
         }
         self.overflowed
     }
-
     /// True when the request expanded past `MAX_ROWS_PER_REQUEST`; it must be refused.
     pub fn overflowed(&self) -> bool {
         self.overflowed
@@ -87,12 +127,13 @@ impl MetricRows {
     }
 
     /// Splits the trace and span IDs out of the exemplar's labels.
-    pub fn exemplar(&mut self, series: &Stream, exemplar: &RawExemplar, point_time: i64) {
+    pub fn exemplar(&mut self, series: &Series<'_>, exemplar: &RawExemplar, point_time: i64) {
         if self.full() {
             return;
         }
+        self.exemplars += 1;
         let (trace_id, span_id, rest) = split_ids(&exemplar.labels);
-        self.exemplars.append(
+        self.job_rows(series.job()).exemplars.append(
             series,
             ExemplarFields {
                 timestamp: exemplar.timestamp.unwrap_or(point_time),
@@ -105,46 +146,34 @@ impl MetricRows {
     }
 
     pub fn sample_count(&self) -> usize {
-        self.samples.len()
+        self.samples
     }
 
     pub fn exemplar_count(&self) -> usize {
-        self.exemplars.len()
+        self.exemplars
     }
 
-    /// The batches to write, one per table (empty ones included; the writer skips them).
-    pub fn finish(mut self) -> (Vec<(Signal, RecordBatch)>, Rejected) {
-        let batches = vec![
-            (Signal::Samples, self.samples.finish()),
-            (Signal::Exemplars, self.exemplars.finish()),
-        ];
+    /// The batches to write: per job, its samples and its exemplars (empty ones
+    /// skipped).
+    pub fn finish(self) -> (Vec<(Signal, RecordBatch)>, Rejected) {
+        let mut batches = Vec::with_capacity(self.jobs.len() * 2);
+        for mut rows in self.jobs {
+            for (signal, batch) in [
+                (Signal::Samples, rows.samples.finish()),
+                (Signal::Exemplars, rows.exemplars.finish()),
+            ] {
+                if batch.num_rows() > 0 {
+                    batches.push((signal, batch));
+                }
+            }
+        }
         (batches, self.rejected)
     }
 }
 
-fn series(labels: Vec<(String, String)>) -> Result<Stream, String> {
-    let name = labels
-        .iter()
-        .find(|(n, _)| n == METRIC_NAME_LABEL)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_default();
-    if name.is_empty() {
-        return Err("series without a metric name (__name__ label)".into());
-    }
-    if !valid_metric_name(name) {
-        return Err(format!(
-            "invalid metric name {name:?}: use [a-zA-Z_:][a-zA-Z0-9_:]*"
-        ));
-    }
-    let name = name.to_owned();
-    let labels = LabelSet::new(labels).map_err(|e| format!("series {name}: {e}"))?;
-    Ok(Stream::new(labels))
-}
-
-pub fn valid_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+/// Owned label pairs as `MetricRows::series` takes them.
+pub fn borrowed(labels: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))
 }
 
 /// A bucket boundary as an `le` / `quantile` label value: shortest round-trip form,
@@ -286,17 +315,25 @@ impl ClassicHistogram {
             start_timestamp,
             value,
         };
+        let bucket_labels: Vec<Vec<(String, String)>> = self
+            .buckets
+            .iter()
+            .map(|(bound, _)| {
+                let mut series_labels = with_name(labels, &format!("{name}_bucket"));
+                series_labels.push(("le".into(), format_bound(*bound)));
+                series_labels
+            })
+            .collect();
         let mut bucket_series = Vec::with_capacity(self.buckets.len());
-        for (bound, cumulative) in &self.buckets {
-            let mut series_labels = with_name(labels, &format!("{name}_bucket"));
-            series_labels.push(("le".into(), format_bound(*bound)));
-            if let Some(series) = rows.series(series_labels) {
+        for ((bound, cumulative), series_labels) in self.buckets.iter().zip(&bucket_labels) {
+            if let Some(series) = rows.series(borrowed(series_labels)) {
                 rows.sample(&series, meta, sample(*cumulative));
                 bucket_series.push((*bound, series));
             }
         }
         let mut scalar = |suffix: &str, value: f64| {
-            if let Some(series) = rows.series(with_name(labels, &format!("{name}{suffix}"))) {
+            let series_labels = with_name(labels, &format!("{name}{suffix}"));
+            if let Some(series) = rows.series(borrowed(&series_labels)) {
                 rows.sample(&series, meta, sample(value));
             }
         };
@@ -380,7 +417,7 @@ pub fn with_name(labels: &[(String, String)], name: &str) -> Vec<(String, String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -484,7 +521,7 @@ mod tests {
         assert_eq!(rows.exemplar_count(), 1);
         let (batches, rejected) = rows.finish();
         assert_eq!(rejected.count, 0);
-        let exemplars = &batches[1].1;
+        let exemplars = &table(&batches, Signal::Exemplars);
         let labels = exemplars.column_by_name("labels").unwrap();
         let labels =
             crate::storage::chunk::row_labels(arrow::array::AsArray::as_map(labels.as_ref()), 0);
@@ -493,17 +530,54 @@ mod tests {
     }
 
     #[test]
-    fn series_need_a_valid_metric_name() {
+    fn refused_series_are_counted() {
         let mut rows = MetricRows::default();
-        assert!(rows.series(vec![("job".into(), "a".into())]).is_none());
-        assert!(
-            rows.series(vec![("__name__".into(), "1bad".into())])
-                .is_none()
-        );
-        assert!(
-            rows.series(vec![("__name__".into(), "ns:good_total".into())])
-                .is_some()
-        );
+        assert!(rows.series([("job", "a")]).is_none());
+        assert!(rows.series([("__name__", "1bad")]).is_none());
+        assert!(rows.series([("__name__", "ns:good_total")]).is_some());
         assert_eq!(rows.rejected.count, 2);
+    }
+
+    #[test]
+    fn each_batch_holds_one_job() {
+        let mut rows = MetricRows::default();
+        for (i, job) in ["a", "b", "a", "c", "b", "a"].into_iter().enumerate() {
+            let series = rows.series([("__name__", "m"), ("job", job)]).unwrap();
+            let point = SampleFields {
+                timestamp: i as i64,
+                start_timestamp: None,
+                value: 1.0,
+            };
+            rows.sample(&series, MetricMeta::default(), point);
+        }
+        let unnamed = rows.series([("__name__", "m")]).unwrap();
+        rows.sample(
+            &unnamed,
+            MetricMeta::default(),
+            SampleFields {
+                timestamp: 9,
+                start_timestamp: None,
+                value: 1.0,
+            },
+        );
+        let (batches, _) = rows.finish();
+        let sizes: Vec<usize> = batches.iter().map(|(_, b)| b.num_rows()).collect();
+        assert_eq!(sizes, [3, 2, 1, 1]);
+        for (_, batch) in &batches {
+            let jobs = arrow::array::AsArray::as_string::<i32>(
+                batch.column_by_name("job").unwrap().as_ref(),
+            );
+            assert!(jobs.iter().all(|j| j == jobs.iter().next().unwrap()));
+        }
+    }
+
+    /// All of one table's rows, whatever their job.
+    pub(crate) fn table(batches: &[(Signal, RecordBatch)], signal: Signal) -> RecordBatch {
+        let parts: Vec<&RecordBatch> = batches
+            .iter()
+            .filter(|(s, _)| *s == signal)
+            .map(|(_, b)| b)
+            .collect();
+        arrow::compute::concat_batches(&crate::model::schema::schema(signal), parts).unwrap()
     }
 }

@@ -7,6 +7,7 @@ pub mod loki;
 pub mod metrics;
 pub mod otlp;
 pub mod otlp_metrics;
+pub mod protowire;
 pub mod remote_write;
 
 use regex::Regex;

@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use super::metrics::{
-    ClassicHistogram, Exponential, MetricRows, RawExemplar, format_bound, with_name,
+    ClassicHistogram, Exponential, MetricRows, RawExemplar, borrowed, format_bound, with_name,
 };
 use super::otlp::{DecodeError, Encoding, any_value_string};
 use super::{IngestRules, Rejected, label_name_for_attribute};
@@ -123,7 +123,8 @@ pub fn metrics_to_rows(request: &ExportMetricsServiceRequest, rules: &IngestRule
             // `target_info` is derived, not sent: a resource whose attributes cannot be
             // labels (too many, say) goes without it rather than counting a refusal.
             let rejected = rows.rejected.clone();
-            let series = rows.series(with_name(&info, "target_info"));
+            let info = with_name(&info, "target_info");
+            let series = rows.series(borrowed(&info));
             rows.rejected = rejected;
             if let Some(series) = series {
                 rows.sample(
@@ -392,14 +393,13 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
                     for q in &point.quantile_values {
                         let mut series_labels = with_name(&labels, &name);
                         series_labels.push(("quantile".into(), format_bound(q.quantile)));
-                        if let Some(series) = rows.series(series_labels) {
+                        if let Some(series) = rows.series(borrowed(&series_labels)) {
                             rows.sample(&series, meta, fields(q.value));
                         }
                     }
                     for (suffix, v) in [("_count", point.count as f64), ("_sum", point.sum)] {
-                        if let Some(series) =
-                            rows.series(with_name(&labels, &format!("{name}{suffix}")))
-                        {
+                        let series_labels = with_name(&labels, &format!("{name}{suffix}"));
+                        if let Some(series) = rows.series(borrowed(&series_labels)) {
                             rows.sample(&series, meta, fields(v));
                         }
                     }
@@ -504,8 +504,8 @@ fn number_point(
             None => STALE_NAN,
         }
     };
-    let labels = point_labels(base, &point.attributes);
-    let Some(series) = rows.series(with_name(&labels, name)) else {
+    let labels = with_name(&point_labels(base, &point.attributes), name);
+    let Some(series) = rows.series(borrowed(&labels)) else {
         return;
     };
     rows.sample(
@@ -649,6 +649,7 @@ fn sanitize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::metrics::tests::table;
 
     #[test]
     fn names_follow_prometheus_otlp_conventions() {
@@ -713,7 +714,7 @@ mod tests {
         assert_eq!(rows.sample_count(), 1 + 1 + 5 + 5 + 4 + 1);
         assert_eq!(rows.exemplar_count(), 2);
         let (batches, _) = rows.finish();
-        let samples = &batches[0].1;
+        let samples = &table(&batches, crate::model::Signal::Samples);
         let names: Vec<String> = arrow::array::AsArray::as_string::<i32>(
             samples.column_by_name("metric").unwrap().as_ref(),
         )
@@ -743,7 +744,7 @@ mod tests {
         assert_eq!(first.get("service_name"), Some("checkout"));
         assert_eq!(first.get("region"), Some("eu"));
         assert_eq!(first.get("otel_scope_name"), Some("app"));
-        let exemplars = &batches[1].1;
+        let exemplars = &table(&batches, crate::model::Signal::Exemplars);
         let traces = arrow::array::AsArray::as_string::<i32>(
             exemplars.column_by_name("trace_id").unwrap().as_ref(),
         );

@@ -13,7 +13,8 @@ use prost::Message;
 use super::metrics::{
     ClassicHistogram, Exponential, MAX_HISTOGRAM_BUCKETS, MetricRows, RawExemplar,
 };
-use crate::model::schema::{METRIC_NAME_LABEL, MetricMeta, SampleFields, Stream};
+use super::protowire::{Fields, Value, WireError};
+use crate::model::schema::{MetricMeta, SampleFields, Series};
 use crate::proto::io::prometheus::write::v2;
 use crate::proto::prometheus as v1;
 
@@ -52,6 +53,8 @@ impl Version {
 pub enum DecodeError {
     #[error("invalid remote write protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    #[error("invalid remote write protobuf: {0}")]
+    Wire(#[from] WireError),
     #[error("invalid remote write 2.0 request: {0}")]
     Symbols(String),
 }
@@ -73,51 +76,118 @@ impl std::ops::AddAssign for Counts {
     }
 }
 
+/// Decodes a 1.0 request. Labels are borrowed from `body`: a series costs one
+/// allocation however many labels it has. Native histograms and exemplars, which are
+/// rare, are decoded into owned messages.
 pub fn decode_v1(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
-    let request = v1::WriteRequest::decode(body)?;
-    let metadata: HashMap<&str, (Option<&'static str>, Option<&str>)> = request
-        .metadata
-        .iter()
-        .map(|m| {
-            let metric_type = v1::metric_metadata::MetricType::try_from(m.r#type)
-                .ok()
-                .and_then(v1_type_name);
-            let unit = (!m.unit.is_empty()).then_some(m.unit.as_str());
-            (m.metric_family_name.as_str(), (metric_type, unit))
-        })
-        .collect();
+    // Metadata may follow the series it describes, so it is read first.
+    let mut metadata = HashMap::new();
+    for field in Fields::new(body) {
+        if let (3, value) = field? {
+            let (name, meta) = v1_metadata(value.bytes()?)?;
+            metadata.insert(name, meta);
+        }
+    }
     let mut rows = MetricRows::default();
     let mut counts = Counts::default();
-    for ts in request.timeseries {
-        let pairs = |labels: Vec<v1::Label>| -> Vec<(String, String)> {
-            labels.into_iter().map(|l| (l.name, l.value)).collect()
-        };
-        let Some(series) = rows.series(pairs(ts.labels)) else {
-            continue;
-        };
-        let (metric_type, unit) = family_meta(&metadata, series.metric_name());
-        let meta = MetricMeta { metric_type, unit };
-        let exemplars: Vec<RawExemplar> = ts
-            .exemplars
-            .into_iter()
-            .map(|e| RawExemplar {
-                labels: pairs(e.labels),
-                value: e.value,
-                timestamp: millis_to_nanos(e.timestamp),
-            })
-            .collect();
-        let written = write_series(
-            &mut rows,
-            &series,
-            meta,
-            ts.samples.iter().map(|s| (s.timestamp, s.value)),
-            &ts.histograms,
-            &exemplars,
-            None,
-        );
-        counts += written;
+    let mut labels = Vec::new();
+    let mut samples = Vec::new();
+    let mut exemplars = Vec::new();
+    let mut histograms = Vec::new();
+    for field in Fields::new(body) {
+        let (1, value) = field? else { continue };
+        for field in Fields::new(value.bytes()?) {
+            match field? {
+                (1, v) => labels.push(v1_label(v.bytes()?)?),
+                (2, v) => samples.push(v1_sample(v.bytes()?)?),
+                (3, v) => exemplars.push(v1_exemplar(v.bytes()?)?),
+                (4, v) => histograms.push(v1::Histogram::decode(v.bytes()?)?),
+                _ => {}
+            }
+        }
+        if let Some(series) = rows.series(labels.drain(..)) {
+            let (metric_type, unit) = family_meta(&metadata, series.metric_name());
+            counts += write_series(
+                &mut rows,
+                &series,
+                MetricMeta { metric_type, unit },
+                samples.iter().copied(),
+                &histograms,
+                &exemplars,
+                None,
+            );
+        }
+        samples.clear();
+        exemplars.clear();
+        histograms.clear();
     }
     Ok((rows, counts))
+}
+
+fn v1_label(message: &[u8]) -> Result<(&str, &str), DecodeError> {
+    let (mut name, mut value) = ("", "");
+    for field in Fields::new(message) {
+        match field? {
+            (1, v) => name = v.string()?,
+            (2, v) => value = v.string()?,
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+/// `(timestamp ms, value)`.
+fn v1_sample(message: &[u8]) -> Result<(i64, f64), DecodeError> {
+    let (mut timestamp, mut value) = (0, 0.0);
+    for field in Fields::new(message) {
+        match field? {
+            (1, v) => value = v.double()?,
+            (2, v) => timestamp = v.int64()?,
+            _ => {}
+        }
+    }
+    Ok((timestamp, value))
+}
+
+fn v1_exemplar(message: &[u8]) -> Result<RawExemplar, DecodeError> {
+    let mut exemplar = RawExemplar {
+        labels: Vec::new(),
+        value: 0.0,
+        timestamp: None,
+    };
+    for field in Fields::new(message) {
+        match field? {
+            (1, v) => {
+                let (name, value) = v1_label(v.bytes()?)?;
+                exemplar.labels.push((name.to_owned(), value.to_owned()));
+            }
+            (2, v) => exemplar.value = v.double()?,
+            (3, v) => exemplar.timestamp = millis_to_nanos(v.int64()?),
+            _ => {}
+        }
+    }
+    Ok(exemplar)
+}
+
+type FamilyMeta<'a> = (Option<&'static str>, Option<&'a str>);
+
+/// `(family name, (type, unit))`; help text is not stored.
+fn v1_metadata(message: &[u8]) -> Result<(&str, FamilyMeta<'_>), DecodeError> {
+    let (mut name, mut metric_type, mut unit) = ("", None, None);
+    for field in Fields::new(message) {
+        match field? {
+            (1, Value::Varint(t)) => {
+                metric_type = i32::try_from(t)
+                    .ok()
+                    .and_then(|t| v1::metric_metadata::MetricType::try_from(t).ok())
+                    .and_then(v1_type_name)
+            }
+            (2, v) => name = v.string()?,
+            (5, v) => unit = Some(v.string()?).filter(|u| !u.is_empty()),
+            _ => {}
+        }
+    }
+    Ok((name, (metric_type, unit)))
 }
 
 pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
@@ -139,7 +209,7 @@ pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
                 ))
             })
     };
-    let pairs = |refs: &[u32]| -> Result<Vec<(String, String)>, DecodeError> {
+    let pairs = |refs: &[u32]| -> Result<Vec<(&str, &str)>, DecodeError> {
         if !refs.len().is_multiple_of(2) {
             return Err(DecodeError::Symbols(format!(
                 "labels_refs has odd length {}",
@@ -147,7 +217,7 @@ pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
             )));
         }
         refs.chunks_exact(2)
-            .map(|pair| Ok((symbol(pair[0])?.to_owned(), symbol(pair[1])?.to_owned())))
+            .map(|pair| Ok((symbol(pair[0])?, symbol(pair[1])?)))
             .collect()
     };
     let mut rows = MetricRows::default();
@@ -159,7 +229,10 @@ pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
             .iter()
             .map(|e| {
                 Ok(RawExemplar {
-                    labels: pairs(&e.labels_refs)?,
+                    labels: pairs(&e.labels_refs)?
+                        .into_iter()
+                        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                        .collect(),
                     value: e.value,
                     timestamp: (e.timestamp != 0)
                         .then(|| millis_to_nanos(e.timestamp))
@@ -203,7 +276,7 @@ pub fn decode_v2(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
 /// Writes one series' samples, native histograms and exemplars; returns what was kept.
 fn write_series(
     rows: &mut MetricRows,
-    series: &Stream,
+    series: &Series<'_>,
     meta: MetricMeta<'_>,
     samples: impl Iterator<Item = (i64, f64)>,
     histograms: &[v1::Histogram],
@@ -233,9 +306,7 @@ fn write_series(
     if !histograms.is_empty() {
         let name = series.metric_name().to_owned();
         let labels: Vec<(String, String)> = series
-            .labels
-            .iter()
-            .filter(|(n, _)| *n != METRIC_NAME_LABEL)
+            .labels_without_name()
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect();
         let mut accepted = Vec::with_capacity(histograms.len());
@@ -412,10 +483,7 @@ fn expand_spans(
     Ok(out)
 }
 
-fn family_meta<'a>(
-    metadata: &HashMap<&str, (Option<&'static str>, Option<&'a str>)>,
-    name: &str,
-) -> (Option<&'static str>, Option<&'a str>) {
+fn family_meta<'a>(metadata: &HashMap<&str, FamilyMeta<'a>>, name: &str) -> FamilyMeta<'a> {
     if metadata.is_empty() {
         return (None, None);
     }
@@ -526,7 +594,137 @@ mod tests {
         assert!(rows.overflowed());
     }
 
+    /// The same request read through prost's generated types: what `decode_v1` must
+    /// produce.
+    fn decode_v1_with_prost(body: &[u8]) -> (MetricRows, Counts) {
+        let request = v1::WriteRequest::decode(body).unwrap();
+        let mut rows = MetricRows::default();
+        let mut counts = Counts::default();
+        for ts in &request.timeseries {
+            let labels = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()));
+            let Some(series) = rows.series(labels) else {
+                continue;
+            };
+            let exemplars: Vec<RawExemplar> = ts
+                .exemplars
+                .iter()
+                .map(|e| RawExemplar {
+                    labels: e
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect(),
+                    value: e.value,
+                    timestamp: millis_to_nanos(e.timestamp),
+                })
+                .collect();
+            let samples = ts.samples.iter().map(|s| (s.timestamp, s.value));
+            let meta = MetricMeta::default();
+            counts += write_series(&mut rows, &series, meta, samples, &[], &exemplars, None);
+        }
+        (rows, counts)
+    }
+
+    fn label_strategy() -> impl Strategy<Value = v1::Label> {
+        let name = prop_oneof![Just("__name__".to_owned()), "[a-z_]{1,6}", "\\PC{0,4}"];
+        (name, prop_oneof!["[a-z_]{1,8}", "\\PC{0,8}"])
+            .prop_map(|(name, value)| v1::Label { name, value })
+    }
+
+    fn series_strategy() -> impl Strategy<Value = v1::TimeSeries> {
+        let sample = (any::<i64>(), any::<f64>())
+            .prop_map(|(timestamp, value)| v1::Sample { value, timestamp });
+        let exemplar = (
+            prop::collection::vec(label_strategy(), 0..3),
+            any::<f64>(),
+            any::<i64>(),
+        )
+            .prop_map(|(labels, value, timestamp)| v1::Exemplar {
+                labels,
+                value,
+                timestamp,
+            });
+        (
+            prop::collection::vec(label_strategy(), 0..6),
+            prop::collection::vec(sample, 0..3),
+            prop::collection::vec(exemplar, 0..2),
+        )
+            .prop_map(|(labels, samples, exemplars)| v1::TimeSeries {
+                labels,
+                samples,
+                exemplars,
+                histograms: Vec::new(),
+            })
+    }
+
+    #[test]
+    fn metadata_before_or_after_the_series_types_them() {
+        for after in [false, true] {
+            let series = v1::TimeSeries {
+                labels: vec![v1::Label {
+                    name: "__name__".into(),
+                    value: "jobs_total".into(),
+                }],
+                samples: vec![v1::Sample {
+                    value: 1.0,
+                    timestamp: 5,
+                }],
+                ..Default::default()
+            };
+            let meta = v1::MetricMetadata {
+                r#type: v1::metric_metadata::MetricType::Counter as i32,
+                metric_family_name: "jobs".into(),
+                unit: "jobs".into(),
+                ..Default::default()
+            };
+            let mut body = v1::WriteRequest {
+                timeseries: vec![series],
+                metadata: Vec::new(),
+            }
+            .encode_to_vec();
+            let meta = v1::WriteRequest {
+                timeseries: Vec::new(),
+                metadata: vec![meta],
+            }
+            .encode_to_vec();
+            // Concatenated messages merge: repeated fields append.
+            body = if after {
+                [body, meta].concat()
+            } else {
+                [meta, body].concat()
+            };
+            let (rows, _) = decode_v1(&body).unwrap();
+            let (batches, _) = rows.finish();
+            let types = arrow::array::AsArray::as_string::<i32>(
+                batches[0].1.column_by_name("metric_type").unwrap().as_ref(),
+            );
+            assert_eq!(types.value(0), "counter");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn the_wire_reader_reads_what_prost_reads(
+            timeseries in prop::collection::vec(series_strategy(), 0..6),
+        ) {
+            let body = v1::WriteRequest { timeseries, metadata: Vec::new() }.encode_to_vec();
+            let (ours, our_counts) = decode_v1(&body).unwrap();
+            let (theirs, their_counts) = decode_v1_with_prost(&body);
+            prop_assert_eq!(our_counts, their_counts);
+            prop_assert_eq!(&ours.rejected, &theirs.rejected);
+            let (ours, _) = ours.finish();
+            let (theirs, _) = theirs.finish();
+            prop_assert_eq!(ours, theirs);
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_an_error_or_rows(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_v1(&bytes);
+        }
+
         #[test]
         fn any_native_histogram_is_rows_or_a_refusal(
             schema in prop_oneof![Just(-53), -6i32..10],

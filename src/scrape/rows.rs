@@ -3,7 +3,7 @@
 //! `scrape_samples_scraped`).
 
 use crate::ingest::exposition::{Exposition, Sample};
-use crate::ingest::metrics::{MAX_ROWS_PER_REQUEST, MetricRows, RawExemplar, with_name};
+use crate::ingest::metrics::{MAX_ROWS_PER_REQUEST, MetricRows, RawExemplar, borrowed, with_name};
 use crate::model::schema::{METRIC_NAME_LABEL, MetricMeta, SampleFields};
 
 /// Builds the rows of a successful scrape. Exposed labels that clash with a target
@@ -22,7 +22,7 @@ pub fn exposition_rows(
             unit: family.unit,
         };
         let labels = series_labels(sample, target);
-        let Some(series) = rows.series(labels) else {
+        let Some(series) = rows.series(borrowed(&labels)) else {
             break;
         };
         let timestamp = sample.timestamp.unwrap_or(scrape_time);
@@ -92,7 +92,8 @@ pub fn report_rows(
         ("scrape_duration_seconds", duration_seconds),
         ("scrape_samples_scraped", samples_scraped as f64),
     ] {
-        if let Some(series) = rows.series(with_name(target, name)) {
+        let labels = with_name(target, name);
+        if let Some(series) = rows.series(borrowed(&labels)) {
             rows.sample(
                 &series,
                 gauge,
@@ -110,6 +111,7 @@ pub fn report_rows(
 mod tests {
     use super::*;
     use crate::ingest::exposition::{Format, parse};
+    use crate::model::Signal;
 
     fn target() -> Vec<(String, String)> {
         vec![
@@ -126,7 +128,8 @@ mod tests {
         assert_eq!(rows.sample_count(), 2);
         assert_eq!(rows.exemplar_count(), 1);
         let (batches, _) = rows.finish();
-        let labels = batches[0].1.column_by_name("labels").unwrap();
+        let samples = crate::ingest::metrics::tests::table(&batches, Signal::Samples);
+        let labels = samples.column_by_name("labels").unwrap();
         let first =
             crate::storage::chunk::row_labels(arrow::array::AsArray::as_map(labels.as_ref()), 0);
         assert_eq!(first.get("job"), Some("api"));

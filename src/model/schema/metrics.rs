@@ -10,10 +10,11 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{
-    Stream, StringMapBuilder, append_map, finish_batch, hex_or_null, map_builder, string_map_type,
+    StringMapBuilder, append_map, finish_batch, hex_or_null, map_builder, string_map_type,
     timestamp_type, ts_builder,
 };
-use crate::model::{Signal, SpanId, TraceId};
+use crate::model::labels::{canonicalize, stream_id, valid_metric_name};
+use crate::model::{Signal, SpanId, StreamId, TraceId};
 
 /// The label that names a series' metric, as in Prometheus.
 pub const METRIC_NAME_LABEL: &str = "__name__";
@@ -46,9 +47,60 @@ pub(super) static EXEMPLARS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-impl Stream {
-    pub fn metric_name(&self) -> &str {
-        self.labels.get(METRIC_NAME_LABEL).unwrap_or_default()
+/// A series as the metric builders take it: canonical labels borrowed from the
+/// request, its stream ID, and the two labels that are also columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series<'a> {
+    pub id: StreamId,
+    labels: Vec<(&'a str, &'a str)>,
+    name: &'a str,
+    job: Option<&'a str>,
+}
+
+impl<'a> Series<'a> {
+    /// Canonicalises and validates the labels; `__name__` must be a valid metric name.
+    pub fn new(mut labels: Vec<(&'a str, &'a str)>) -> Result<Self, String> {
+        let label = |labels: &[(&'a str, &'a str)], name: &str| {
+            labels.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        };
+        let name = label(&labels, METRIC_NAME_LABEL).unwrap_or_default();
+        if name.is_empty() {
+            return Err("series without a metric name (__name__ label)".into());
+        }
+        if !valid_metric_name(name) {
+            return Err(format!(
+                "invalid metric name {name:?}: use [a-zA-Z_:][a-zA-Z0-9_:]*"
+            ));
+        }
+        canonicalize(&mut labels).map_err(|e| format!("series {name}: {e}"))?;
+        Ok(Self {
+            id: stream_id(&labels),
+            job: label(&labels, "job"),
+            labels,
+            name,
+        })
+    }
+
+    pub fn metric_name(&self) -> &'a str {
+        self.name
+    }
+
+    pub fn job(&self) -> Option<&'a str> {
+        self.job
+    }
+
+    /// Sorted by name.
+    pub fn labels(&self) -> &[(&'a str, &'a str)] {
+        &self.labels
+    }
+
+    /// The labels without `__name__`, for deriving related series (a histogram's
+    /// `_bucket`, `_count` and `_sum`).
+    pub fn labels_without_name(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.labels
+            .iter()
+            .copied()
+            .filter(|(n, _)| *n != METRIC_NAME_LABEL)
     }
 }
 
@@ -102,13 +154,13 @@ impl Default for SampleBatchBuilder {
 }
 
 impl SampleBatchBuilder {
-    pub fn append(&mut self, series: &Stream, meta: MetricMeta<'_>, point: SampleFields) {
+    pub fn append(&mut self, series: &Series<'_>, meta: MetricMeta<'_>, point: SampleFields) {
         self.timestamp.append_value(point.timestamp);
         self.start_timestamp.append_option(point.start_timestamp);
         self.stream_id.append_value(series.id.0);
         self.metric.append_value(series.metric_name());
-        self.job.append_option(series.labels.get("job"));
-        append_map(&mut self.labels, series.labels.iter());
+        self.job.append_option(series.job());
+        append_map(&mut self.labels, series.labels().iter().copied());
         self.value.append_value(point.value);
         self.metric_type.append_option(meta.metric_type);
         self.unit.append_option(meta.unit);
@@ -183,12 +235,12 @@ impl Default for ExemplarBatchBuilder {
 }
 
 impl ExemplarBatchBuilder {
-    pub fn append(&mut self, series: &Stream, exemplar: ExemplarFields<'_>) {
+    pub fn append(&mut self, series: &Series<'_>, exemplar: ExemplarFields<'_>) {
         self.timestamp.append_value(exemplar.timestamp);
         self.stream_id.append_value(series.id.0);
         self.metric.append_value(series.metric_name());
-        self.job.append_option(series.labels.get("job"));
-        append_map(&mut self.labels, series.labels.iter());
+        self.job.append_option(series.job());
+        append_map(&mut self.labels, series.labels().iter().copied());
         self.value.append_value(exemplar.value);
         hex_or_null(&mut self.trace_id, exemplar.trace_id);
         hex_or_null(&mut self.span_id, exemplar.span_id);
@@ -230,16 +282,27 @@ impl ExemplarBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::LabelSet;
 
-    fn series() -> Stream {
-        Stream::new(
-            LabelSet::new(vec![
-                ("__name__".into(), "http_requests_total".into()),
-                ("job".into(), "api".into()),
-            ])
-            .unwrap(),
-        )
+    fn series() -> Series<'static> {
+        Series::new(vec![("job", "api"), ("__name__", "http_requests_total")]).unwrap()
+    }
+
+    #[test]
+    fn series_are_canonical_and_need_a_valid_metric_name() {
+        let s = series();
+        assert_eq!(
+            s.labels(),
+            &[("__name__", "http_requests_total"), ("job", "api")]
+        );
+        assert_eq!(
+            (s.metric_name(), s.job()),
+            ("http_requests_total", Some("api"))
+        );
+        assert_eq!(s.id, crate::model::labels::stream_id(s.labels()));
+        assert!(Series::new(vec![("job", "a")]).is_err());
+        assert!(Series::new(vec![("__name__", "1bad")]).is_err());
+        assert!(Series::new(vec![("__name__", "a"), ("x", "1"), ("x", "2")]).is_err());
+        assert!(Series::new(vec![("__name__", "ns:good_total")]).is_ok());
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod metrics;
 
 pub use metrics::{
     ExemplarBatchBuilder, ExemplarFields, METRIC_NAME_LABEL, MetricMeta, SampleBatchBuilder,
-    SampleFields,
+    SampleFields, Series,
 };
 
 use super::{LabelSet, Signal, SpanId, StreamId, TraceId};
