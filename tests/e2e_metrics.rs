@@ -88,6 +88,31 @@ async fn prometheus_remote_write_capture_is_stored_with_its_exemplars() {
     assert_eq!(response.status(), 200);
     assert_eq!(json_body(response).await["data"], json!([]));
 
+    // A panel's whole PromQL expression, as Grafana sends it: the exemplars of the
+    // series its selectors name.
+    let (status, body) = server
+        .get(
+            "/api/v1/query_exemplars",
+            &[(
+                "query",
+                "sum by (job) (rate(demo_requests_total{instance=~\"127.*\"}[5m])) / 2",
+            )],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"][0]["exemplars"][0]["labels"]["trace_id"],
+        FIXTURE_TRACE
+    );
+    let (status, body) = server
+        .get("/api/v1/query_exemplars", &[("query", "rate(demo[5m]")])
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid PromQL"),
+        "{body}"
+    );
+
     // Reverse lookup and the trace document, with no time range.
     let (status, body) = server
         .get(

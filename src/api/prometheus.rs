@@ -25,6 +25,7 @@ use crate::ingest::ContentEncoding;
 use crate::ingest::remote_write::{self, Counts, Version};
 use crate::model::{LabelSet, Selector, TraceId};
 use crate::query::exemplars::SeriesExemplars;
+use crate::query::promql;
 use crate::query::time::{format_time, parse_time};
 
 pub async fn remote_write(
@@ -112,14 +113,18 @@ fn selector_param(params: &HashMap<String, String>) -> Result<Selector, ApiError
     })
 }
 
-/// `GET|POST /api/v1/query_exemplars?query=<selector>&start=&end=`.
+/// `GET|POST /api/v1/query_exemplars?query=<PromQL>&start=&end=`: the exemplars of
+/// every series a selector in the expression names.
 pub async fn query_exemplars(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(params): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let selector = selector_param(&params)?;
+    let query = params
+        .get("query")
+        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
+    let selectors = promql::selectors(query).map_err(ApiError::bad_request)?;
     let time = |name: &str, default: i64| match params.get(name).filter(|v| !v.is_empty()) {
         Some(text) => parse_time(text).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
         None => Ok(default),
@@ -133,7 +138,7 @@ pub async fn query_exemplars(
     }
     let result = state
         .engine
-        .exemplars(&tenant, &selector, start, end)
+        .exemplars(&tenant, &selectors, start, end)
         .await?;
     Ok(success(exemplar_data(&result.series)))
 }

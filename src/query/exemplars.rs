@@ -9,6 +9,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
 use datafusion::logical_expr::{col, lit};
 
+use super::streams::SelectedStreams;
 use super::table::ScanStats;
 use super::{QueryEngine, Result, columns};
 use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant, TraceId};
@@ -45,26 +46,31 @@ const COLUMNS: [&str; 6] = [
 ];
 
 impl QueryEngine {
+    /// The exemplars of every series any of `selectors` matches.
     pub async fn exemplars(
         &self,
         tenant: &Tenant,
-        selector: &Selector,
+        selectors: &[Selector],
         start: i64,
         end: i64,
     ) -> Result<ExemplarResult> {
-        self.counted(self.run_exemplars(tenant, selector, start, end))
+        self.counted(self.run_exemplars(tenant, selectors, start, end))
             .await
     }
 
     async fn run_exemplars(
         &self,
         tenant: &Tenant,
-        selector: &Selector,
+        selectors: &[Selector],
         start: i64,
         end: i64,
     ) -> Result<ExemplarResult> {
         let stats = Arc::new(ScanStats::default());
-        let selected = self.select_streams(tenant, Signal::Exemplars, selector, (start, end));
+        let selected = selectors
+            .iter()
+            .map(|s| self.select_streams(tenant, Signal::Exemplars, s, (start, end)))
+            .reduce(SelectedStreams::union)
+            .unwrap_or_default();
         if selected.is_empty() {
             return Ok(ExemplarResult {
                 series: Vec::new(),

@@ -6,6 +6,7 @@ mod columns;
 pub mod exemplars;
 pub mod grep;
 pub mod logql;
+pub mod promql;
 pub mod samples;
 pub mod streams;
 pub mod table;

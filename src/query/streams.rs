@@ -11,6 +11,7 @@ use super::logql::ts_literal;
 use super::{QueryEngine, Result};
 use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant};
 
+#[derive(Debug)]
 pub struct SelectedStreams {
     /// `None` when every stream matches, so the scan needs no stream filter.
     pub ids: Option<Vec<StreamId>>,
@@ -37,9 +38,32 @@ impl SelectedStreams {
         Ok(df)
     }
 
+    /// The streams either selection names.
+    pub fn union(mut self, other: SelectedStreams) -> SelectedStreams {
+        self.ids = match (self.ids, other.ids) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b.into_iter().filter(|id| !self.labels.contains_key(id)));
+                Some(a)
+            }
+            _ => None,
+        };
+        self.labels.extend(other.labels);
+        self
+    }
+
     /// True when the selector matched no stream: the query has nothing to read.
     pub fn is_empty(&self) -> bool {
         self.ids.as_ref().is_some_and(|ids| ids.is_empty()) || self.labels.is_empty()
+    }
+}
+
+/// Nothing selected.
+impl Default for SelectedStreams {
+    fn default() -> Self {
+        Self {
+            ids: Some(Vec::new()),
+            labels: HashMap::new(),
+        }
     }
 }
 

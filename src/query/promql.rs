@@ -1,0 +1,210 @@
+//! PromQL as far as the exemplar API needs it: the series selectors inside an
+//! expression. Grafana sends a panel's whole query (`histogram_quantile(0.9,
+//! sum by (le) (rate(http_request_duration_seconds_bucket{job="api"}[5m])))`) to
+//! `/api/v1/query_exemplars`; Prometheus answers with the exemplars of every series
+//! any selector in it names, and so does Threadline.
+
+use promql_parser::label::{MatchOp as PromOp, Matcher as PromMatcher};
+use promql_parser::parser::{self, Expr, VectorSelector};
+
+use crate::model::schema::METRIC_NAME_LABEL;
+use crate::model::{MatchOp, Matcher, Selector};
+
+/// Longest query accepted, in bytes. It also bounds the depth of an operator chain
+/// (`a + a + …`), whose tree is freed recursively.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+/// Deepest nesting of parentheses, brackets and braces accepted. Deeper expressions
+/// are refused before parsing: the parser and the walk over its tree recurse.
+pub const MAX_NESTING: usize = 64;
+
+/// The selectors in `query`, in the order they appear; an expression without one
+/// (`1 + 1`) gives none.
+pub fn selectors(query: &str) -> Result<Vec<Selector>, String> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(format!(
+            "query is {} bytes; at most {MAX_QUERY_BYTES} are accepted",
+            query.len()
+        ));
+    }
+    check_nesting(query)?;
+    let expr = parser::parse(query).map_err(|e| format!("invalid PromQL: {e}"))?;
+    let mut found = Vec::new();
+    collect(&expr, &mut found)?;
+    Ok(found)
+}
+
+/// Walks the tree with a worklist, not recursion: a long operator chain is deep.
+fn collect(root: &Expr, found: &mut Vec<Selector>) -> Result<(), String> {
+    let mut pending = vec![root];
+    while let Some(expr) = pending.pop() {
+        match expr {
+            Expr::VectorSelector(vs) => found.extend(convert(vs)?),
+            Expr::MatrixSelector(ms) => found.extend(convert(&ms.vs)?),
+            Expr::Aggregate(a) => {
+                pending.push(&a.expr);
+                pending.extend(a.param.as_deref());
+            }
+            Expr::Unary(u) => pending.push(&u.expr),
+            Expr::Binary(b) => {
+                pending.push(&b.rhs);
+                pending.push(&b.lhs);
+            }
+            Expr::Paren(p) => pending.push(&p.expr),
+            Expr::Subquery(s) => pending.push(&s.expr),
+            Expr::Call(call) => pending.extend(call.args.args.iter().rev().map(|a| &**a)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// One selector per `or` alternative (`{a="1" or b="2"}`), each with the metric name.
+fn convert(vs: &VectorSelector) -> Result<Vec<Selector>, String> {
+    let matchers = &vs.matchers;
+    let groups: Vec<&[PromMatcher]> = if matchers.or_matchers.is_empty() {
+        vec![&matchers.matchers]
+    } else {
+        let mut groups: Vec<&[PromMatcher]> =
+            matchers.or_matchers.iter().map(Vec::as_slice).collect();
+        if !matchers.matchers.is_empty() {
+            groups.push(&matchers.matchers);
+        }
+        groups
+    };
+    groups
+        .into_iter()
+        .map(|group| {
+            let mut selector = Selector {
+                matchers: Vec::with_capacity(group.len() + 1),
+            };
+            if let Some(name) = &vs.name {
+                selector
+                    .matchers
+                    .push(Matcher::new(METRIC_NAME_LABEL, MatchOp::Equal, name)?);
+            }
+            for m in group {
+                let op = match m.op {
+                    PromOp::Equal => MatchOp::Equal,
+                    PromOp::NotEqual => MatchOp::NotEqual,
+                    PromOp::Re(_) => MatchOp::Regex,
+                    PromOp::NotRe(_) => MatchOp::NotRegex,
+                };
+                selector.matchers.push(Matcher::new(&m.name, op, &m.value)?);
+            }
+            Ok(selector)
+        })
+        .collect()
+}
+
+/// Refuses expressions nested deeper than `MAX_NESTING`, skipping quoted strings.
+fn check_nesting(query: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut quote = None;
+    let mut escaped = false;
+    for c in query.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q != '`' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' | '`' => quote = Some(c),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(format!(
+                            "query nests deeper than {MAX_NESTING} levels; simplify it"
+                        ));
+                    }
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(query: &str) -> Vec<String> {
+        selectors(query)
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.matchers
+                    .iter()
+                    .map(|m| format!("{}{}{:?}", m.name, m.op.as_str(), m.value))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn selectors_are_found_wherever_they_are() {
+        assert_eq!(
+            texts(
+                r#"histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket{job="api", code=~"5.."}[5m])))"#
+            ),
+            [r#"__name__="http_request_duration_seconds_bucket",job="api",code=~"5..""#]
+        );
+        assert_eq!(
+            texts(r#"sum(rate(a_total[1m])) / on() group_left count(b{x!="1"} offset 5m)"#),
+            [r#"__name__="a_total""#, r#"__name__="b",x!="1""#]
+        );
+        assert_eq!(
+            texts(r#"max_over_time(up{job!~"dev.*"}[1h:5m])"#),
+            [r#"__name__="up",job!~"dev.*""#]
+        );
+        assert_eq!(texts(r#"{__name__="m"}"#), [r#"__name__="m""#]);
+        assert!(texts("1 + 2").is_empty());
+    }
+
+    /// The longest operator chain the size limit lets through is parsed, walked and
+    /// freed on a stack half the size of a server thread's.
+    #[test]
+    fn the_deepest_accepted_chain_fits_on_a_small_stack() {
+        let chain = format!("m{}", "+m".repeat(MAX_QUERY_BYTES / 2 - 1));
+        assert!(chain.len() <= MAX_QUERY_BYTES);
+        let found = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || selectors(&chain).map(|s| s.len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(found, Ok(MAX_QUERY_BYTES / 2));
+    }
+
+    #[test]
+    fn or_alternatives_are_separate_selectors() {
+        assert_eq!(
+            texts(r#"m{a="1" or b="2"}"#),
+            [r#"__name__="m",a="1""#, r#"__name__="m",b="2""#]
+        );
+    }
+
+    #[test]
+    fn bad_queries_are_refused_with_a_reason() {
+        assert!(selectors("sum(").unwrap_err().contains("invalid PromQL"));
+        let deep = format!("{}1{}", "(".repeat(100), ")".repeat(100));
+        assert!(selectors(&deep).unwrap_err().contains("nests deeper"));
+        // Brackets inside strings do not count.
+        let quoted = format!("m{{a=\"{}\"}}", "(".repeat(100));
+        assert_eq!(selectors(&quoted).unwrap().len(), 1);
+        assert!(
+            selectors(&"m+".repeat(10_000))
+                .unwrap_err()
+                .contains("bytes")
+        );
+        assert!(selectors(r#"m{a=~"("}"#).is_err());
+    }
+}
