@@ -101,12 +101,16 @@ fn written_headers(headers: &mut HeaderMap, counts: Counts) {
     }
 }
 
+fn query_param(params: &HashMap<String, String>) -> Result<&str, ApiError> {
+    params
+        .get("query")
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))
+}
+
 /// The `query` parameter, a series selector.
 fn selector_param(params: &HashMap<String, String>) -> Result<Selector, ApiError> {
-    let query = params
-        .get("query")
-        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
-    Selector::parse(query).map_err(|e| {
+    Selector::parse(query_param(params)?).map_err(|e| {
         ApiError::bad_request(format!(
             "query must be a series selector such as metric{{job=\"api\"}}: {e}"
         ))
@@ -121,10 +125,12 @@ pub async fn query_exemplars(
     Form(params): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let query = params
-        .get("query")
-        .ok_or_else(|| ApiError::bad_request("missing parameter: query"))?;
-    let selectors = promql::selectors(query).map_err(ApiError::bad_request)?;
+    let query = query_param(&params)?.to_owned();
+    // Parsing compiles the query's regexes: off the async workers.
+    let selectors = tokio::task::spawn_blocking(move || promql::selectors(&query))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("query parsing failed: {e}")))?
+        .map_err(ApiError::bad_request)?;
     let time = |name: &str, default: i64| match params.get(name).filter(|v| !v.is_empty()) {
         Some(text) => parse_time(text).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
         None => Ok(default),

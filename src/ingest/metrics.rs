@@ -30,22 +30,27 @@ pub const MAX_ROWS_PER_REQUEST: usize = 500_000;
 
 /// The rows one request adds to `samples` and `exemplars`, kept apart by `job` (the
 /// label partition) so that each batch is written to one partition without a copy.
+/// Past `MAX_JOB_GROUPS` jobs, further jobs share one group, which the head splits.
 #[derive(Debug, Default)]
 pub struct MetricRows {
-    jobs: Vec<JobRows>,
-    /// `job` value (empty for none: empty label values do not exist) → `jobs` index.
-    job_index: HashMap<String, usize>,
-    /// The `jobs` index last used; consecutive series usually share a job.
-    last_job: usize,
-    samples: usize,
-    exemplars: usize,
+    groups: Vec<JobRows>,
+    /// `job` value (empty for none: empty label values do not exist) → `groups` index.
+    group_index: HashMap<String, usize>,
+    /// The group last used; consecutive series usually share a job.
+    last_group: usize,
+    sample_rows: usize,
+    exemplar_rows: usize,
     pub rejected: Rejected,
     overflowed: bool,
 }
 
+/// Most job groups one request is kept apart in; each holds a pair of builders.
+const MAX_JOB_GROUPS: usize = 64;
+
 #[derive(Debug)]
 struct JobRows {
-    job: Option<String>,
+    /// `None` for the shared group of jobs past `MAX_JOB_GROUPS`.
+    key: Option<String>,
     samples: SampleBatchBuilder,
     exemplars: ExemplarBatchBuilder,
 }
@@ -76,37 +81,45 @@ impl MetricRows {
     }
 
     fn job_rows(&mut self, job: Option<&str>) -> &mut JobRows {
-        let same = |rows: &JobRows| rows.job.as_deref() == job;
-        if !self.jobs.get(self.last_job).is_some_and(same) {
-            let key = job.unwrap_or_default();
-            self.last_job = match self.job_index.get(key) {
+        let key = job.unwrap_or_default();
+        let current = self.groups.get(self.last_group);
+        if current.is_none_or(|g| g.key.as_deref() != Some(key)) {
+            self.last_group = match self.group_index.get(key) {
                 Some(i) => *i,
-                None => {
-                    self.jobs.push(JobRows {
-                        job: job.map(str::to_owned),
-                        samples: SampleBatchBuilder::default(),
-                        exemplars: ExemplarBatchBuilder::default(),
-                    });
-                    self.job_index.insert(key.to_owned(), self.jobs.len() - 1);
-                    self.jobs.len() - 1
+                None if self.group_index.len() < MAX_JOB_GROUPS => {
+                    self.group_index.insert(key.to_owned(), self.groups.len());
+                    self.new_group(Some(key.to_owned()))
                 }
+                None => match self.groups.iter().position(|g| g.key.is_none()) {
+                    Some(i) => i,
+                    None => self.new_group(None),
+                },
             };
         }
-        &mut self.jobs[self.last_job]
+        &mut self.groups[self.last_group]
+    }
+
+    fn new_group(&mut self, key: Option<String>) -> usize {
+        self.groups.push(JobRows {
+            key,
+            samples: SampleBatchBuilder::default(),
+            exemplars: ExemplarBatchBuilder::default(),
+        });
+        self.groups.len() - 1
     }
 
     pub fn sample(&mut self, series: &Series<'_>, meta: MetricMeta<'_>, point: SampleFields) {
         if self.full() {
             return;
         }
-        self.samples += 1;
+        self.sample_rows += 1;
         self.job_rows(series.job())
             .samples
             .append(series, meta, point);
     }
 
     fn full(&mut self) -> bool {
-        if self.samples + self.exemplars >= MAX_ROWS_PER_REQUEST {
+        if self.sample_rows + self.exemplar_rows >= MAX_ROWS_PER_REQUEST {
             self.overflowed = true;
         }
         self.overflowed
@@ -131,7 +144,7 @@ impl MetricRows {
         if self.full() {
             return;
         }
-        self.exemplars += 1;
+        self.exemplar_rows += 1;
         let (trace_id, span_id, rest) = split_ids(&exemplar.labels);
         self.job_rows(series.job()).exemplars.append(
             series,
@@ -146,18 +159,18 @@ impl MetricRows {
     }
 
     pub fn sample_count(&self) -> usize {
-        self.samples
+        self.sample_rows
     }
 
     pub fn exemplar_count(&self) -> usize {
-        self.exemplars
+        self.exemplar_rows
     }
 
-    /// The batches to write: per job, its samples and its exemplars (empty ones
-    /// skipped).
+    /// The batches to write: per job group, its samples and its exemplars (empty
+    /// ones skipped).
     pub fn finish(self) -> (Vec<(Signal, RecordBatch)>, Rejected) {
-        let mut batches = Vec::with_capacity(self.jobs.len() * 2);
-        for mut rows in self.jobs {
+        let mut batches = Vec::with_capacity(self.groups.len() * 2);
+        for mut rows in self.groups {
             for (signal, batch) in [
                 (Signal::Samples, rows.samples.finish()),
                 (Signal::Exemplars, rows.exemplars.finish()),
@@ -172,7 +185,7 @@ impl MetricRows {
 }
 
 /// Owned label pairs as `MetricRows::series` takes them.
-pub fn borrowed(labels: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+pub fn borrow_labels(labels: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
     labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))
 }
 
@@ -326,14 +339,14 @@ impl ClassicHistogram {
             .collect();
         let mut bucket_series = Vec::with_capacity(self.buckets.len());
         for ((bound, cumulative), series_labels) in self.buckets.iter().zip(&bucket_labels) {
-            if let Some(series) = rows.series(borrowed(series_labels)) {
+            if let Some(series) = rows.series(borrow_labels(series_labels)) {
                 rows.sample(&series, meta, sample(*cumulative));
                 bucket_series.push((*bound, series));
             }
         }
         let mut scalar = |suffix: &str, value: f64| {
             let series_labels = with_name(labels, &format!("{name}{suffix}"));
-            if let Some(series) = rows.series(borrowed(&series_labels)) {
+            if let Some(series) = rows.series(borrow_labels(&series_labels)) {
                 rows.sample(&series, meta, sample(value));
             }
         };
@@ -569,6 +582,25 @@ pub(crate) mod tests {
             );
             assert!(jobs.iter().all(|j| j == jobs.iter().next().unwrap()));
         }
+    }
+
+    #[test]
+    fn jobs_past_the_group_limit_share_one_group() {
+        let mut rows = MetricRows::default();
+        let jobs: Vec<String> = (0..MAX_JOB_GROUPS + 10).map(|i| format!("j{i}")).collect();
+        for job in &jobs {
+            let series = rows.series([("__name__", "m"), ("job", job)]).unwrap();
+            let point = SampleFields {
+                timestamp: 1,
+                start_timestamp: None,
+                value: 1.0,
+            };
+            rows.sample(&series, MetricMeta::default(), point);
+        }
+        let (batches, _) = rows.finish();
+        assert_eq!(batches.len(), MAX_JOB_GROUPS + 1);
+        assert_eq!(batches.last().unwrap().1.num_rows(), 10);
+        assert_eq!(table(&batches, Signal::Samples).num_rows(), jobs.len());
     }
 
     /// All of one table's rows, whatever their job.

@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use super::metrics::{
-    ClassicHistogram, Exponential, MetricRows, RawExemplar, borrowed, format_bound, with_name,
+    ClassicHistogram, Exponential, MetricRows, RawExemplar, borrow_labels, format_bound, with_name,
 };
 use super::otlp::{DecodeError, Encoding, any_value_string};
 use super::{IngestRules, Rejected, label_name_for_attribute};
@@ -124,7 +124,7 @@ pub fn metrics_to_rows(request: &ExportMetricsServiceRequest, rules: &IngestRule
             // labels (too many, say) goes without it rather than counting a refusal.
             let rejected = rows.rejected.clone();
             let info = with_name(&info, "target_info");
-            let series = rows.series(borrowed(&info));
+            let series = rows.series(borrow_labels(&info));
             rows.rejected = rejected;
             if let Some(series) = series {
                 rows.sample(
@@ -393,13 +393,13 @@ fn write_metric(rows: &mut MetricRows, metric: &Metric, base: &[(String, String)
                     for q in &point.quantile_values {
                         let mut series_labels = with_name(&labels, &name);
                         series_labels.push(("quantile".into(), format_bound(q.quantile)));
-                        if let Some(series) = rows.series(borrowed(&series_labels)) {
+                        if let Some(series) = rows.series(borrow_labels(&series_labels)) {
                             rows.sample(&series, meta, fields(q.value));
                         }
                     }
                     for (suffix, v) in [("_count", point.count as f64), ("_sum", point.sum)] {
                         let series_labels = with_name(&labels, &format!("{name}{suffix}"));
-                        if let Some(series) = rows.series(borrowed(&series_labels)) {
+                        if let Some(series) = rows.series(borrow_labels(&series_labels)) {
                             rows.sample(&series, meta, fields(v));
                         }
                     }
@@ -505,7 +505,7 @@ fn number_point(
         }
     };
     let labels = with_name(&point_labels(base, &point.attributes), name);
-    let Some(series) = rows.series(borrowed(&labels)) else {
+    let Some(series) = rows.series(borrow_labels(&labels)) else {
         return;
     };
     rows.sample(

@@ -4,7 +4,8 @@
 //! has a dozen of them and one sample. Reading the wire format directly lets the
 //! decoder borrow every label from the request body and allocate nothing per label.
 //! The reader understands the wire format only; each decoder says which fields it
-//! wants and skips the rest, as protobuf requires of unknown fields.
+//! wants and skips the rest, as protobuf requires of unknown fields. Unlike prost it
+//! refuses groups (wire types 3 and 4), which no message it reads contains.
 
 /// A malformed protobuf encoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -76,8 +76,7 @@ impl std::ops::AddAssign for Counts {
     }
 }
 
-/// Decodes a 1.0 request. Labels are borrowed from `body`: a series costs one
-/// allocation however many labels it has. Native histograms and exemplars, which are
+/// Decodes a 1.0 request. Labels are borrowed from `body`, not copied one by one. Native histograms and exemplars, which are
 /// rare, are decoded into owned messages.
 pub fn decode_v1(body: &[u8]) -> Result<(MetricRows, Counts), DecodeError> {
     // Metadata may follow the series it describes, so it is read first.
@@ -162,7 +161,12 @@ fn v1_exemplar(message: &[u8]) -> Result<RawExemplar, DecodeError> {
                 exemplar.labels.push((name.to_owned(), value.to_owned()));
             }
             (2, v) => exemplar.value = v.double()?,
-            (3, v) => exemplar.timestamp = millis_to_nanos(v.int64()?),
+            // proto3 cannot tell 0 from absent; either means the point's time.
+            (3, v) => {
+                exemplar.timestamp = Some(v.int64()?)
+                    .filter(|t| *t != 0)
+                    .and_then(millis_to_nanos)
+            }
             _ => {}
         }
     }
@@ -618,7 +622,9 @@ mod tests {
                         .map(|l| (l.name.clone(), l.value.clone()))
                         .collect(),
                     value: e.value,
-                    timestamp: millis_to_nanos(e.timestamp),
+                    timestamp: Some(e.timestamp)
+                        .filter(|t| *t != 0)
+                        .and_then(millis_to_nanos),
                 })
                 .collect();
             let samples = ts.samples.iter().map(|s| (s.timestamp, s.value));
@@ -640,7 +646,7 @@ mod tests {
         let exemplar = (
             prop::collection::vec(label_strategy(), 0..3),
             any::<f64>(),
-            any::<i64>(),
+            prop_oneof![Just(0i64), any::<i64>()],
         )
             .prop_map(|(labels, value, timestamp)| v1::Exemplar {
                 labels,

@@ -10,13 +10,16 @@ use promql_parser::parser::{self, Expr, VectorSelector};
 use crate::model::schema::METRIC_NAME_LABEL;
 use crate::model::{MatchOp, Matcher, Selector};
 
-/// Longest query accepted, in bytes. It also bounds the depth of an operator chain
-/// (`a + a + …`), whose tree is freed recursively.
+/// Longest query accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 
-/// Deepest nesting of parentheses, brackets and braces accepted. Deeper expressions
-/// are refused before parsing: the parser and the walk over its tree recurse.
+/// The parser checks and frees its tree recursively, and its checks take time
+/// quadratic in the depth, so a query's shape is bounded before it is parsed: its
+/// nesting of parentheses, brackets and braces, its operators (`a + a + …` and
+/// `- - - a` are as deep as they are long) and its regex matchers (each compiled).
 pub const MAX_NESTING: usize = 64;
+pub const MAX_OPERATORS: usize = 256;
+pub const MAX_REGEX_MATCHERS: usize = 64;
 
 /// The selectors in `query`, in the order they appear; an expression without one
 /// (`1 + 1`) gives none.
@@ -27,11 +30,17 @@ pub fn selectors(query: &str) -> Result<Vec<Selector>, String> {
             query.len()
         ));
     }
-    check_nesting(query)?;
+    check_shape(query)?;
     let expr = parser::parse(query).map_err(|e| format!("invalid PromQL: {e}"))?;
     let mut found = Vec::new();
     collect(&expr, &mut found)?;
-    Ok(found)
+    let mut distinct: Vec<Selector> = Vec::with_capacity(found.len());
+    for selector in found {
+        if !distinct.contains(&selector) {
+            distinct.push(selector);
+        }
+    }
+    Ok(distinct)
 }
 
 /// Walks the tree with a worklist, not recursion: a long operator chain is deep.
@@ -61,16 +70,12 @@ fn collect(root: &Expr, found: &mut Vec<Selector>) -> Result<(), String> {
 
 /// One selector per `or` alternative (`{a="1" or b="2"}`), each with the metric name.
 fn convert(vs: &VectorSelector) -> Result<Vec<Selector>, String> {
+    // With `or`, the parser moves every matcher into the alternatives.
     let matchers = &vs.matchers;
     let groups: Vec<&[PromMatcher]> = if matchers.or_matchers.is_empty() {
         vec![&matchers.matchers]
     } else {
-        let mut groups: Vec<&[PromMatcher]> =
-            matchers.or_matchers.iter().map(Vec::as_slice).collect();
-        if !matchers.matchers.is_empty() {
-            groups.push(&matchers.matchers);
-        }
-        groups
+        matchers.or_matchers.iter().map(Vec::as_slice).collect()
     };
     groups
         .into_iter()
@@ -97,36 +102,63 @@ fn convert(vs: &VectorSelector) -> Result<Vec<Selector>, String> {
         .collect()
 }
 
-/// Refuses expressions nested deeper than `MAX_NESTING`, skipping quoted strings.
-fn check_nesting(query: &str) -> Result<(), String> {
-    let mut depth = 0usize;
+/// Refuses queries past the shape bounds, looking only at text outside strings and
+/// `#` comments.
+fn check_shape(query: &str) -> Result<(), String> {
+    let (mut depth, mut operators, mut regexes) = (0usize, 0usize, 0usize);
+    let mut previous = ' ';
     let mut quote = None;
     let mut escaped = false;
+    let mut comment = false;
+    let mut word = String::new();
     for c in query.chars() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' && q != '`' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '"' | '\'' | '`' => quote = Some(c),
-                '(' | '[' | '{' => {
-                    depth += 1;
-                    if depth > MAX_NESTING {
-                        return Err(format!(
-                            "query nests deeper than {MAX_NESTING} levels; simplify it"
-                        ));
-                    }
-                }
-                ')' | ']' | '}' => depth = depth.saturating_sub(1),
-                _ => {}
-            },
+        if comment {
+            comment = c != '\n';
+            continue;
         }
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            if matches!(word.as_str(), "and" | "or" | "unless" | "atan2") {
+                operators += 1;
+            }
+            word.clear();
+        }
+        match c {
+            '#' => comment = true,
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '^' => operators += 1,
+            '~' if matches!(previous, '=' | '!') => regexes += 1,
+            _ => {}
+        }
+        previous = c;
+        if depth > MAX_NESTING {
+            return Err(format!(
+                "query nests deeper than {MAX_NESTING} levels; simplify it"
+            ));
+        }
+    }
+    if operators > MAX_OPERATORS {
+        return Err(format!(
+            "query has {operators} operators; at most {MAX_OPERATORS} are accepted"
+        ));
+    }
+    if regexes > MAX_REGEX_MATCHERS {
+        return Err(format!(
+            "query has {regexes} regex matchers; at most {MAX_REGEX_MATCHERS} are accepted"
+        ));
     }
     Ok(())
 }
@@ -169,19 +201,42 @@ mod tests {
         assert!(texts("1 + 2").is_empty());
     }
 
-    /// The longest operator chain the size limit lets through is parsed, walked and
+    /// The longest operator chains the bounds let through are parsed, walked and
     /// freed on a stack half the size of a server thread's.
     #[test]
-    fn the_deepest_accepted_chain_fits_on_a_small_stack() {
-        let chain = format!("m{}", "+m".repeat(MAX_QUERY_BYTES / 2 - 1));
-        assert!(chain.len() <= MAX_QUERY_BYTES);
+    fn the_deepest_accepted_chains_fit_on_a_small_stack() {
+        let chains = [
+            format!("m{}", " + m".repeat(MAX_OPERATORS)),
+            format!("{}m", "-".repeat(MAX_OPERATORS)),
+            format!("m{}", " or m".repeat(MAX_OPERATORS)),
+            format!("{}m{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING)),
+        ];
         let found = std::thread::Builder::new()
             .stack_size(1 << 20)
-            .spawn(move || selectors(&chain).map(|s| s.len()))
+            .spawn(move || chains.map(|c| selectors(&c).map(|s| s.len())))
             .unwrap()
             .join()
             .unwrap();
-        assert_eq!(found, Ok(MAX_QUERY_BYTES / 2));
+        assert_eq!(found, [Ok(1), Ok(1), Ok(1), Ok(1)]);
+    }
+
+    #[test]
+    fn shape_bounds_cannot_be_hidden() {
+        let over = format!("m{}", " + m".repeat(MAX_OPERATORS + 1));
+        assert!(selectors(&over).unwrap_err().contains("operators"));
+        let over = format!("{}m", "-".repeat(MAX_OPERATORS + 1));
+        assert!(selectors(&over).unwrap_err().contains("operators"));
+        // A quote in a comment opens no string.
+        let hidden = format!("# \"\n{}m{}", "(".repeat(100), ")".repeat(100));
+        assert!(selectors(&hidden).unwrap_err().contains("nests deeper"));
+        let regexes = format!(
+            "m{{{}}}",
+            vec!["a=~\"x\""; MAX_REGEX_MATCHERS + 1].join(",")
+        );
+        assert!(selectors(&regexes).unwrap_err().contains("regex matchers"));
+        // Operators inside strings do not count.
+        let quoted = format!("m{{a=\"{}\"}}", "+".repeat(MAX_OPERATORS + 1));
+        assert_eq!(selectors(&quoted).unwrap().len(), 1);
     }
 
     #[test]
@@ -190,6 +245,12 @@ mod tests {
             texts(r#"m{a="1" or b="2"}"#),
             [r#"__name__="m",a="1""#, r#"__name__="m",b="2""#]
         );
+        assert_eq!(
+            texts(r#"{a="1",b="2" or c="3",d="4"}"#),
+            [r#"a="1",b="2""#, r#"c="3",d="4""#]
+        );
+        // The same selector twice is read once.
+        assert_eq!(texts("m / m").len(), 1);
     }
 
     #[test]

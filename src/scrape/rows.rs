@@ -2,12 +2,15 @@
 //! per-scrape series Prometheus writes (`up`, `scrape_duration_seconds`,
 //! `scrape_samples_scraped`).
 
-use crate::ingest::exposition::{Exposition, Sample};
-use crate::ingest::metrics::{MAX_ROWS_PER_REQUEST, MetricRows, RawExemplar, borrowed, with_name};
+use crate::ingest::exposition::Exposition;
+use crate::ingest::metrics::{
+    MAX_ROWS_PER_REQUEST, MetricRows, RawExemplar, borrow_labels, with_name,
+};
 use crate::model::schema::{METRIC_NAME_LABEL, MetricMeta, SampleFields};
 
 /// Builds the rows of a successful scrape. Exposed labels that clash with a target
 /// label keep their value under `exported_<name>`, as Prometheus does by default.
+/// Labels are borrowed from the exposition; only renamed ones are allocated.
 /// Any series the store cannot accept fails the whole scrape, like a parse error.
 pub fn exposition_rows(
     exposition: &Exposition<'_>,
@@ -21,8 +24,24 @@ pub fn exposition_rows(
             metric_type: family.metric_type,
             unit: family.unit,
         };
-        let labels = series_labels(sample, target);
-        let Some(series) = rows.series(borrowed(&labels)) else {
+        let clashes = |name: &str| target.iter().any(|(t, _)| t == name);
+        let exported: Vec<String> = (sample.labels.iter())
+            .filter(|(name, _)| clashes(name))
+            .map(|(name, _)| format!("exported_{name}"))
+            .collect();
+        let mut exported = exported.iter();
+        let exposed = sample.labels.iter().map(|(name, value)| {
+            let name = if clashes(name) {
+                exported.next().map_or(*name, String::as_str)
+            } else {
+                *name
+            };
+            (name, value.as_ref())
+        });
+        let labels = exposed
+            .chain(borrow_labels(target))
+            .chain([(METRIC_NAME_LABEL, sample.name)]);
+        let Some(series) = rows.series(labels) else {
             break;
         };
         let timestamp = sample.timestamp.unwrap_or(scrape_time);
@@ -59,21 +78,6 @@ pub fn exposition_rows(
     Ok(rows)
 }
 
-fn series_labels(sample: &Sample<'_>, target: &[(String, String)]) -> Vec<(String, String)> {
-    let mut labels = Vec::with_capacity(sample.labels.len() + target.len() + 1);
-    for (name, value) in &sample.labels {
-        let name = if target.iter().any(|(t, _)| t == name) {
-            format!("exported_{name}")
-        } else {
-            (*name).to_owned()
-        };
-        labels.push((name, value.to_string()));
-    }
-    labels.extend(target.iter().cloned());
-    labels.push((METRIC_NAME_LABEL.into(), sample.name.to_owned()));
-    labels
-}
-
 /// The series every scrape writes about itself, whether it worked or not.
 pub fn report_rows(
     rows: &mut MetricRows,
@@ -93,7 +97,7 @@ pub fn report_rows(
         ("scrape_samples_scraped", samples_scraped as f64),
     ] {
         let labels = with_name(target, name);
-        if let Some(series) = rows.series(borrowed(&labels)) {
+        if let Some(series) = rows.series(borrow_labels(&labels)) {
             rows.sample(
                 &series,
                 gauge,

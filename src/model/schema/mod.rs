@@ -272,7 +272,14 @@ impl LogBatchBuilder {
     }
 }
 
-fn finish_batch(signal: Signal, columns: Vec<ArrayRef>) -> RecordBatch {
+/// Builders reserve room for a thousand rows; a batch gives back what it did not use,
+/// since the head holds it (and counts its memory) until the next flush.
+fn finish_batch(signal: Signal, mut columns: Vec<ArrayRef>) -> RecordBatch {
+    for column in &mut columns {
+        if let Some(array) = Arc::get_mut(column) {
+            array.shrink_to_fit();
+        }
+    }
     match RecordBatch::try_new(schema(signal), columns) {
         Ok(batch) => batch,
         // The builders above produce exactly the schema's types; a mismatch is a bug
