@@ -81,10 +81,7 @@ impl QueryEngine {
         let in_range = all.then(|| self.db.streams_in_range(tenant, signal, Some(range)));
         let catalog = self.db.read_catalog();
         let Some(table) = catalog.table(tenant, signal) else {
-            return SelectedStreams {
-                ids: Some(Vec::new()),
-                labels: HashMap::new(),
-            };
+            return SelectedStreams::default();
         };
         let ids: Vec<StreamId> = match in_range {
             Some(ids) => ids.into_iter().collect(),
