@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/prometheus/remote.proto",
         "proto/prometheus/write_v2.proto",
         "proto/loki/push.proto",
+        "proto/google/pprof/profile.proto",
+        "proto/pyroscope/push.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

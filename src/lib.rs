@@ -12,6 +12,9 @@
 //! 4. `index` keeps the only two indexes, labels and trace IDs, rebuilt from chunk
 //!    metadata on start; `query` turns SQL, label-matcher queries and trace lookups into
 //!    DataFusion plans that read exactly the chunks the indexes allow, plus the head.
+//!
+//! `profile` holds what is particular to profiles (pprof, deltas, merging); `scrape`
+//! pulls metrics and profiles from targets.
 
 pub mod api;
 pub mod cli;
@@ -21,6 +24,7 @@ pub mod index;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod profile;
 pub mod proto;
 pub mod query;
 pub mod scrape;

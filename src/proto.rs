@@ -23,3 +23,17 @@ pub mod io {
 pub mod logproto {
     include!(concat!(env!("OUT_DIR"), "/logproto.rs"));
 }
+
+/// The pprof profile format (`perftools.profiles.Profile`).
+pub mod perftools {
+    pub mod profiles {
+        include!(concat!(env!("OUT_DIR"), "/perftools.profiles.rs"));
+    }
+}
+
+/// Pyroscope's push request (`push.v1.PushRequest`).
+pub mod push {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/push.v1.rs"));
+    }
+}

@@ -6,6 +6,7 @@
 mod error;
 mod loki;
 mod otlp;
+mod profiles;
 mod prometheus;
 mod query;
 
@@ -56,6 +57,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/targets", get(prometheus::targets))
         .route("/loki/api/v1/push", post(loki::push))
+        .route("/ingest", post(profiles::pyroscope_ingest))
+        .route(
+            "/push.v1.PusherService/Push",
+            post(profiles::pyroscope_push),
+        )
+        .route("/threadline/v1/profiles", post(profiles::push))
         .route("/threadline/v1/sql", post(query::sql))
         .route("/threadline/v1/query", get(query::logs))
         .route("/threadline/v1/labels", get(query::labels))

@@ -7,7 +7,9 @@ pub mod loki;
 pub mod metrics;
 pub mod otlp;
 pub mod otlp_metrics;
+pub mod profiles;
 pub mod protowire;
+pub mod pyroscope;
 pub mod remote_write;
 
 use regex::Regex;

@@ -9,14 +9,18 @@ pub enum Signal {
     Spans,
     Samples,
     Exemplars,
+    Profiles,
+    ProfileSamples,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 4] = [
+    pub const ALL: [Signal; 6] = [
         Signal::Logs,
         Signal::Spans,
         Signal::Samples,
         Signal::Exemplars,
+        Signal::Profiles,
+        Signal::ProfileSamples,
     ];
 
     /// The table name in SQL and the segment name in object keys.
@@ -26,6 +30,8 @@ impl Signal {
             Signal::Spans => "spans",
             Signal::Samples => "samples",
             Signal::Exemplars => "exemplars",
+            Signal::Profiles => "profiles",
+            Signal::ProfileSamples => "profile_samples",
         }
     }
 
@@ -33,16 +39,22 @@ impl Signal {
     pub fn time_column(self) -> &'static str {
         match self {
             Signal::Spans => "start_time",
-            Signal::Logs | Signal::Samples | Signal::Exemplars => "timestamp",
+            Signal::Logs
+            | Signal::Samples
+            | Signal::Exemplars
+            | Signal::Profiles
+            | Signal::ProfileSamples => "timestamp",
         }
     }
 
     /// The label whose value names a stream's partition, and the column that carries
-    /// it: the service for logs and spans, the scrape job for metrics (Prometheus and
-    /// OTLP metrics both fill `job`).
+    /// it: the service for logs, spans and profiles, the scrape job for metrics
+    /// (Prometheus and OTLP metrics both fill `job`).
     pub fn partition_label(self) -> &'static str {
         match self {
-            Signal::Logs | Signal::Spans => "service_name",
+            Signal::Logs | Signal::Spans | Signal::Profiles | Signal::ProfileSamples => {
+                "service_name"
+            }
             Signal::Samples | Signal::Exemplars => "job",
         }
     }
@@ -52,14 +64,19 @@ impl Signal {
     pub fn label_columns(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Signal::Logs => &[("service_name", "service_name"), ("severity", "severity")],
-            Signal::Spans => &[("service_name", "service_name")],
+            Signal::Spans | Signal::Profiles | Signal::ProfileSamples => {
+                &[("service_name", "service_name")]
+            }
             Signal::Samples | Signal::Exemplars => &[("job", "job"), ("metric", "__name__")],
         }
     }
 
     /// Whether rows carry a `trace_id` column (and so appear in the trace-ID index).
     pub fn has_trace_id(self) -> bool {
-        !matches!(self, Signal::Samples)
+        matches!(
+            self,
+            Signal::Logs | Signal::Spans | Signal::Exemplars | Signal::ProfileSamples
+        )
     }
 
     pub fn code(self) -> u8 {
@@ -68,6 +85,8 @@ impl Signal {
             Signal::Spans => 2,
             Signal::Samples => 3,
             Signal::Exemplars => 4,
+            Signal::Profiles => 5,
+            Signal::ProfileSamples => 6,
         }
     }
 
@@ -88,6 +107,6 @@ impl FromStr for Signal {
         Self::ALL
             .into_iter()
             .find(|sig| sig.as_str() == s)
-            .ok_or_else(|| format!("unknown signal {s:?}: use logs, spans, samples or exemplars"))
+            .ok_or_else(|| format!("unknown signal {s:?}: use logs, spans, samples, exemplars, profiles or profile_samples"))
     }
 }

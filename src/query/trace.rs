@@ -103,6 +103,8 @@ fn signal_item(signal: Signal) -> &'static str {
         Signal::Spans => "span",
         Signal::Samples => "sample",
         Signal::Exemplars => "exemplar",
+        Signal::Profiles => "profile",
+        Signal::ProfileSamples => "profile_sample",
     }
 }
 

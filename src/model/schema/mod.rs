@@ -14,10 +14,14 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 mod metrics;
+mod profiles;
 
 pub use metrics::{
     ExemplarBatchBuilder, ExemplarFields, METRIC_NAME_LABEL, MetricMeta, SampleBatchBuilder,
     SampleFields, Series,
+};
+pub use profiles::{
+    ProfileBatchBuilder, ProfileFields, ProfileSampleBatchBuilder, ProfileSampleFields,
 };
 
 use super::{LabelSet, Signal, SpanId, StreamId, TraceId};
@@ -118,6 +122,8 @@ pub fn schema(signal: Signal) -> SchemaRef {
         Signal::Spans => SPANS.clone(),
         Signal::Samples => metrics::SAMPLES.clone(),
         Signal::Exemplars => metrics::EXEMPLARS.clone(),
+        Signal::Profiles => profiles::PROFILES.clone(),
+        Signal::ProfileSamples => profiles::PROFILE_SAMPLES.clone(),
     }
 }
 
