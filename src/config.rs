@@ -18,6 +18,7 @@ use crate::ingest::{
 use crate::model::Tenant;
 use crate::model::labels::validate_name;
 use crate::query::QueryConfig;
+use crate::scrape::profiles::{ProfileKind, Profiling};
 use crate::scrape::{ScrapeJob, StaticTarget};
 use crate::wal::SyncPolicy;
 
@@ -133,6 +134,17 @@ pub struct FileScrapeJob {
     tenant: Option<String>,
     #[serde(default)]
     static_configs: Vec<FileStaticConfig>,
+    profiling: Option<FileProfiling>,
+}
+
+/// A job's `[scrape_configs.profiling]`: which `/debug/pprof` endpoints to scrape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProfiling {
+    kinds: Option<Vec<String>>,
+    interval: Option<String>,
+    cpu_duration: Option<String>,
+    path_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -141,6 +153,8 @@ pub struct FileStaticConfig {
     targets: Vec<String>,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
+    /// Profile kinds for these targets, instead of the job's.
+    profiles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,8 +388,26 @@ fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
                 Some(t) => Tenant::new(t).map_err(|e| fail(format!("tenant: {e}")))?,
                 None => Tenant::default_tenant(),
             };
+            let profiling = job
+                .profiling
+                .as_ref()
+                .map(|p| profiling(p, interval))
+                .transpose()
+                .map_err(|e| fail(format!("profiling: {e}")))?;
             let mut targets = Vec::new();
             for group in &job.static_configs {
+                let profile_kinds = match &group.profiles {
+                    None => None,
+                    Some(_) if profiling.is_none() => {
+                        return Err(fail(
+                            "static_configs lists profiles, but the job has no profiling section"
+                                .into(),
+                        ));
+                    }
+                    Some(kinds) => {
+                        Some(profile_kinds(kinds).map_err(|e| fail(format!("profiles: {e}")))?)
+                    }
+                };
                 for label in group.labels.keys() {
                     validate_name(label).map_err(|e| fail(format!("label {label:?}: {e}")))?;
                     if label.starts_with("__") {
@@ -401,6 +433,7 @@ fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
                             .iter()
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect(),
+                        profile_kinds: profile_kinds.clone(),
                     });
                 }
             }
@@ -412,9 +445,54 @@ fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
                 scheme: scheme.to_owned(),
                 tenant,
                 targets,
+                profiling,
             })
         })
         .collect()
+}
+
+fn profile_kinds(names: &[String]) -> Result<Vec<ProfileKind>, String> {
+    let mut kinds = Vec::new();
+    for name in names {
+        let kind = ProfileKind::parse(name.trim())?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
+fn profiling(file: &FileProfiling, job_interval: Duration) -> Result<Profiling, String> {
+    let kinds = match &file.kinds {
+        Some(names) => profile_kinds(names)?,
+        None => ProfileKind::DEFAULT.to_vec(),
+    };
+    let interval = match &file.interval {
+        Some(text) => parse_duration(text).map_err(|e| format!("interval: {e}"))?,
+        None => job_interval,
+    };
+    if interval < Duration::from_secs(2) {
+        return Err("interval must be at least 2s".into());
+    }
+    let cpu_duration = match &file.cpu_duration {
+        Some(text) => parse_duration(text).map_err(|e| format!("cpu_duration: {e}"))?,
+        None => interval - Duration::from_secs(1),
+    };
+    if cpu_duration < Duration::from_secs(1) || cpu_duration >= interval {
+        return Err(format!(
+            "cpu_duration must be at least 1s and shorter than the interval ({interval:?})"
+        ));
+    }
+    let path_prefix = file.path_prefix.as_deref().unwrap_or("/debug/pprof");
+    if !path_prefix.starts_with('/') {
+        return Err(format!("path_prefix {path_prefix:?} must start with /"));
+    }
+    Ok(Profiling {
+        kinds,
+        interval,
+        cpu_duration,
+        path_prefix: path_prefix.trim_end_matches('/').to_owned(),
+    })
 }
 
 /// `250ms`, `30s`, `5m`, `2h`.
@@ -447,6 +525,47 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiling_sections_are_checked() {
+        let jobs = |text: &str| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            scrape_jobs(&file.scrape_configs).map_err(|e| e.to_string())
+        };
+        let job = jobs(
+            "[[scrape_configs]]\njob_name = \"app\"\nscrape_interval = \"15s\"\n[scrape_configs.profiling]\n[[scrape_configs.static_configs]]\ntargets = [\"a:1\"]\nprofiles = [\"heap\", \"heap\"]\n",
+        )
+        .unwrap()
+        .remove(0);
+        let profiling = job.profiling.unwrap();
+        assert_eq!(profiling.kinds, ProfileKind::DEFAULT);
+        assert_eq!(profiling.cpu_duration, Duration::from_secs(14));
+        assert_eq!(profiling.path_prefix, "/debug/pprof");
+        assert_eq!(job.targets[0].profile_kinds, Some(vec![ProfileKind::Heap]));
+
+        let bad = |section: &str| {
+            jobs(&format!(
+                "[[scrape_configs]]\njob_name = \"app\"\n{section}"
+            ))
+            .unwrap_err()
+        };
+        assert!(
+            bad("[scrape_configs.profiling]\nkinds = [\"threads\"]")
+                .contains("unknown profile kind")
+        );
+        assert!(
+            bad("[scrape_configs.profiling]\ninterval = \"10s\"\ncpu_duration = \"10s\"")
+                .contains("shorter than the interval")
+        );
+        assert!(
+            bad("[scrape_configs.profiling]\npath_prefix = \"debug\"")
+                .contains("must start with /")
+        );
+        assert!(
+            bad("[[scrape_configs.static_configs]]\ntargets = [\"a:1\"]\nprofiles = [\"cpu\"]")
+                .contains("no profiling section")
+        );
+    }
 
     #[test]
     fn shipped_config_file_is_valid_and_matches_defaults() {

@@ -1,5 +1,7 @@
 //! Runs the sqllogictest files in `sql/` against a store holding a small, fixed data
-//! set: half of it in chunks, half still in the head, so both read paths answer.
+//! set: half of it in chunks, half still in the head, so both read paths answer. The
+//! data: a checkout trace (logs, spans and a CPU profile whose samples name its spans)
+//! in chunks, and a search trace still in the head.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,8 +14,10 @@ use sqllogictest::{DBOutput, DefaultColumnType};
 use threadline::db::{Db, DbConfig};
 use threadline::ingest::IngestRules;
 use threadline::ingest::otlp::{self, Encoding};
+use threadline::ingest::profiles::{ProfileRows, Received};
 use threadline::metrics::Metrics;
 use threadline::model::{Signal, Tenant};
+use threadline::profile::{Frame, Profile, Sample, ValueType, pprof};
 use threadline::query::{QueryConfig, QueryEngine, QueryError};
 use threadline::wal::SyncPolicy;
 
@@ -108,6 +112,9 @@ async fn load(db: &Db) {
     )
     .await
     .unwrap();
+    for (signal, batch) in cpu_profile() {
+        db.write(&tenant, signal, batch).await.unwrap();
+    }
     db.flush(true).await.unwrap();
     // Second half: still in the head.
     db.write(
@@ -133,6 +140,61 @@ async fn load(db: &Db) {
     )
     .await
     .unwrap();
+}
+
+/// A CPU profile of the checkout service taken while trace A ran: its samples name
+/// the spans they ran for, as tracing integrations label them.
+fn cpu_profile() -> Vec<(Signal, arrow::array::RecordBatch)> {
+    let names = [
+        "main", "handle", "charge", "hash", "rpc", "render", "gc", "walk",
+    ];
+    let frames = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Frame {
+            function: (*name).into(),
+            file: "shop.go".into(),
+            line: i as i64 + 10,
+        })
+        .collect();
+    let span = |id: &str, name: &str| {
+        vec![
+            ("span_id".to_owned(), id.to_owned()),
+            ("span_name".to_owned(), name.to_owned()),
+        ]
+    };
+    let charge = span("eee19b7ec3c1b175", "charge card");
+    let sample = |stack: &[u32], value: i64, labels: &Vec<(String, String)>| Sample {
+        stack: stack.to_vec(),
+        values: vec![value],
+        labels: labels.clone(),
+    };
+    let profile = Profile {
+        time_nanos: T0 + 5 * MS,
+        duration_nanos: 10_000 * MS,
+        period_type: ValueType::new("cpu", "nanoseconds"),
+        period: 10_000_000,
+        sample_types: vec![ValueType::new("cpu", "nanoseconds")],
+        frames,
+        samples: vec![
+            sample(&[0, 1, 2, 3], 300, &charge),
+            sample(&[0, 1, 2, 4], 100, &charge),
+            sample(&[0, 1, 5], 50, &span("eee19b7ec3c1b174", "POST /cart")),
+            sample(&[0, 6], 20, &vec![]),
+            sample(&[0, 7, 7], 10, &vec![]),
+        ],
+    };
+    let mut rows = ProfileRows::default();
+    rows.add(Received {
+        labels: vec![("service_name".into(), "checkout".into())],
+        profile: &profile,
+        original: &pprof::encode_gzip(&profile),
+        default_time: T0,
+        default_duration: 0,
+        id: None,
+    })
+    .unwrap();
+    rows.finish()
 }
 
 struct Session {

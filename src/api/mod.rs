@@ -6,6 +6,7 @@
 mod error;
 mod loki;
 mod otlp;
+mod profile_query;
 mod profiles;
 mod prometheus;
 mod query;
@@ -63,6 +64,8 @@ pub fn app(state: AppState) -> Router {
             post(profiles::pyroscope_push),
         )
         .route("/threadline/v1/profiles", post(profiles::push))
+        .route("/threadline/v1/profiles/merge", get(profile_query::merge))
+        .route("/threadline/v1/profiles/traces", get(profile_query::traces))
         .route("/threadline/v1/sql", post(query::sql))
         .route("/threadline/v1/query", get(query::logs))
         .route("/threadline/v1/labels", get(query::labels))

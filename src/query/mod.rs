@@ -6,6 +6,7 @@ mod columns;
 pub mod exemplars;
 pub mod grep;
 pub mod logql;
+pub mod profiles;
 pub mod promql;
 pub mod samples;
 pub mod streams;
@@ -70,7 +71,7 @@ impl From<DataFusionError> for QueryError {
             | DataFusionError::Shared(_) => Self::Execution(message),
             DataFusionError::Plan(m) if m.starts_with("table '") && m.ends_with("not found") => {
                 Self::Invalid(format!(
-                    "{message}; the tables are logs and spans, the views traces and log_streams"
+                    "{message}; the tables are logs, spans, samples, exemplars, profiles and profile_samples, the views traces and log_streams"
                 ))
             }
             _ => Self::Invalid(message),

@@ -1,6 +1,7 @@
 //! Trace lookup with no time range: the trace-ID index names the chunks (and head
 //! buffers) that may hold the trace in each signal; the scans filter by the full ID.
-//! The answer is one time-ordered timeline of its spans, log lines and exemplars.
+//! The answer is one time-ordered timeline of its spans, log lines and exemplars, and
+//! the profile samples taken while its spans ran, summed per span.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use datafusion::logical_expr::{col, lit};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::profiles::SpanProfile;
 use super::table::ScanStats;
 use super::time::format_time;
 use super::{QueryEngine, Result, columns, to_json_rows};
@@ -26,9 +28,12 @@ pub struct TraceDocument {
     pub span_count: usize,
     pub log_count: usize,
     pub exemplar_count: usize,
+    pub profile_sample_count: i64,
     /// Spans (at their start), log lines and exemplars (each with its series' labels),
     /// oldest first; each item has `signal`.
     pub timeline: Vec<Map<String, Value>>,
+    /// The trace's profile samples per span and profile type, most value first.
+    pub profiles: Vec<SpanProfile>,
     #[serde(skip)]
     pub stats: Arc<ScanStats>,
 }
@@ -47,7 +52,8 @@ impl QueryEngine {
         let (mut start, mut end) = (i64::MAX, i64::MIN);
         let mut services = BTreeSet::new();
         let mut counts = BTreeMap::new();
-        for signal in Signal::ALL.into_iter().filter(|s| s.has_trace_id()) {
+        let timeline_signals = [Signal::Spans, Signal::Logs, Signal::Exemplars];
+        for signal in timeline_signals {
             let time = signal.time_column();
             let df = ctx
                 .table(signal.as_str())
@@ -78,20 +84,24 @@ impl QueryEngine {
                 items.push((t, row));
             }
         }
-        if items.is_empty() {
+        let profiles = self.trace_profiles(&ctx, id).await?;
+        if items.is_empty() && profiles.is_empty() {
             return Ok(None);
         }
         items.sort_by_key(|(t, _)| *t);
+        let known = !items.is_empty();
         Ok(Some(TraceDocument {
             trace_id: hex,
-            start_time: Some(format_time(start)),
-            end_time: Some(format_time(end)),
-            duration_ns: Some(end - start),
+            start_time: known.then(|| format_time(start)),
+            end_time: known.then(|| format_time(end)),
+            duration_ns: known.then(|| end - start),
             services: services.into_iter().collect(),
             span_count: counts.get(&Signal::Spans).copied().unwrap_or(0),
             log_count: counts.get(&Signal::Logs).copied().unwrap_or(0),
             exemplar_count: counts.get(&Signal::Exemplars).copied().unwrap_or(0),
             timeline: items.into_iter().map(|(_, row)| row).collect(),
+            profile_sample_count: profiles.iter().map(|p| p.samples).sum(),
+            profiles,
             stats,
         }))
     }

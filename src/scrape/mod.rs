@@ -9,11 +9,13 @@
 //! target runs on its own task, first at an offset within the interval derived from
 //! its URL, so targets of one job spread out.
 
+pub mod profiles;
 pub mod rows;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -21,8 +23,11 @@ use tracing::{debug, warn};
 use crate::db::Db;
 use crate::ingest::exposition::{self, Format};
 use crate::ingest::metrics::MetricRows;
+use crate::ingest::profiles::{ProfileRows, Received};
 use crate::ingest::{ContentEncoding, decompress, now_ns};
-use crate::model::Tenant;
+use crate::model::{Signal, Tenant};
+use crate::profile::{PROFILE_NAME_LABEL, Totals, pprof, to_delta};
+use profiles::{ProfileKind, Profiling};
 
 /// One `[[scrape_configs]]` entry, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +39,7 @@ pub struct ScrapeJob {
     pub scheme: String,
     pub tenant: Tenant,
     pub targets: Vec<StaticTarget>,
+    pub profiling: Option<Profiling>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +48,8 @@ pub struct StaticTarget {
     pub address: String,
     /// Extra labels from the target's `static_configs` entry.
     pub labels: Vec<(String, String)>,
+    /// Profile kinds for this target instead of the job's.
+    pub profile_kinds: Option<Vec<ProfileKind>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,22 +89,20 @@ pub struct Target {
     pub interval: Duration,
     pub timeout: Duration,
     pub tenant: Tenant,
+    /// `None` for the metrics endpoint, else the pprof endpoint this target fetches.
+    pub profile_kind: Option<ProfileKind>,
     status: Mutex<Status>,
+    /// The cumulative totals of the last stored profile, for the next delta.
+    totals: Mutex<Option<Totals>>,
 }
 
 impl Target {
     pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.status).clone()
     }
 
     fn set_status(&self, status: Status) {
-        *self
-            .status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+        *lock(&self.status) = status;
     }
 }
 
@@ -119,21 +125,62 @@ impl Scraper {
                     labels.retain(|(n, _)| n != name);
                     labels.push((name.clone(), value.clone()));
                 }
-                targets.push(Arc::new(Target {
-                    job: job.name.clone(),
-                    url: format!("{}://{}{}", job.scheme, target.address, job.metrics_path),
-                    labels,
-                    interval: job.interval,
-                    timeout: job.timeout,
-                    tenant: job.tenant.clone(),
-                    status: Mutex::new(Status {
-                        health: Health::Unknown,
-                        last_error: String::new(),
-                        last_scrape: None,
-                        last_duration: Duration::ZERO,
-                        samples: 0,
-                    }),
-                }));
+                let base = format!("{}://{}", job.scheme, target.address);
+                let new_target = |url: String, labels, interval, timeout, profile_kind| {
+                    Arc::new(Target {
+                        job: job.name.clone(),
+                        url,
+                        labels,
+                        interval,
+                        timeout,
+                        tenant: job.tenant.clone(),
+                        profile_kind,
+                        status: Mutex::new(Status {
+                            health: Health::Unknown,
+                            last_error: String::new(),
+                            last_scrape: None,
+                            last_duration: Duration::ZERO,
+                            samples: 0,
+                        }),
+                        totals: Mutex::new(None),
+                    })
+                };
+                targets.push(new_target(
+                    format!("{base}{}", job.metrics_path),
+                    labels.clone(),
+                    job.interval,
+                    job.timeout,
+                    None,
+                ));
+                let Some(profiling) = &job.profiling else {
+                    continue;
+                };
+                let kinds = target.profile_kinds.as_ref().unwrap_or(&profiling.kinds);
+                for &kind in kinds {
+                    let mut labels = labels.clone();
+                    if !labels.iter().any(|(n, _)| n == "service_name") {
+                        labels.push(("service_name".to_owned(), job.name.clone()));
+                    }
+                    labels.push((
+                        PROFILE_NAME_LABEL.to_owned(),
+                        kind.profile_name().to_owned(),
+                    ));
+                    let timeout = match kind {
+                        ProfileKind::Cpu => job.timeout + profiling.cpu_duration,
+                        _ => job.timeout,
+                    };
+                    targets.push(new_target(
+                        format!(
+                            "{base}{}/{}",
+                            profiling.path_prefix,
+                            kind.path(profiling.cpu_duration)
+                        ),
+                        labels,
+                        profiling.interval,
+                        timeout,
+                        Some(kind),
+                    ));
+                }
             }
         }
         Self {
@@ -177,11 +224,24 @@ impl Scraper {
                 _ = ticks.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let (rows, mut status) = self.scrape(&target).await;
-            let (batches, _) = rows.finish();
-            if let Err(e) = db.write_all(&target.tenant, batches).await {
-                warn!(target = %target.url, error = %e, "cannot store a scrape");
-                status.last_error = format!("scraped, but the samples could not be stored: {e}");
+            let (batches, mut status, totals) = match target.profile_kind {
+                None => {
+                    let (rows, status) = self.scrape(&target).await;
+                    (rows.finish().0, status, None)
+                }
+                Some(_) => self.scrape_profile(&target).await,
+            };
+            match db.write_all(&target.tenant, batches).await {
+                Ok(()) => {
+                    if let Some(totals) = totals {
+                        *lock(&target.totals) = Some(totals);
+                    }
+                }
+                Err(e) => {
+                    warn!(target = %target.url, error = %e, "cannot store a scrape");
+                    status.last_error =
+                        format!("scraped, but the samples could not be stored: {e}");
+                }
             }
             target.set_status(status);
         }
@@ -229,16 +289,18 @@ impl Scraper {
         (rows, status)
     }
 
-    async fn fetch_and_parse(
+    /// Fetches a target's body within its timeout and the size limit: its content
+    /// type, content encoding and bytes.
+    async fn fetch(
         &self,
         target: &Target,
-        scrape_time: i64,
-    ) -> Result<MetricRows, String> {
+        accept: &str,
+    ) -> Result<(String, String, Vec<u8>), String> {
         let fetch = async {
             let mut response = self
                 .client
                 .get(&target.url)
-                .header(reqwest::header::ACCEPT, Format::ACCEPT)
+                .header(reqwest::header::ACCEPT, accept)
                 .header(reqwest::header::ACCEPT_ENCODING, "gzip")
                 .header(
                     "X-Prometheus-Scrape-Timeout-Seconds",
@@ -276,9 +338,17 @@ impl Scraper {
             }
             Ok((content_type, content_encoding, body))
         };
-        let (content_type, content_encoding, body) = tokio::time::timeout(target.timeout, fetch)
+        tokio::time::timeout(target.timeout, fetch)
             .await
-            .map_err(|_| format!("scrape timed out after {:?}", target.timeout))??;
+            .map_err(|_| format!("scrape timed out after {:?}", target.timeout))?
+    }
+
+    async fn fetch_and_parse(
+        &self,
+        target: &Target,
+        scrape_time: i64,
+    ) -> Result<MetricRows, String> {
+        let (content_type, content_encoding, body) = self.fetch(target, Format::ACCEPT).await?;
         let encoding =
             ContentEncoding::parse(Some(&content_encoding)).map_err(|e| e.to_string())?;
         let limit = self.max_body_bytes;
@@ -294,4 +364,79 @@ impl Scraper {
         .await
         .map_err(|e| format!("parsing the scrape failed: {e}"))?
     }
+}
+
+impl Scraper {
+    /// Scrapes one pprof endpoint: the rows to write, the target's new status, and
+    /// the cumulative totals to keep once the rows are stored.
+    pub async fn scrape_profile(
+        &self,
+        target: &Target,
+    ) -> (Vec<(Signal, RecordBatch)>, Status, Option<Totals>) {
+        let scrape_time = now_ns() / 1_000_000 * 1_000_000;
+        let started = Instant::now();
+        let outcome = async {
+            let (_, content_encoding, body) =
+                self.fetch(target, "application/octet-stream").await?;
+            let encoding =
+                ContentEncoding::parse(Some(&content_encoding)).map_err(|e| e.to_string())?;
+            let previous = lock(&target.totals).clone();
+            let limit = self.max_body_bytes;
+            let labels = target.labels.clone();
+            tokio::task::spawn_blocking(move || {
+                let body = decompress(body.into(), encoding, limit).map_err(|e| e.to_string())?;
+                let original = pprof::inflate(body, limit).map_err(|e| e.to_string())?;
+                let mut profile = pprof::decode(&original).map_err(|e| e.to_string())?;
+                let totals = to_delta(&mut profile, previous.as_ref());
+                let mut rows = ProfileRows::default();
+                rows.add(Received {
+                    labels,
+                    profile: &profile,
+                    original: &original,
+                    default_time: scrape_time,
+                    default_duration: 0,
+                    id: None,
+                })
+                .map_err(|e| e.to_string())?;
+                Ok::<_, String>((rows.finish(), profile.samples.len(), totals))
+            })
+            .await
+            .map_err(|e| format!("decoding the profile failed: {e}"))?
+        }
+        .await;
+        let last_duration = started.elapsed();
+        match outcome {
+            Ok((batches, samples, totals)) => (
+                batches,
+                Status {
+                    health: Health::Up,
+                    last_error: String::new(),
+                    last_scrape: Some(scrape_time),
+                    last_duration,
+                    samples,
+                },
+                Some(totals),
+            ),
+            Err(error) => {
+                debug!(target = %target.url, %error, "profile scrape failed");
+                (
+                    Vec::new(),
+                    Status {
+                        health: Health::Down,
+                        last_error: error,
+                        last_scrape: Some(scrape_time),
+                        last_duration,
+                        samples: 0,
+                    },
+                    None,
+                )
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

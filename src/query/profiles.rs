@@ -1,0 +1,569 @@
+//! Profile queries, both ways across the trace ID:
+//!
+//! - a merged profile of one profile type for a selector and time range, narrowed to
+//!   one trace, a set of spans, or the spans a SQL predicate over `spans` matches;
+//! - the traces whose samples ran a given function, most time first;
+//! - the profile samples of one trace, per span (for the trace document).
+//!
+//! Samples name their span by `span_id` and often carry no trace ID (tracing
+//! integrations label samples with the span only), so a trace's samples are those
+//! with its trace ID or with the ID of one of its spans, within the trace's time plus
+//! `PROFILE_WINDOW` either side: a profile is stamped with its start, up to a window
+//! before the spans it covers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, ListArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampNanosecondType, UInt64Type};
+use datafusion::dataframe::DataFrame;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_nested::expr_fn::array_has;
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use super::logql::ts_literal;
+use super::table::ScanStats;
+use super::{QueryEngine, QueryError, Result, columns};
+use crate::model::{Selector, Signal, SpanId, Tenant, TraceId};
+use crate::profile::ProfileType;
+use crate::profile::merge::Merged;
+
+/// How far a profile's timestamp may lie from the spans it covers.
+pub const PROFILE_WINDOW_NS: i64 = 5 * 60 * 1_000_000_000;
+
+/// Spans a predicate may name for one merged profile.
+pub const MAX_SPANS: usize = 10_000;
+
+/// Which samples a profile query merges.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every sample of the selected streams in the time range.
+    All,
+    /// The samples of one trace; needs no time range.
+    Trace(TraceId),
+    /// The samples of these spans of one trace.
+    Spans(TraceId, Vec<SpanId>),
+    /// The samples of every span in the time range that a SQL predicate over the
+    /// `spans` table matches, e.g. `name = 'checkout' AND duration_ns > 2e9`.
+    SpanPredicate(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProfileQuery {
+    pub profile_type: ProfileType,
+    pub selector: Selector,
+    /// Required for `All` and `SpanPredicate`.
+    pub range: Option<(i64, i64)>,
+    pub scope: Scope,
+}
+
+pub struct MergeResult {
+    pub merged: Merged,
+    pub samples: usize,
+    pub stats: Arc<ScanStats>,
+}
+
+/// A trace whose samples ran a function.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionTrace {
+    pub trace_id: String,
+    /// Summed sample values (in the profile type's unit) that ran the function.
+    pub value: i64,
+    pub samples: i64,
+    /// The trace's spans that ran it.
+    pub span_ids: Vec<String>,
+}
+
+/// One span's samples of one profile type.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanProfile {
+    pub span_id: Option<String>,
+    pub span_name: Option<String>,
+    pub profile_type: String,
+    pub value: i64,
+    pub samples: i64,
+    /// The functions the samples ended in (flat), most value first, at most ten.
+    pub top_functions: Vec<FunctionValue>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionValue {
+    pub function: String,
+    pub value: i64,
+}
+
+/// A trace's spans and the time they cover.
+struct TraceSpans {
+    span_ids: Vec<String>,
+    window: Option<(i64, i64)>,
+}
+
+impl QueryEngine {
+    /// Merges the samples a query selects. `with_lines` also reads files and line
+    /// numbers (pprof output needs them; folded stacks and flame graphs do not).
+    pub async fn merge_profile(
+        &self,
+        tenant: &Tenant,
+        query: &ProfileQuery,
+        with_lines: bool,
+    ) -> Result<MergeResult> {
+        self.counted(self.run_merge(tenant, query, with_lines))
+            .await
+    }
+
+    async fn run_merge(
+        &self,
+        tenant: &Tenant,
+        query: &ProfileQuery,
+        with_lines: bool,
+    ) -> Result<MergeResult> {
+        let stats = Arc::new(ScanStats::default());
+        let ctx = self.session(tenant, Arc::clone(&stats))?;
+        let mut merged = Merged::new(query.profile_type.clone());
+        if let Some((start, end)) = query.range {
+            merged.time_nanos = start;
+            merged.duration_nanos = end.saturating_sub(start);
+        }
+        let Some(df) = self.scoped_samples(tenant, &ctx, query).await? else {
+            return Ok(MergeResult {
+                merged,
+                samples: 0,
+                stats,
+            });
+        };
+        let mut projection = vec!["stack_id", "value", "functions"];
+        if with_lines {
+            projection.extend(["files", "lines"]);
+        }
+        let df = df
+            .filter(col("profile_type").eq(lit(query.profile_type.to_string())))?
+            .select_columns(&projection)?;
+        let (_, batches) = self.collect(df).await?;
+        let samples = merge_batches(&mut merged, &batches, with_lines)?;
+        Ok(MergeResult {
+            merged,
+            samples,
+            stats,
+        })
+    }
+
+    /// The `profile_samples` rows a query's selector, range and scope allow, or
+    /// `None` when nothing can match.
+    async fn scoped_samples(
+        &self,
+        tenant: &Tenant,
+        ctx: &SessionContext,
+        query: &ProfileQuery,
+    ) -> Result<Option<DataFrame>> {
+        let signal = Signal::ProfileSamples;
+        let (condition, range) = match &query.scope {
+            Scope::All => (None, query.range),
+            Scope::Trace(trace_id) => {
+                let spans = trace_spans(self, ctx, *trace_id).await?;
+                let condition = trace_condition(*trace_id, &spans.span_ids);
+                (Some(condition), spans.window.or(query.range))
+            }
+            Scope::Spans(trace_id, ids) => {
+                let spans = trace_spans(self, ctx, *trace_id).await?;
+                let list = ids.iter().map(|id| lit(id.to_hex())).collect();
+                (
+                    Some(col("span_id").in_list(list, false)),
+                    spans.window.or(query.range),
+                )
+            }
+            Scope::SpanPredicate(predicate) => {
+                let range = query.range.ok_or_else(|| {
+                    QueryError::Invalid("a span predicate needs a time range".into())
+                })?;
+                let spans = matching_spans(self, ctx, predicate, range).await?;
+                if spans.span_ids.is_empty() {
+                    return Ok(None);
+                }
+                let list = spans.span_ids.iter().map(|id| lit(id.as_str())).collect();
+                (
+                    Some(col("span_id").in_list(list, false)),
+                    spans.window.or(Some(range)),
+                )
+            }
+        };
+        let df = match range {
+            Some(range) => {
+                let selected = self.select_streams(tenant, signal, &query.selector, range);
+                if selected.is_empty() {
+                    return Ok(None);
+                }
+                selected.scan(ctx, signal, range).await?
+            }
+            None if matches!(query.scope, Scope::Trace(_)) => {
+                // No spans to place the trace in time: the trace-ID index finds the
+                // chunks whose samples carry the ID.
+                let df = ctx.table(signal.as_str()).await?;
+                if query.selector.matchers.is_empty() {
+                    df
+                } else {
+                    return Err(QueryError::Invalid(
+                        "a label selector on a trace's profile needs a time range when the trace has no spans"
+                            .into(),
+                    ));
+                }
+            }
+            None => {
+                return Err(QueryError::Invalid(
+                    "give a time range (start and end), or a trace ID".into(),
+                ));
+            }
+        };
+        Ok(Some(match condition {
+            Some(condition) => df.filter(condition)?,
+            None => df,
+        }))
+    }
+
+    /// The traces whose samples of the selected streams ran `function` (anywhere in
+    /// the stack), most value first.
+    pub async fn function_traces(
+        &self,
+        tenant: &Tenant,
+        function: &str,
+        profile_type: Option<&ProfileType>,
+        selector: &Selector,
+        range: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<FunctionTrace>> {
+        self.counted(async {
+            let stats = Arc::new(ScanStats::default());
+            let ctx = self.session(tenant, stats)?;
+            let signal = Signal::ProfileSamples;
+            let selected = self.select_streams(tenant, signal, selector, range);
+            if selected.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut df = selected
+                .scan(&ctx, signal, range)
+                .await?
+                .filter(array_has(col("functions"), lit(function)))?
+                .filter(
+                    col("trace_id")
+                        .is_not_null()
+                        .or(col("span_id").is_not_null()),
+                )?;
+            if let Some(t) = profile_type {
+                df = df.filter(col("profile_type").eq(lit(t.to_string())))?;
+            }
+            let df = df.aggregate(
+                vec![col("trace_id"), col("span_id")],
+                vec![
+                    sum(col("value")).alias("value"),
+                    count(lit(1)).alias("samples"),
+                ],
+            )?;
+            let (_, batches) = self.collect(df).await?;
+            let mut rows = Vec::new();
+            for batch in &batches {
+                let traces = columns::string(batch, "trace_id")?;
+                let spans = columns::string(batch, "span_id")?;
+                let values = columns::primitive::<Int64Type>(batch, "value")?;
+                let samples = columns::primitive::<Int64Type>(batch, "samples")?;
+                for row in 0..batch.num_rows() {
+                    rows.push((
+                        columns::optional(traces, row),
+                        columns::optional(spans, row),
+                        values.value(row),
+                        samples.value(row),
+                    ));
+                }
+            }
+            // Spans without a trace ID on the sample: their trace is in `spans`.
+            let unknown: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.0.is_none())
+                .filter_map(|r| r.1.as_deref())
+                .collect();
+            let traces_of = span_traces(self, &ctx, &unknown, range).await?;
+            let mut by_trace: HashMap<String, FunctionTrace> = HashMap::new();
+            for (trace, span, value, samples) in rows {
+                let Some(trace) =
+                    trace.or_else(|| span.as_ref().and_then(|s| traces_of.get(s).cloned()))
+                else {
+                    continue;
+                };
+                let entry = by_trace.entry(trace.clone()).or_insert(FunctionTrace {
+                    trace_id: trace,
+                    value: 0,
+                    samples: 0,
+                    span_ids: Vec::new(),
+                });
+                entry.value = entry.value.saturating_add(value);
+                entry.samples += samples;
+                if let Some(span) = span
+                    && !entry.span_ids.contains(&span)
+                {
+                    entry.span_ids.push(span);
+                }
+            }
+            let mut out: Vec<FunctionTrace> = by_trace.into_values().collect();
+            out.sort_by(|a, b| b.value.cmp(&a.value).then(a.trace_id.cmp(&b.trace_id)));
+            out.truncate(limit);
+            for t in &mut out {
+                t.span_ids.sort();
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The profile samples of one trace, per span and profile type, most value first.
+    pub async fn trace_profiles(
+        &self,
+        ctx: &SessionContext,
+        trace_id: TraceId,
+    ) -> Result<Vec<SpanProfile>> {
+        let spans = trace_spans(self, ctx, trace_id).await?;
+        let mut df = ctx
+            .table(Signal::ProfileSamples.as_str())
+            .await?
+            .filter(trace_condition(trace_id, &spans.span_ids))?;
+        if let Some((start, end)) = spans.window {
+            df = df.filter(col("timestamp").between(ts_literal(start), ts_literal(end)))?;
+        }
+        let df =
+            df.select_columns(&["span_id", "span_name", "profile_type", "value", "functions"])?;
+        let (_, batches) = self.collect(df).await?;
+        // Per (span, profile type): the totals and the value per leaf function.
+        type Group = (SpanProfile, HashMap<String, i64>);
+        let mut groups: HashMap<(Option<String>, String), Group> = HashMap::new();
+        for batch in &batches {
+            let span_ids = columns::string(batch, "span_id")?;
+            let names = columns::string(batch, "span_name")?;
+            let types = columns::string(batch, "profile_type")?;
+            let values = columns::primitive::<Int64Type>(batch, "value")?;
+            let functions = list(batch, "functions")?;
+            for row in 0..batch.num_rows() {
+                let span_id = columns::optional(span_ids, row);
+                let key = (span_id.clone(), types.value(row).to_owned());
+                let (profile, flat) = groups.entry(key).or_insert_with(|| {
+                    (
+                        SpanProfile {
+                            span_id,
+                            span_name: columns::optional(names, row),
+                            profile_type: types.value(row).to_owned(),
+                            value: 0,
+                            samples: 0,
+                            top_functions: Vec::new(),
+                        },
+                        HashMap::new(),
+                    )
+                });
+                let value = values.value(row);
+                profile.value = profile.value.saturating_add(value);
+                profile.samples += 1;
+                let stack = functions.value(row);
+                let stack = stack.as_string::<i32>();
+                if !stack.is_empty() {
+                    let leaf = stack.value(stack.len() - 1).to_owned();
+                    *flat.entry(leaf).or_insert(0) += value;
+                }
+            }
+        }
+        let mut out: Vec<SpanProfile> = groups
+            .into_values()
+            .map(|(mut profile, flat)| {
+                let mut top: Vec<FunctionValue> = flat
+                    .into_iter()
+                    .map(|(function, value)| FunctionValue { function, value })
+                    .collect();
+                top.sort_by(|a, b| b.value.cmp(&a.value).then(a.function.cmp(&b.function)));
+                top.truncate(10);
+                profile.top_functions = top;
+                profile
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.value
+                .cmp(&a.value)
+                .then(a.span_id.cmp(&b.span_id))
+                .then(a.profile_type.cmp(&b.profile_type))
+        });
+        Ok(out)
+    }
+}
+
+fn trace_condition(trace_id: TraceId, span_ids: &[String]) -> Expr {
+    let by_trace = col("trace_id").eq(lit(trace_id.to_hex()));
+    if span_ids.is_empty() {
+        return by_trace;
+    }
+    let list = span_ids.iter().map(|id| lit(id.as_str())).collect();
+    by_trace.or(col("span_id").in_list(list, false))
+}
+
+/// The spans of a trace (through the trace-ID index) and their time, widened by the
+/// profile window.
+async fn trace_spans(
+    engine: &QueryEngine,
+    ctx: &SessionContext,
+    trace_id: TraceId,
+) -> Result<TraceSpans> {
+    let df = ctx
+        .table(Signal::Spans.as_str())
+        .await?
+        .filter(col("trace_id").eq(lit(trace_id.to_hex())))?
+        .select_columns(&["span_id", "start_time", "end_time"])?;
+    spans_of(engine, df).await
+}
+
+/// The spans in `range` a SQL predicate matches.
+async fn matching_spans(
+    engine: &QueryEngine,
+    ctx: &SessionContext,
+    predicate: &str,
+    (start, end): (i64, i64),
+) -> Result<TraceSpans> {
+    let df = ctx.table(Signal::Spans.as_str()).await?;
+    let condition = ctx
+        .parse_sql_expr(predicate, df.schema())
+        .map_err(|e| QueryError::Invalid(format!("span predicate: {e}")))?;
+    let df = df
+        .filter(col("start_time").between(ts_literal(start), ts_literal(end)))?
+        .filter(condition)?
+        .select_columns(&["span_id", "start_time", "end_time"])?
+        .limit(0, Some(MAX_SPANS + 1))?;
+    let spans = spans_of(engine, df).await?;
+    if spans.span_ids.len() > MAX_SPANS {
+        return Err(QueryError::Invalid(format!(
+            "the span predicate matches more than {MAX_SPANS} spans; narrow it or the time range"
+        )));
+    }
+    Ok(spans)
+}
+
+async fn spans_of(engine: &QueryEngine, df: DataFrame) -> Result<TraceSpans> {
+    let (_, batches) = engine.collect(df).await?;
+    let mut span_ids = Vec::new();
+    let (mut start, mut end) = (i64::MAX, i64::MIN);
+    for batch in &batches {
+        let ids = columns::string(batch, "span_id")?;
+        let starts = columns::primitive::<TimestampNanosecondType>(batch, "start_time")?;
+        let ends = columns::primitive::<TimestampNanosecondType>(batch, "end_time")?;
+        for row in 0..batch.num_rows() {
+            span_ids.push(ids.value(row).to_owned());
+            start = start.min(starts.value(row));
+            end = end.max(ends.value(row));
+        }
+    }
+    span_ids.sort();
+    span_ids.dedup();
+    let window = (!span_ids.is_empty()).then(|| {
+        (
+            start.saturating_sub(PROFILE_WINDOW_NS),
+            end.saturating_add(PROFILE_WINDOW_NS),
+        )
+    });
+    Ok(TraceSpans { span_ids, window })
+}
+
+/// The trace of each of these spans, from the `spans` table.
+async fn span_traces(
+    engine: &QueryEngine,
+    ctx: &SessionContext,
+    span_ids: &[&str],
+    (start, end): (i64, i64),
+) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    if span_ids.is_empty() {
+        return Ok(out);
+    }
+    for chunk in span_ids.chunks(MAX_SPANS) {
+        let list = chunk.iter().map(|id| lit(*id)).collect();
+        let df = ctx
+            .table(Signal::Spans.as_str())
+            .await?
+            .filter(col("start_time").between(
+                ts_literal(start.saturating_sub(PROFILE_WINDOW_NS)),
+                ts_literal(end.saturating_add(PROFILE_WINDOW_NS)),
+            ))?
+            .filter(col("span_id").in_list(list, false))?
+            .select_columns(&["span_id", "trace_id"])?;
+        let (_, batches) = engine.collect(df).await?;
+        for batch in &batches {
+            let spans = columns::string(batch, "span_id")?;
+            let traces = columns::string(batch, "trace_id")?;
+            for row in 0..batch.num_rows() {
+                out.insert(spans.value(row).to_owned(), traces.value(row).to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_list_opt::<i32>())
+        .ok_or_else(|| QueryError::Execution(format!("result column {name} missing")))
+}
+
+/// Adds rows of (`stack_id`, `value`, `functions`[, `files`, `lines`]) to a merge;
+/// each distinct stack's frames are read once. Returns the rows merged.
+pub fn merge_batches(
+    merged: &mut Merged,
+    batches: &[RecordBatch],
+    with_lines: bool,
+) -> Result<usize> {
+    let mut stacks: HashMap<u64, (i64, Vec<u32>)> = HashMap::new();
+    let mut rows = 0;
+    for batch in batches {
+        let ids = columns::primitive::<UInt64Type>(batch, "stack_id")?;
+        let values = columns::primitive::<Int64Type>(batch, "value")?;
+        let functions = list(batch, "functions")?;
+        let function_names = functions.values().as_string::<i32>();
+        let files = if with_lines {
+            Some(list(batch, "files")?)
+        } else {
+            None
+        };
+        let lines = if with_lines {
+            Some(list(batch, "lines")?)
+        } else {
+            None
+        };
+        let offsets = functions.value_offsets();
+        for row in 0..batch.num_rows() {
+            rows += 1;
+            let value = values.value(row);
+            match stacks.entry(ids.value(row)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    e.get_mut().0 = e.get().0.saturating_add(value);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+                    let mut stack = Vec::with_capacity(to - from);
+                    let file_values = files.map(|f| {
+                        (
+                            f.value_offsets()[row] as usize,
+                            f.values().as_string::<i32>(),
+                        )
+                    });
+                    let line_values = lines.map(|l| {
+                        (
+                            l.value_offsets()[row] as usize,
+                            l.values().as_primitive::<Int64Type>(),
+                        )
+                    });
+                    for (i, f) in (from..to).enumerate() {
+                        let file = file_values.map_or("", |(o, v)| v.value(o + i));
+                        let line = line_values.map_or(0, |(o, v)| v.value(o + i));
+                        stack.push(merged.frame(function_names.value(f), file, line));
+                    }
+                    e.insert((value, stack));
+                }
+            }
+        }
+    }
+    for (_, (value, stack)) in stacks {
+        merged.add(stack, value);
+    }
+    Ok(rows)
+}
