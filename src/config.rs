@@ -471,14 +471,16 @@ fn profiling(file: &FileProfiling, job_interval: Duration) -> Result<Profiling, 
         Some(text) => parse_duration(text).map_err(|e| format!("interval: {e}"))?,
         None => job_interval,
     };
-    if interval < Duration::from_secs(2) {
-        return Err("interval must be at least 2s".into());
-    }
     let cpu_duration = match &file.cpu_duration {
         Some(text) => parse_duration(text).map_err(|e| format!("cpu_duration: {e}"))?,
-        None => interval - Duration::from_secs(1),
+        None => interval
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1)),
     };
-    if cpu_duration < Duration::from_secs(1) || cpu_duration >= interval {
+    // A CPU profile records for whole seconds and must end before the next starts.
+    if kinds.contains(&ProfileKind::Cpu)
+        && (cpu_duration < Duration::from_secs(1) || cpu_duration >= interval)
+    {
         return Err(format!(
             "cpu_duration must be at least 1s and shorter than the interval ({interval:?})"
         ));

@@ -22,10 +22,11 @@ use super::{
 };
 use crate::ingest::profiles::{ProfileRows, Received};
 use crate::ingest::pyroscope::{
-    decode_push, multipart_boundary, parse_app_name, parse_folded, parse_multipart, unix_nanos,
+    decode_push, multipart_boundary, parse_app_name, parse_folded, parse_multipart,
 };
 use crate::ingest::{ContentEncoding, Rejected};
 use crate::profile::{Profile, pprof, to_delta};
+use crate::query::time::parse_time;
 
 /// `POST /threadline/v1/profiles`
 pub async fn push(
@@ -72,11 +73,9 @@ pub async fn pyroscope_ingest(
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
         match params.get(name) {
             None => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse::<i64>()
-                .map(|t| Some(unix_nanos(t)))
-                .map_err(|_| ApiError::bad_request(format!("{name}={v:?} is not a Unix time"))),
+            Some(v) => parse_time(v)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
         }
     };
     let now = now_ns();

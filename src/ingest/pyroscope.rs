@@ -2,7 +2,7 @@
 //!
 //! - `POST /ingest?name=app.cpu{env=prod}&from=&until=&format=&sampleRate=&units=`:
 //!   the application name with an optional profile-kind suffix and labels in braces,
-//!   the time range in Unix seconds, and a body that is either a pprof (raw, or a
+//!   the time range as Unix times, and a body that is either a pprof (raw, or a
 //!   multipart form whose `profile` part holds it and whose optional `prev_profile`
 //!   holds the previous cumulative one) or folded stacks (`a;b;c 12` per line).
 //! - `POST /push.v1.PusherService/Push`: a `push.v1.PushRequest` (Connect protocol,
@@ -82,17 +82,6 @@ pub fn parse_app_name(text: &str) -> Result<AppName, String> {
         labels.push((key.trim().to_owned(), value.to_owned()));
     }
     Ok(AppName { labels })
-}
-
-/// A Unix time in seconds, milliseconds, microseconds or nanoseconds (told apart by
-/// magnitude, as Pyroscope does) as nanoseconds.
-pub fn unix_nanos(value: i64) -> i64 {
-    match value.unsigned_abs() {
-        v if v < 100_000_000_000 => value.saturating_mul(1_000_000_000),
-        v if v < 100_000_000_000_000 => value.saturating_mul(1_000_000),
-        v if v < 100_000_000_000_000_000 => value.saturating_mul(1_000),
-        _ => value,
-    }
 }
 
 /// Folded stacks (`root;…;leaf count` per line) as a profile of one sample type.
@@ -289,15 +278,6 @@ mod tests {
         assert!(parse_app_name("shop.cpu{env=prod").is_err());
         assert!(parse_app_name("shop{env}").is_err());
         assert!(parse_app_name("{env=prod}").is_err());
-    }
-
-    #[test]
-    fn unix_times_in_any_unit() {
-        let ns = 1_700_000_000_000_000_000;
-        assert_eq!(unix_nanos(1_700_000_000), ns);
-        assert_eq!(unix_nanos(1_700_000_000_000), ns);
-        assert_eq!(unix_nanos(1_700_000_000_000_000), ns);
-        assert_eq!(unix_nanos(ns), ns);
     }
 
     #[test]
