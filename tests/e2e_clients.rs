@@ -299,3 +299,186 @@ async fn winston_loki_pushes_snappy_protobuf() {
         ]
     );
 }
+
+/// `go tool pprof`'s own binary from Debian's Go package; it runs alone.
+fn go_pprof() -> std::path::PathBuf {
+    debian_package("golang-1.19-go").join("usr/lib/go-1.19/pkg/tool/linux_amd64/pprof")
+}
+
+/// Runs `pprof -top` on a profile file and returns what it printed.
+fn pprof_top(pprof: &std::path::Path, file: &std::path::Path) -> String {
+    let output = Command::new(pprof)
+        .arg("-top")
+        .arg(file)
+        .env("HOME", file.parent().unwrap())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", pprof.display()));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "pprof -top failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyroscope_python_sdk_pushes_cpu_profiles_with_span_labels() {
+    let python =
+        tokio::task::spawn_blocking(|| python_venv("pyroscope-io-1.4", &["pyroscope-io==1.4.*"]))
+            .await
+            .unwrap()
+            .join("bin/python");
+    let pprof = tokio::task::spawn_blocking(go_pprof).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/pyroscope_app.py"
+    );
+    let url = server.url.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .args([script, &url, "5", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+
+    // One profile per upload, under the SDK's labels.
+    let rows = server
+        .rows("SELECT count(*) AS n, min(labels['env']) AS env, min(labels['__name__']) AS name, min(labels['otel_scope_name']) AS scope FROM profiles WHERE service_name = 'pyapp'")
+        .await;
+    // Dotted label names are stored as OTLP resource attributes are.
+    assert_eq!(rows[0]["scope"], "com.grafana.pyroscope/python");
+    assert!(rows[0]["n"].as_u64().unwrap() >= 3, "{rows:?}");
+    assert_eq!(rows[0]["env"], "test");
+    assert_eq!(rows[0]["name"], "process_cpu");
+    // Samples taken inside tag_wrapper name their span.
+    let rows = server
+        .rows("SELECT DISTINCT span_id, span_name FROM profile_samples WHERE array_has(functions, 'burn_alpha_checkout')")
+        .await;
+    assert_eq!(
+        rows,
+        vec![json!({"span_id": "0102030405060708", "span_name": "checkout"})]
+    );
+
+    // The merged CPU profile, read by Go's pprof.
+    let response = server
+        .http
+        .get(format!("{}/threadline/v1/profiles/merge", server.url))
+        .query(&[
+            (
+                "profile_type",
+                "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+            ),
+            ("query", "{service_name=\"pyapp\"}"),
+            ("format", "pprof"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let file = dir.path().join("merged.pb.gz");
+    std::fs::write(&file, response.bytes().await.unwrap()).unwrap();
+    let top = pprof_top(&pprof, &file);
+    assert!(top.contains("Type: cpu"), "{top}");
+    assert!(top.contains("burn_alpha_checkout"), "{top}");
+    assert!(top.contains("burn_beta_background"), "{top}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debian_prometheus_pprof_endpoints_are_scraped() {
+    let prometheus = tokio::task::spawn_blocking(|| debian_package("prometheus"))
+        .await
+        .unwrap()
+        .join("usr/bin/prometheus");
+    let pprof = tokio::task::spawn_blocking(go_pprof).await.unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let job: FileScrapeJob = toml::from_str(&format!(
+        "job_name = \"prometheus\"\nscrape_interval = \"2s\"\n\
+         [profiling]\nkinds = [\"cpu\", \"heap\", \"allocs\", \"goroutine\", \"mutex\", \"block\"]\ncpu_duration = \"1s\"\n\
+         [[static_configs]]\ntargets = [{address:?}]\n"
+    ))
+    .unwrap();
+    let server = TestServer::start_with(RawConfig {
+        scrape_configs: vec![job],
+        ..settings(dir.path())
+    })
+    .await;
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1s\nscrape_configs: []\n",
+    )
+    .unwrap();
+    let _prometheus = Process(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", prometheus.display())),
+    );
+
+    // Every kind is scraped (mutex and block profiles are empty: Prometheus does not
+    // turn those rates on), under the target's job and instance.
+    let rows = eventually(
+        &server,
+        "SELECT labels['__name__'] AS name, count(*) AS n FROM profiles GROUP BY 1 ORDER BY 1",
+        60,
+        |rows| rows.len() == 5 && rows.iter().all(|r| r["n"].as_u64().unwrap() >= 2),
+    )
+    .await;
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["block", "goroutines", "memory", "mutex", "process_cpu"]
+    );
+    let rows = server
+        .rows("SELECT DISTINCT labels['job'] AS job, labels['instance'] AS instance FROM profiles")
+        .await;
+    assert_eq!(
+        rows,
+        vec![json!({"job": "prometheus", "instance": address})]
+    );
+    let rows = server
+        .rows("SELECT DISTINCT profile_type FROM profile_samples WHERE profile_type LIKE 'goroutines:%' OR profile_type LIKE 'memory:inuse_space%' ORDER BY 1")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"profile_type": "goroutines:goroutine:count:goroutine:count"}),
+            json!({"profile_type": "memory:inuse_space:bytes:space:bytes"}),
+        ]
+    );
+
+    // The merged goroutine profile, read by Go's pprof.
+    let response = server
+        .http
+        .get(format!("{}/threadline/v1/profiles/merge", server.url))
+        .query(&[
+            ("profile_type", "goroutines:goroutine:count:goroutine:count"),
+            ("query", "{job=\"prometheus\"}"),
+            ("format", "pprof"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let file = dir.path().join("goroutines.pb.gz");
+    std::fs::write(&file, response.bytes().await.unwrap()).unwrap();
+    let top = pprof_top(&pprof, &file);
+    assert!(top.contains("Type: goroutine"), "{top}");
+    assert!(top.contains("runtime.gopark"), "{top}");
+}

@@ -6,6 +6,7 @@
 
 use arrow::array::RecordBatch;
 
+use super::label_name_for_attribute;
 use crate::model::schema::{
     ProfileBatchBuilder, ProfileFields, ProfileSampleBatchBuilder, ProfileSampleFields, Stream,
 };
@@ -40,7 +41,8 @@ pub enum ProfileRowError {
 
 /// One received profile and what came with it.
 pub struct Received<'a> {
-    /// The series labels; `__name__` is inferred from the profile when missing.
+    /// The series labels; `__name__` is inferred from the profile when missing, and
+    /// characters outside `[a-zA-Z0-9_]` in names become `_`.
     pub labels: Vec<(String, String)>,
     /// The resolved profile, cumulative values already turned into deltas.
     pub profile: &'a Profile,
@@ -61,7 +63,13 @@ pub struct ProfileRows {
 impl ProfileRows {
     pub fn add(&mut self, received: Received<'_>) -> Result<(), ProfileRowError> {
         let profile = received.profile;
-        let mut labels = received.labels;
+        // Profilers name labels as OpenTelemetry attributes (`otel.scope.name`);
+        // they are stored the way OTLP resource attributes are.
+        let mut labels: Vec<(String, String)> = received
+            .labels
+            .into_iter()
+            .map(|(k, v)| (label_name_for_attribute(&k), v))
+            .collect();
         if !labels.iter().any(|(k, _)| k == PROFILE_NAME_LABEL) {
             labels.push((PROFILE_NAME_LABEL.into(), infer_name(profile).into()));
         }
