@@ -359,3 +359,60 @@ pub fn loki_push(rng: &mut Rng, lines: usize, t: i64) -> threadline::proto::logp
         .collect();
     PushRequest { streams }
 }
+
+/// A Go-like CPU profile of one service: stacks are paths through one fixed call tree
+/// of ~300 functions (so repeated profiles share them, as a service's profiles do),
+/// 10 to 40 frames deep; about a third of the samples name a span. Gzipped, as
+/// `/debug/pprof/profile` serves it.
+pub fn cpu_profile_gzip(rng: &mut Rng, time: i64, samples: usize) -> Vec<u8> {
+    use threadline::profile::{Frame, Profile, Sample, ValueType, pprof};
+    const FUNCTIONS: u64 = 300;
+    let frames: Vec<Frame> = (0..FUNCTIONS)
+        .map(|i| Frame {
+            function: format!(
+                "github.com/acme/shop/internal/pkg{}.(*Handler{}).Method{}",
+                i % 23,
+                i % 7,
+                i
+            ),
+            file: format!("/src/shop/internal/pkg{}/handler{}.go", i % 23, i % 7),
+            line: 20 + (i as i64 * 37) % 400,
+        })
+        .collect();
+    // Each function's children in the call tree: a few fixed successors.
+    let child = |f: u64, pick: u64| (f * 7 + 1 + pick * 13) % FUNCTIONS;
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let depth = 10 + rng.below(31);
+        let mut f = rng.below(4);
+        let mut stack = Vec::with_capacity(depth as usize);
+        for _ in 0..depth {
+            stack.push(f as u32);
+            f = child(f, rng.below(3));
+        }
+        let count = 1 + rng.below(5) as i64;
+        let labels = if rng.below(3) == 0 {
+            vec![("span_id".to_owned(), format!("{:016x}", rng.next_u64()))]
+        } else {
+            Vec::new()
+        };
+        out.push(Sample {
+            stack,
+            values: vec![count, count * 10_000_000],
+            labels,
+        });
+    }
+    let profile = Profile {
+        time_nanos: time,
+        duration_nanos: 10_000_000_000,
+        period_type: ValueType::new("cpu", "nanoseconds"),
+        period: 10_000_000,
+        sample_types: vec![
+            ValueType::new("samples", "count"),
+            ValueType::new("cpu", "nanoseconds"),
+        ],
+        frames,
+        samples: out,
+    };
+    pprof::encode_gzip(&profile)
+}
