@@ -437,6 +437,23 @@ fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
                     });
                 }
             }
+            if let Some(p) = &profiling {
+                let cpu = |kinds: &[ProfileKind]| kinds.contains(&ProfileKind::Cpu);
+                let scrapes_cpu = cpu(&p.kinds)
+                    || targets
+                        .iter()
+                        .any(|t| t.profile_kinds.as_deref().is_some_and(cpu));
+                // A CPU profile records for whole seconds and must end before the next
+                // one starts.
+                if scrapes_cpu
+                    && (p.cpu_duration.subsec_nanos() != 0 || p.cpu_duration >= p.interval)
+                {
+                    return Err(fail(format!(
+                        "profiling: cpu_duration must be whole seconds and shorter than the interval ({:?})",
+                        p.interval
+                    )));
+                }
+            }
             Ok(ScrapeJob {
                 name: name.to_owned(),
                 interval,
@@ -459,6 +476,9 @@ fn profile_kinds(names: &[String]) -> Result<Vec<ProfileKind>, String> {
             kinds.push(kind);
         }
     }
+    if kinds.contains(&ProfileKind::Heap) && kinds.contains(&ProfileKind::Allocs) {
+        return Err("heap and allocs serve the same data (Go's memory profile): list one".into());
+    }
     Ok(kinds)
 }
 
@@ -477,14 +497,6 @@ fn profiling(file: &FileProfiling, job_interval: Duration) -> Result<Profiling, 
             .saturating_sub(Duration::from_secs(1))
             .max(Duration::from_secs(1)),
     };
-    // A CPU profile records for whole seconds and must end before the next starts.
-    if kinds.contains(&ProfileKind::Cpu)
-        && (cpu_duration < Duration::from_secs(1) || cpu_duration >= interval)
-    {
-        return Err(format!(
-            "cpu_duration must be at least 1s and shorter than the interval ({interval:?})"
-        ));
-    }
     let path_prefix = file.path_prefix.as_deref().unwrap_or("/debug/pprof");
     if !path_prefix.starts_with('/') {
         return Err(format!("path_prefix {path_prefix:?} must start with /"));

@@ -402,7 +402,7 @@ async fn debian_prometheus_pprof_endpoints_are_scraped() {
     let dir = tempfile::tempdir().unwrap();
     let job: FileScrapeJob = toml::from_str(&format!(
         "job_name = \"prometheus\"\nscrape_interval = \"2s\"\n\
-         [profiling]\nkinds = [\"cpu\", \"heap\", \"allocs\", \"goroutine\", \"mutex\", \"block\"]\ncpu_duration = \"1s\"\n\
+         [profiling]\nkinds = [\"cpu\", \"allocs\", \"goroutine\", \"mutex\", \"block\"]\ncpu_duration = \"1s\"\n\
          [[static_configs]]\ntargets = [{address:?}]\n"
     ))
     .unwrap();

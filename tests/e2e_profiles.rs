@@ -320,6 +320,7 @@ async fn pyroscope_ingest_pprof_multipart_and_folded() {
         ),
         ("/ingest?name=a.cpu", b"main;work lots".to_vec(), 400),
         ("/ingest?name=a.cpu&from=yesterday", b"main 1".to_vec(), 400),
+        ("/ingest?name=a.cpu&sampleRate=0", b"main 1".to_vec(), 400),
     ] {
         let response = server.post(path, "application/octet-stream", body).await;
         assert_eq!(response.status(), status, "{path}");
@@ -508,7 +509,11 @@ async fn profiles_and_traces_both_ways() {
     let (status, body) = server
         .get(
             "/threadline/v1/profiles/traces",
-            &[("function", "hash"), ("start", start.as_str())],
+            &[
+                ("function", "hash"),
+                ("profile_type", CPU),
+                ("start", start.as_str()),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -531,8 +536,10 @@ async fn profiles_and_traces_both_ways() {
         body["traces"][0]["span_ids"],
         serde_json::json!([SLOW_CHECKOUT])
     );
-    let (status, _) = server.get("/threadline/v1/profiles/traces", &[]).await;
-    assert_eq!(status, 400);
+    for params in [vec![], vec![("function", "hash")]] {
+        let (status, _) = server.get("/threadline/v1/profiles/traces", &params).await;
+        assert_eq!(status, 400, "{params:?}");
+    }
 }
 
 /// Serves `/metrics` and a Go-style `/debug/pprof/heap` whose allocation totals grow

@@ -6,8 +6,8 @@
 //!   predicate over `spans` matches (`span_filter=name = 'checkout' AND duration_ns >
 //!   2000000000`). `format`: `json` (a flame graph, the default), `folded`, or `pprof`
 //!   (gzipped, for `go tool pprof`).
-//! - `GET /threadline/v1/profiles/traces?function=…` lists the traces whose samples ran
-//!   a function, most time first.
+//! - `GET /threadline/v1/profiles/traces?function=…&profile_type=…` lists the traces
+//!   whose samples of that type ran a function, most value first.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -158,11 +158,7 @@ pub async fn traces(
         .as_deref()
         .filter(|f| !f.is_empty())
         .ok_or_else(|| bad("missing query parameter: function"))?;
-    let profile_type = params
-        .profile_type
-        .as_deref()
-        .map(|t| profile_type(Some(t)))
-        .transpose()?;
+    let profile_type = profile_type(params.profile_type.as_deref())?;
     let limit = params.limit.unwrap_or(DEFAULT_TRACE_LIMIT);
     if limit == 0 || limit > MAX_TRACE_LIMIT {
         return Err(bad(format!("limit must be 1 to {MAX_TRACE_LIMIT}")));
@@ -173,7 +169,7 @@ pub async fn traces(
         .function_traces(
             &tenant,
             function,
-            profile_type.as_ref(),
+            &profile_type,
             &selector(params.query.as_deref())?,
             range,
             limit,

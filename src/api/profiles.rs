@@ -7,10 +7,13 @@
 //! - `POST /push.v1.PusherService/Push`: Pyroscope's push API (Connect, protobuf).
 //!   200 with an empty `PushResponse` when durable.
 //!
-//! A request is stored whole or not at all: one bad profile fails it with 400.
+//! A request is stored whole or not at all: one bad profile fails it with 400. The
+//! profiles of one request together inflate to at most the body limit. Decoding runs
+//! on the blocking pool, off the async workers.
 
 use std::collections::HashMap;
 
+use arrow::array::RecordBatch;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,13 +23,34 @@ use bytes::Bytes;
 use super::{
     ApiError, AppState, ErrorCode, content_type, now_ns, read_decoded_body, store, tenant,
 };
-use crate::ingest::profiles::{ProfileRows, Received};
+use crate::ingest::profiles::{ProfileRowError, ProfileRows, Received};
 use crate::ingest::pyroscope::{
     decode_push, multipart_boundary, parse_app_name, parse_folded, parse_multipart,
 };
 use crate::ingest::{ContentEncoding, Rejected};
+use crate::model::{Signal, Tenant};
 use crate::profile::{Profile, pprof, to_delta};
 use crate::query::time::parse_time;
+
+/// One profile of a request, before decoding.
+struct Pending {
+    labels: Vec<(String, String)>,
+    body: PendingBody,
+    id: Option<String>,
+    /// Time and duration when the profile does not say.
+    defaults: (i64, i64),
+}
+
+enum PendingBody {
+    Pprof { raw: Bytes, previous: Option<Bytes> },
+    Folded(Profile),
+}
+
+fn query_pairs(query: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
 
 /// `POST /threadline/v1/profiles`
 pub async fn push(
@@ -36,23 +60,23 @@ pub async fn push(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let tenant = tenant(&headers)?;
-    let labels: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let limit = state.max_body_bytes;
-    let data = read_decoded_body(&headers, body, limit, ContentEncoding::Identity).await?;
-    let mut rows = ProfileRows::default();
-    let now = now_ns();
-    add_pprof(&mut rows, labels, data.clone(), None, None, (now, 0), limit)?;
-    store(
-        &state,
-        &tenant,
-        rows.finish(),
-        &Rejected::default(),
-        data.len(),
+    let data = read_decoded_body(
+        &headers,
+        body,
+        state.max_body_bytes,
+        ContentEncoding::Identity,
     )
     .await?;
+    let pending = vec![Pending {
+        labels: query_pairs(query),
+        body: PendingBody::Pprof {
+            raw: data.clone(),
+            previous: None,
+        },
+        id: None,
+        defaults: (now_ns(), 0),
+    }];
+    store_profiles(&state, &tenant, pending, data.len()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -64,91 +88,82 @@ pub async fn pyroscope_ingest(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let tenant = tenant(&headers)?;
-    let params: HashMap<String, String> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let params: HashMap<String, String> = query_pairs(query).into_iter().collect();
     let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
     let name = parse_app_name(param("name")).map_err(ApiError::bad_request)?;
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
-        match params.get(name) {
-            None => Ok(None),
-            Some(v) => parse_time(v)
-                .map(Some)
-                .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
-        }
+        params
+            .get(name)
+            .map(|v| parse_time(v).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))
+            .transpose()
     };
-    let now = now_ns();
-    let from = time("from")?.unwrap_or(now);
+    let from = time("from")?.unwrap_or_else(now_ns);
     let until = time("until")?.unwrap_or(from);
     let defaults = (from, until.saturating_sub(from).max(0));
-    let limit = state.max_body_bytes;
-    let data = read_decoded_body(&headers, body, limit, ContentEncoding::Identity).await?;
-    let mut rows = ProfileRows::default();
-    let format = param("format");
-    if let Some(boundary) = content_type(&headers).and_then(multipart_boundary) {
-        let parts = parse_multipart(&data, boundary).map_err(ApiError::bad_request)?;
-        let part = |name: &str| {
-            parts
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| data.slice_ref(p.data))
-        };
-        let profile = part("profile")
-            .ok_or_else(|| ApiError::bad_request("the multipart form has no \"profile\" part"))?;
-        add_pprof(
-            &mut rows,
-            name.labels,
-            profile,
-            part("prev_profile"),
-            None,
-            defaults,
-            limit,
-        )?;
-    } else {
-        match format {
-            "pprof" => add_pprof(
-                &mut rows,
-                name.labels,
-                data.clone(),
-                None,
-                None,
-                defaults,
-                limit,
-            )?,
-            "" | "folded" => {
-                let text = std::str::from_utf8(&data)
-                    .map_err(|_| ApiError::bad_request("folded stacks must be UTF-8 text"))?;
-                let rate = match params.get("sampleRate") {
-                    None => 100,
-                    Some(v) => v.trim().parse::<u32>().map_err(|_| {
-                        ApiError::bad_request(format!("sampleRate={v:?} is not a positive integer"))
-                    })?,
-                };
-                let profile =
-                    parse_folded(text, param("units"), rate).map_err(ApiError::bad_request)?;
-                let original = pprof::encode(&profile);
-                let original = prost::Message::encode_to_vec(&original);
-                add_profile(&mut rows, name.labels, &profile, &original, None, defaults)?;
-            }
-            other => {
-                return Err(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    format!(
-                        "format {other:?} is not supported: send format=pprof or folded stacks"
-                    ),
-                ));
-            }
-        }
-    }
-    store(
-        &state,
-        &tenant,
-        rows.finish(),
-        &Rejected::default(),
-        data.len(),
+    let data = read_decoded_body(
+        &headers,
+        body,
+        state.max_body_bytes,
+        ContentEncoding::Identity,
     )
     .await?;
+    let body =
+        if let Some(boundary) = content_type(&headers).and_then(multipart_boundary) {
+            let parts = parse_multipart(&data, boundary).map_err(ApiError::bad_request)?;
+            let part = |name: &str| {
+                parts
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| data.slice_ref(p.data))
+            };
+            let raw = part("profile").ok_or_else(|| {
+                ApiError::bad_request("the multipart form has no \"profile\" part")
+            })?;
+            PendingBody::Pprof {
+                raw,
+                previous: part("prev_profile"),
+            }
+        } else {
+            match param("format") {
+                "pprof" => PendingBody::Pprof {
+                    raw: data.clone(),
+                    previous: None,
+                },
+                "" | "folded" => {
+                    let text = std::str::from_utf8(&data)
+                        .map_err(|_| ApiError::bad_request("folded stacks must be UTF-8 text"))?;
+                    let rate =
+                        match params.get("sampleRate") {
+                            None => 100,
+                            Some(v) => v.trim().parse::<u32>().ok().filter(|&r| r > 0).ok_or_else(
+                                || {
+                                    ApiError::bad_request(format!(
+                                        "sampleRate={v:?} is not a positive integer"
+                                    ))
+                                },
+                            )?,
+                        };
+                    PendingBody::Folded(
+                        parse_folded(text, param("units"), rate).map_err(ApiError::bad_request)?,
+                    )
+                }
+                other => {
+                    return Err(ApiError::new(
+                        ErrorCode::UnsupportedMediaType,
+                        format!(
+                            "format {other:?} is not supported: send format=pprof or folded stacks"
+                        ),
+                    ));
+                }
+            }
+        };
+    let pending = vec![Pending {
+        labels: name.labels,
+        body,
+        id: None,
+        defaults,
+    }];
+    store_profiles(&state, &tenant, pending, data.len()).await?;
     Ok(StatusCode::OK)
 }
 
@@ -168,11 +183,16 @@ pub async fn pyroscope_push(
             ));
         }
     }
-    let limit = state.max_body_bytes;
-    let data = read_decoded_body(&headers, body, limit, ContentEncoding::Identity).await?;
+    let data = read_decoded_body(
+        &headers,
+        body,
+        state.max_body_bytes,
+        ContentEncoding::Identity,
+    )
+    .await?;
     let request = decode_push(&data).map_err(ApiError::bad_request)?;
-    let mut rows = ProfileRows::default();
     let now = now_ns();
+    let mut pending = Vec::new();
     for series in request.series {
         let labels: Vec<(String, String)> = series
             .labels
@@ -180,72 +200,80 @@ pub async fn pyroscope_push(
             .map(|l| (l.name, l.value))
             .collect();
         for sample in series.samples {
-            let id = (!sample.id.is_empty()).then_some(sample.id.as_str());
-            add_pprof(
-                &mut rows,
-                labels.clone(),
-                Bytes::from(sample.raw_profile),
-                None,
-                id,
-                (now, 0),
-                limit,
-            )?;
+            pending.push(Pending {
+                labels: labels.clone(),
+                body: PendingBody::Pprof {
+                    raw: Bytes::from(sample.raw_profile),
+                    previous: None,
+                },
+                id: (!sample.id.is_empty()).then_some(sample.id),
+                defaults: (now, 0),
+            });
         }
     }
-    store(
-        &state,
-        &tenant,
-        rows.finish(),
-        &Rejected::default(),
-        data.len(),
-    )
-    .await?;
+    store_profiles(&state, &tenant, pending, data.len()).await?;
     Ok(([("content-type", "application/proto")], Bytes::new()).into_response())
 }
 
-/// Decodes one pprof (gzipped or not), turns cumulative values into growth since
-/// `previous` when one came with it, and adds its rows.
-fn add_pprof(
-    rows: &mut ProfileRows,
-    labels: Vec<(String, String)>,
-    raw: Bytes,
-    previous: Option<Bytes>,
-    id: Option<&str>,
-    defaults: (i64, i64),
-    limit: usize,
+/// Decodes a request's profiles on the blocking pool and stores their rows.
+async fn store_profiles(
+    state: &AppState,
+    tenant: &Tenant,
+    pending: Vec<Pending>,
+    body_bytes: usize,
 ) -> Result<(), ApiError> {
-    let bad = |e: pprof::PprofError| ApiError::bad_request(e.to_string());
-    let original = pprof::inflate(raw, limit).map_err(bad)?;
-    let mut profile = pprof::decode(&original).map_err(bad)?;
-    if let Some(previous) = previous {
-        let mut before = pprof::decode(&pprof::inflate(previous, limit).map_err(bad)?)
-            .map_err(|e| ApiError::bad_request(format!("prev_profile: {e}")))?;
-        let totals = to_delta(&mut before, None);
-        to_delta(&mut profile, Some(&totals));
-    }
-    add_profile(rows, labels, &profile, &original, id, defaults)
+    let limit = state.max_body_bytes;
+    let batches = tokio::task::spawn_blocking(move || decode_all(pending, limit))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("decoding failed: {e}")))??;
+    store(state, tenant, batches, &Rejected::default(), body_bytes).await
 }
 
-fn add_profile(
-    rows: &mut ProfileRows,
-    labels: Vec<(String, String)>,
-    profile: &Profile,
-    original: &[u8],
-    id: Option<&str>,
-    (default_time, default_duration): (i64, i64),
-) -> Result<(), ApiError> {
-    rows.add(Received {
-        labels,
-        profile,
-        original,
-        default_time,
-        default_duration,
-        id,
-    })
-    .map_err(|e| match e {
-        crate::ingest::profiles::ProfileRowError::TooManyFrames => {
-            ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
-        }
-        other => ApiError::bad_request(other.to_string()),
-    })
+fn decode_all(pending: Vec<Pending>, limit: usize) -> Result<Vec<(Signal, RecordBatch)>, ApiError> {
+    let bad = |e: pprof::PprofError| ApiError::bad_request(e.to_string());
+    // What every profile of the request may inflate to, together.
+    let mut left = limit;
+    let mut inflate = |raw: Bytes| -> Result<Bytes, ApiError> {
+        let inflated = pprof::inflate(raw, left).map_err(|e| {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("{e} (the request's profiles together may inflate to {limit} bytes)"),
+            )
+        })?;
+        left -= inflated.len();
+        Ok(inflated)
+    };
+    let mut rows = ProfileRows::default();
+    for p in pending {
+        let (profile, original) = match p.body {
+            PendingBody::Pprof { raw, previous } => {
+                let original = inflate(raw)?;
+                let mut profile = pprof::decode(&original).map_err(bad)?;
+                if let Some(previous) = previous {
+                    let mut before = pprof::decode(&inflate(previous)?)
+                        .map_err(|e| ApiError::bad_request(format!("prev_profile: {e}")))?;
+                    let totals = to_delta(&mut before, None);
+                    to_delta(&mut profile, Some(&totals));
+                }
+                (profile, original.to_vec())
+            }
+            PendingBody::Folded(profile) => {
+                let original = prost::Message::encode_to_vec(&pprof::encode(&profile));
+                (profile, original)
+            }
+        };
+        rows.add(Received {
+            labels: p.labels,
+            profile: &profile,
+            original: &original,
+            default_time: p.defaults.0,
+            default_duration: p.defaults.1,
+            id: p.id.as_deref(),
+        })
+        .map_err(|e| match e {
+            ProfileRowError::TooLarge => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+            ProfileRowError::Labels(_) => ApiError::bad_request(e.to_string()),
+        })?;
+    }
+    Ok(rows.finish())
 }

@@ -1,5 +1,5 @@
 //! Received profiles into rows: one `profiles` row per profile and one
-//! `profile_samples` row per sample and sample type with a non-zero value. Sample
+//! `profile_samples` row per sample and sample type with a positive value. Sample
 //! labels that name a trace, a span or a span's name (as tracing integrations such as
 //! Pyroscope's OpenTelemetry one set them) become the `trace_id`, `span_id` and
 //! `span_name` columns.
@@ -16,8 +16,10 @@ use crate::profile::{
 };
 
 /// Frames (over all sample rows) one request may expand to; a profile's stack is
-/// written once per sample type, so this bounds the memory a request can claim.
+/// written once per sample type, so this bounds the rows a request can build.
 pub const MAX_FRAMES_PER_REQUEST: usize = 4_000_000;
+/// Bytes of rows (names, labels, original profiles) one request may build.
+pub const MAX_ROW_BYTES_PER_REQUEST: usize = 512 << 20;
 
 const TRACE_ID_LABELS: &[&str] = &["trace_id", "traceID", "trace.id"];
 const SPAN_ID_LABELS: &[&str] = &[
@@ -34,17 +36,21 @@ pub enum ProfileRowError {
     #[error("{0}")]
     Labels(String),
     #[error(
-        "the request expands to more than {MAX_FRAMES_PER_REQUEST} stack frames over all samples; send fewer or smaller profiles per request"
+        "the request expands to more than {MAX_FRAMES_PER_REQUEST} stack frames or {} MiB over all sample rows; send fewer or smaller profiles per request",
+        MAX_ROW_BYTES_PER_REQUEST >> 20
     )]
-    TooManyFrames,
+    TooLarge,
 }
 
 /// One received profile and what came with it.
 pub struct Received<'a> {
-    /// The series labels; `__name__` is inferred from the profile when missing, and
-    /// characters outside `[a-zA-Z0-9_]` in names become `_`.
+    /// The series labels. `__name__` is inferred from the profile when missing;
+    /// other names of the form `__x__` are the sender's bookkeeping (Pyroscope's
+    /// `__delta__`, `__session_id__`) and dropped; characters outside
+    /// `[a-zA-Z0-9_]` in names become `_`.
     pub labels: Vec<(String, String)>,
-    /// The resolved profile, cumulative values already turned into deltas.
+    /// The resolved profile (with cumulative values already turned into growth,
+    /// where the caller knew the previous profile).
     pub profile: &'a Profile,
     /// The profile as received, uncompressed.
     pub original: &'a [u8],
@@ -58,27 +64,99 @@ pub struct Received<'a> {
 pub struct ProfileRows {
     profiles: ProfileBatchBuilder,
     samples: ProfileSampleBatchBuilder,
+    bytes: usize,
+}
+
+/// A sample's labels sorted into the columns they fill.
+#[derive(Default)]
+struct SampleLabels<'a> {
+    trace_id: Option<TraceId>,
+    span_id: Option<SpanId>,
+    span_name: Option<&'a str>,
+    other: Vec<(String, String)>,
+}
+
+impl<'a> SampleLabels<'a> {
+    fn sort(labels: &'a [(String, String)]) -> Self {
+        let mut out = Self::default();
+        for (key, value) in labels {
+            let key = key.as_str();
+            match key {
+                k if TRACE_ID_LABELS.contains(&k) && out.trace_id.is_none() => {
+                    out.trace_id = TraceId::from_hex(value).ok();
+                    if out.trace_id.is_some() {
+                        continue;
+                    }
+                }
+                k if SPAN_ID_LABELS.contains(&k) && out.span_id.is_none() => {
+                    out.span_id = SpanId::from_hex(value).ok();
+                    if out.span_id.is_some() {
+                        continue;
+                    }
+                }
+                k if SPAN_NAME_LABELS.contains(&k) && out.span_name.is_none() => {
+                    out.span_name = Some(value.as_str());
+                    continue;
+                }
+                _ => {}
+            }
+            out.other.push((key.to_owned(), value.clone()));
+        }
+        out
+    }
+
+    fn bytes(&self) -> usize {
+        self.span_name.map_or(0, str::len)
+            + self
+                .other
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 56
+    }
+}
+
+/// A stream's labels, with `__name__` valid for a profile type.
+fn profile_labels(
+    labels: Vec<(String, String)>,
+    profile: &Profile,
+) -> Result<LabelSet, ProfileRowError> {
+    let mut labels: Vec<(String, String)> = labels
+        .into_iter()
+        .filter(|(k, _)| k == PROFILE_NAME_LABEL || !(k.starts_with("__") && k.ends_with("__")))
+        .map(|(k, v)| {
+            // Profilers name labels as OpenTelemetry attributes (`otel.scope.name`);
+            // they are stored the way OTLP resource attributes are.
+            let k = if k == PROFILE_NAME_LABEL {
+                k
+            } else {
+                label_name_for_attribute(&k)
+            };
+            (k, v)
+        })
+        .collect();
+    match labels.iter().find(|(k, _)| k == PROFILE_NAME_LABEL) {
+        None => labels.push((PROFILE_NAME_LABEL.into(), infer_name(profile).into())),
+        Some((_, name)) if name.is_empty() || name.contains(':') => {
+            return Err(ProfileRowError::Labels(format!(
+                "invalid profile name __name__={name:?}: it must be non-empty and without ':'"
+            )));
+        }
+        Some(_) => {}
+    }
+    LabelSet::new(labels).map_err(|e| ProfileRowError::Labels(e.to_string()))
 }
 
 impl ProfileRows {
     pub fn add(&mut self, received: Received<'_>) -> Result<(), ProfileRowError> {
         let profile = received.profile;
-        // Profilers name labels as OpenTelemetry attributes (`otel.scope.name`);
-        // they are stored the way OTLP resource attributes are.
-        let mut labels: Vec<(String, String)> = received
-            .labels
-            .into_iter()
-            .map(|(k, v)| (label_name_for_attribute(&k), v))
-            .collect();
-        if !labels.iter().any(|(k, _)| k == PROFILE_NAME_LABEL) {
-            labels.push((PROFILE_NAME_LABEL.into(), infer_name(profile).into()));
-        }
-        let labels = LabelSet::new(labels).map_err(|e| ProfileRowError::Labels(e.to_string()))?;
+        let labels = profile_labels(received.labels, profile)?;
         let name = labels
             .get(PROFILE_NAME_LABEL)
             .unwrap_or_default()
             .to_owned();
         let stream = Stream::new(labels);
+        let label_bytes: usize = stream.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
         let timestamp = if profile.time_nanos > 0 {
             profile.time_nanos
         } else {
@@ -94,6 +172,7 @@ impl ProfileRows {
             .iter()
             .map(|t| ProfileType::new(&name, t, &profile.period_type).to_string())
             .collect();
+        self.take(received.original.len() + label_bytes)?;
         self.profiles.append(
             &stream,
             ProfileFields {
@@ -108,34 +187,25 @@ impl ProfileRows {
         );
 
         let hashes = frame_hashes(&profile.frames);
-        let mut other = Vec::new();
+        let frame_bytes: Vec<usize> = profile
+            .frames
+            .iter()
+            .map(|f| f.function.len() + f.file.len() + 24)
+            .collect();
         for sample in &profile.samples {
-            if sample.values.iter().all(|&v| v == 0) {
+            let rows = sample.values.iter().filter(|&&v| v > 0).count();
+            if rows == 0 {
                 continue;
             }
-            let (mut trace_id, mut span_id, mut span_name) = (None, None, None);
-            other.clear();
-            for (key, value) in &sample.labels {
-                let key = key.as_str();
-                if TRACE_ID_LABELS.contains(&key) && trace_id.is_none() {
-                    trace_id = TraceId::from_hex(value).ok();
-                    if trace_id.is_some() {
-                        continue;
-                    }
-                } else if SPAN_ID_LABELS.contains(&key) && span_id.is_none() {
-                    span_id = SpanId::from_hex(value).ok();
-                    if span_id.is_some() {
-                        continue;
-                    }
-                } else if SPAN_NAME_LABELS.contains(&key) && span_name.is_none() {
-                    span_name = Some(value.as_str());
-                    continue;
-                }
-                other.push((key.to_owned(), value.clone()));
+            let labels = SampleLabels::sort(&sample.labels);
+            let stack_bytes: usize = sample.stack.iter().map(|&f| frame_bytes[f as usize]).sum();
+            if self.samples.frame_count() + sample.stack.len() * rows > MAX_FRAMES_PER_REQUEST {
+                return Err(ProfileRowError::TooLarge);
             }
+            self.take(rows * (stack_bytes + label_bytes + labels.bytes() + types[0].len()))?;
             let id = stack_id(&hashes, &sample.stack);
             for (t, &value) in sample.values.iter().enumerate() {
-                if value == 0 {
+                if value <= 0 {
                     continue;
                 }
                 self.samples.append(
@@ -147,22 +217,23 @@ impl ProfileRows {
                         stack_id: id,
                         frames: &profile.frames,
                         stack: &sample.stack,
-                        trace_id,
-                        span_id,
-                        span_name,
-                        labels: &other,
+                        trace_id: labels.trace_id,
+                        span_id: labels.span_id,
+                        span_name: labels.span_name,
+                        labels: &labels.other,
                     },
                 );
-            }
-            if self.samples.frame_count() > MAX_FRAMES_PER_REQUEST {
-                return Err(ProfileRowError::TooManyFrames);
             }
         }
         Ok(())
     }
 
-    pub fn profile_count(&self) -> usize {
-        self.profiles.len()
+    fn take(&mut self, bytes: usize) -> Result<(), ProfileRowError> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > MAX_ROW_BYTES_PER_REQUEST {
+            return Err(ProfileRowError::TooLarge);
+        }
+        Ok(())
     }
 
     pub fn finish(self) -> Vec<(Signal, RecordBatch)> {
@@ -294,6 +365,6 @@ mod tests {
             default_duration: 0,
             id: None,
         });
-        assert_eq!(err, Err(ProfileRowError::TooManyFrames));
+        assert_eq!(err, Err(ProfileRowError::TooLarge));
     }
 }

@@ -10,6 +10,7 @@
 
 use prost::Message;
 
+use crate::profile::pprof::{MAX_STACK_DEPTH, TRUNCATED_FRAME};
 use crate::profile::{Frame, PROFILE_NAME_LABEL, Profile, Sample, ValueType};
 use crate::proto::push::v1 as push;
 
@@ -144,19 +145,27 @@ pub fn parse_folded(text: &str, units: &str, sample_rate: u32) -> Result<Profile
         let count: i64 = count
             .parse()
             .map_err(|_| format!("line {}: the count {count:?} is not an integer", number + 1))?;
-        let stack = stack
+        let mut frame = |function: &str| {
+            *index.entry(function.to_owned()).or_insert_with(|| {
+                profile.frames.push(Frame {
+                    function: function.to_owned(),
+                    ..Frame::default()
+                });
+                profile.frames.len() as u32 - 1
+            })
+        };
+        let mut stack: Vec<u32> = stack
             .split(';')
             .filter(|f| !f.is_empty())
-            .map(|function| {
-                *index.entry(function.to_owned()).or_insert_with(|| {
-                    profile.frames.push(Frame {
-                        function: function.to_owned(),
-                        ..Frame::default()
-                    });
-                    profile.frames.len() as u32 - 1
-                })
-            })
+            .map(&mut frame)
             .collect();
+        if stack.len() > MAX_STACK_DEPTH {
+            // Keep the leaf-most frames, as for pprof.
+            let keep = stack.split_off(stack.len() - (MAX_STACK_DEPTH - 1));
+            stack = std::iter::once(frame(TRUNCATED_FRAME))
+                .chain(keep)
+                .collect();
+        }
         profile.samples.push(Sample {
             stack,
             values: vec![count],
@@ -194,11 +203,12 @@ pub fn parse_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a
         return Err("multipart boundary is empty or longer than 200 bytes".into());
     }
     let delimiter = format!("--{boundary}");
-    let finder = memchr::memmem::Finder::new(delimiter.as_bytes());
-    let mut positions = finder.find_iter(body);
-    let Some(first) = positions.next() else {
+    let Some(first) = memchr::memmem::find(body, delimiter.as_bytes()) else {
         return Err("multipart body has no boundary line".into());
     };
+    // Every later delimiter starts a line.
+    let next_delimiter = format!("\r\n--{boundary}");
+    let finder = memchr::memmem::Finder::new(next_delimiter.as_bytes());
     let mut parts = Vec::new();
     let mut start = first + delimiter.len();
     loop {
@@ -212,10 +222,7 @@ pub fn parse_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a
         let Some(next) = finder.find(rest) else {
             return Err("multipart body ends without a closing boundary".into());
         };
-        // The part runs up to the CRLF before the next delimiter.
-        let part = rest[..next]
-            .strip_suffix(b"\r\n")
-            .ok_or("multipart part does not end with CRLF before the boundary")?;
+        let part = &rest[..next];
         let header_end = memchr::memmem::find(part, b"\r\n\r\n")
             .ok_or("multipart part has no blank line after its headers")?;
         let headers = std::str::from_utf8(&part[..header_end])
@@ -234,7 +241,7 @@ pub fn parse_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a
             name,
             data: &part[header_end + 4..],
         });
-        start = start + 2 + next + delimiter.len();
+        start = start + 2 + next + next_delimiter.len();
     }
 }
 
@@ -293,7 +300,21 @@ mod tests {
             .collect();
         assert_eq!(names, ["main", "work", "hash"]);
         assert!(parse_folded("main;work x", "samples", 100).is_err());
+        let deep = format!("{} 1", vec!["f"; MAX_STACK_DEPTH + 5].join(";"));
+        let p = parse_folded(&deep, "samples", 100).unwrap();
+        assert_eq!(p.samples[0].stack.len(), MAX_STACK_DEPTH);
+        assert_eq!(
+            p.frames[p.samples[0].stack[0] as usize].function,
+            TRUNCATED_FRAME
+        );
         assert!(parse_folded("main 1", "furlongs", 100).is_err());
+    }
+
+    #[test]
+    fn boundary_text_inside_a_part_is_data() {
+        let body = b"--zz\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nab--zzcd\r\n--zz--\r\n";
+        let parts = parse_multipart(body, "zz").unwrap();
+        assert_eq!(parts[0].data, b"ab--zzcd");
     }
 
     #[test]

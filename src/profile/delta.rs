@@ -3,7 +3,7 @@
 //! stored instead is each stack's growth since the previous profile of the same
 //! series, as Conprof and Pyroscope do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Profile, ValueType, frame_hashes, is_cumulative, stack_id};
 
@@ -59,14 +59,15 @@ pub fn to_delta(profile: &mut Profile, previous: Option<&Totals>) -> Totals {
         })
         .collect();
     // Samples of one stack share its delta: the first carries it, the rest get 0.
-    let mut delta = current.clone();
+    let mut carried = HashSet::with_capacity(current.len());
     for (sample, id) in profile.samples.iter_mut().zip(&ids) {
-        let Some(values) = delta.get_mut(id) else {
+        if !carried.insert(*id) {
             for &i in &cumulative {
                 sample.values[i] = 0;
             }
             continue;
-        };
+        }
+        let values = &current[id];
         for (t, &i) in cumulative.iter().enumerate() {
             sample.values[i] = match previous {
                 None => 0,
@@ -77,7 +78,6 @@ pub fn to_delta(profile: &mut Profile, previous: Option<&Totals>) -> Totals {
                 }
             };
         }
-        delta.remove(id);
     }
     Totals {
         types,

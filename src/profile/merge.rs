@@ -13,8 +13,6 @@ use super::{Frame, Profile, ProfileType, Sample};
 #[derive(Debug, Clone)]
 pub struct Merged {
     pub profile_type: ProfileType,
-    /// The sampling period, when every merged profile had the same one.
-    pub period: i64,
     pub time_nanos: i64,
     pub duration_nanos: i64,
     frames: Vec<Frame>,
@@ -26,7 +24,6 @@ impl Merged {
     pub fn new(profile_type: ProfileType) -> Self {
         Self {
             profile_type,
-            period: 0,
             time_nanos: 0,
             duration_nanos: 0,
             frames: Vec::new(),
@@ -51,8 +48,10 @@ impl Merged {
         i
     }
 
-    /// Adds `value` to a stack of frame indexes, root first.
+    /// Adds `value` to a stack of frame indexes, root first. Values below 0 (which
+    /// no stored sample has) count as 0.
     pub fn add(&mut self, stack: Vec<u32>, value: i64) {
+        let value = value.max(0);
         let slot = self.stacks.entry(stack).or_insert(0);
         *slot = slot.saturating_add(value);
     }
@@ -73,7 +72,7 @@ impl Merged {
             time_nanos: self.time_nanos,
             duration_nanos: self.duration_nanos,
             period_type: self.profile_type.period.clone(),
-            period: self.period,
+            period: 0,
             sample_types: vec![self.profile_type.sample.clone()],
             frames: self.frames.clone(),
             samples: stacks
@@ -195,18 +194,18 @@ impl FlameGraph {
                 level_end.push(0);
             }
             levels[depth].extend_from_slice(&[
-                x - level_end[depth],
+                x.saturating_sub(level_end[depth]),
                 node.total,
                 node.own,
                 i64::from(node.name),
             ]);
-            level_end[depth] = x + node.total;
+            level_end[depth] = x.saturating_add(node.total);
             max_self = max_self.max(node.own);
             let mut child_x = x;
             let mut placed = Vec::with_capacity(node.children.len());
             for &child in &node.children {
                 placed.push((child, depth + 1, child_x));
-                child_x += nodes[child as usize].total;
+                child_x = child_x.saturating_add(nodes[child as usize].total);
             }
             pending.extend(placed.into_iter().rev());
         }

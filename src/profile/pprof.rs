@@ -134,34 +134,58 @@ pub fn resolve(message: &pb::Profile) -> Result<Profile, PprofError> {
         None => ValueType::default(),
     };
 
-    let functions: HashMap<u64, &pb::Function> =
-        message.function.iter().map(|f| (f.id, f)).collect();
+    if sample_types.len() > MAX_SAMPLE_TYPES {
+        return Err(PprofError::Invalid(format!(
+            "{} sample types; at most {MAX_SAMPLE_TYPES} are accepted",
+            sample_types.len()
+        )));
+    }
+    let mut budget = Budget(MAX_RESOLVED_BYTES);
+
+    // Each function once: its name and file, cut to a sane length.
+    let mut functions: HashMap<u64, (&str, &str)> = HashMap::with_capacity(message.function.len());
+    for f in &message.function {
+        let name = truncate(string(f.name, "function name")?, MAX_SYMBOL_BYTES);
+        let file = truncate(string(f.filename, "function filename")?, MAX_SYMBOL_BYTES);
+        functions.insert(f.id, (name, file));
+    }
     let mut frames = FrameTable::default();
-    // Each location expands to its frames, caller first (pprof lists inlined
-    // functions innermost first).
+    // Frames by (function ID, line), so each is interned by content only once.
+    let mut frame_of_line: HashMap<(u64, i64), u32> = HashMap::new();
+    // Each location expands to its frames, innermost (leaf) first, as pprof lists
+    // inlined functions.
     let mut locations: HashMap<u64, Vec<u32>> = HashMap::with_capacity(message.location.len());
     for location in &message.location {
+        if location.line.len() > MAX_INLINED {
+            return Err(PprofError::Invalid(format!(
+                "location {} has {} lines; at most {MAX_INLINED} inlined frames are accepted",
+                location.id,
+                location.line.len()
+            )));
+        }
         let mut expanded = Vec::with_capacity(location.line.len().max(1));
-        for line in location.line.iter().rev() {
-            let function = functions.get(&line.function_id).ok_or_else(|| {
+        for line in &location.line {
+            let by_id = (line.function_id, line.line);
+            if let Some(&frame) = frame_of_line.get(&by_id) {
+                expanded.push(frame);
+                continue;
+            }
+            let &(function, file) = functions.get(&line.function_id).ok_or_else(|| {
                 PprofError::Invalid(format!(
                     "location {} refers to function {}, which the profile does not define",
                     location.id, line.function_id
                 ))
             })?;
-            expanded.push(frames.intern(Frame {
-                function: string(function.name, "function name")?.to_owned(),
-                file: string(function.filename, "function filename")?.to_owned(),
-                line: line.line,
-            }));
+            let frame = frames.intern(function, file, line.line, &mut budget)?;
+            frame_of_line.insert(by_id, frame);
+            expanded.push(frame);
         }
         if expanded.is_empty() {
             // Not symbolized: the address stands in for the function.
-            expanded.push(frames.intern(Frame {
-                function: format!("0x{:x}", location.address),
-                ..Frame::default()
-            }));
+            let address = format!("0x{:x}", location.address);
+            expanded.push(frames.intern(&address, "", 0, &mut budget)?);
         }
+        budget.take(expanded.len() * 4)?;
         locations.insert(location.id, expanded);
     }
 
@@ -174,32 +198,33 @@ pub fn resolve(message: &pb::Profile) -> Result<Profile, PprofError> {
                 sample_types.len()
             )));
         }
-        let mut stack = Vec::with_capacity(sample.location_id.len());
-        for id in sample.location_id.iter().rev() {
-            let frames = locations.get(id).ok_or_else(|| {
+        // Leaf first, stopping at the depth limit; then root first.
+        let mut stack = Vec::with_capacity(sample.location_id.len().min(MAX_STACK_DEPTH));
+        'locations: for id in &sample.location_id {
+            let expanded = locations.get(id).ok_or_else(|| {
                 PprofError::Invalid(format!(
                     "a sample refers to location {id}, which the profile does not define"
                 ))
             })?;
-            stack.extend_from_slice(frames);
-        }
-        if stack.len() > MAX_STACK_DEPTH {
-            let keep = stack.split_off(stack.len() - (MAX_STACK_DEPTH - 1));
-            stack = std::iter::once(frames.intern(Frame {
-                function: TRUNCATED_FRAME.into(),
-                ..Frame::default()
-            }))
-            .chain(keep)
-            .collect();
-        }
-        let mut labels = Vec::new();
-        for label in &sample.label {
-            if label.str != 0 {
-                labels.push((
-                    string(label.key, "label key")?.to_owned(),
-                    string(label.str, "label value")?.to_owned(),
-                ));
+            for &frame in expanded {
+                if stack.len() == MAX_STACK_DEPTH - 1 {
+                    stack.push(frames.intern(TRUNCATED_FRAME, "", 0, &mut budget)?);
+                    break 'locations;
+                }
+                stack.push(frame);
             }
+        }
+        stack.reverse();
+        budget.take(stack.len() * 4 + sample.value.len() * 8)?;
+        let mut labels = Vec::new();
+        for label in sample.label.iter().filter(|l| l.str != 0) {
+            if labels.len() == MAX_SAMPLE_LABELS {
+                break;
+            }
+            let key = truncate(string(label.key, "label key")?, MAX_LABEL_BYTES);
+            let value = truncate(string(label.str, "label value")?, MAX_LABEL_BYTES);
+            budget.take(key.len() + value.len())?;
+            labels.push((key.to_owned(), value.to_owned()));
         }
         samples.push(Sample {
             stack,
@@ -218,21 +243,70 @@ pub fn resolve(message: &pb::Profile) -> Result<Profile, PprofError> {
     })
 }
 
+/// What resolving one profile may allocate (frames, stacks, labels), so that a small
+/// body that refers to the same long strings many times cannot expand without bound.
+pub const MAX_RESOLVED_BYTES: usize = 64 << 20;
+/// Function and file names are cut to this length.
+pub const MAX_SYMBOL_BYTES: usize = 1024;
+pub const MAX_SAMPLE_TYPES: usize = 32;
+pub const MAX_INLINED: usize = 256;
+/// String labels kept per sample, each key and value cut to this length.
+pub const MAX_SAMPLE_LABELS: usize = 32;
+pub const MAX_LABEL_BYTES: usize = 2048;
+
+struct Budget(usize);
+
+impl Budget {
+    fn take(&mut self, bytes: usize) -> Result<(), PprofError> {
+        self.0 = self.0.checked_sub(bytes).ok_or_else(|| {
+            PprofError::Invalid(format!(
+                "the profile expands to more than {} MiB of stacks and labels",
+                MAX_RESOLVED_BYTES >> 20
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[derive(Default)]
 struct FrameTable {
     frames: Vec<Frame>,
-    index: HashMap<Frame, u32>,
+    index: HashMap<(String, String, i64), u32>,
 }
 
 impl FrameTable {
-    fn intern(&mut self, frame: Frame) -> u32 {
-        if let Some(&i) = self.index.get(&frame) {
-            return i;
+    fn intern(
+        &mut self,
+        function: &str,
+        file: &str,
+        line: i64,
+        budget: &mut Budget,
+    ) -> Result<u32, PprofError> {
+        let key = (function.to_owned(), file.to_owned(), line);
+        if let Some(&i) = self.index.get(&key) {
+            return Ok(i);
         }
+        budget.take(2 * (function.len() + file.len()) + 64)?;
         let i = self.frames.len() as u32;
-        self.frames.push(frame.clone());
-        self.index.insert(frame, i);
-        i
+        self.frames.push(Frame {
+            function: key.0.clone(),
+            file: key.1.clone(),
+            line,
+        });
+        self.index.insert(key, i);
+        Ok(i)
     }
 }
 
@@ -448,6 +522,83 @@ mod tests {
             profile.frames[stack[MAX_STACK_DEPTH - 1] as usize].function,
             "f0"
         );
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        // One long name on many distinct lines: small on the wire, large resolved.
+        let mut message = pb::Profile {
+            string_table: vec![String::new(), "f".repeat(4096)],
+            sample_type: vec![pb::ValueType::default()],
+            function: vec![pb::Function {
+                id: 1,
+                name: 1,
+                ..pb::Function::default()
+            }],
+            ..pb::Profile::default()
+        };
+        for id in 1..=200u64 {
+            message.location.push(pb::Location {
+                id,
+                line: (0..MAX_INLINED as i64)
+                    .map(|line| pb::Line {
+                        function_id: 1,
+                        line: id as i64 * 1000 + line,
+                        column: 0,
+                    })
+                    .collect(),
+                ..pb::Location::default()
+            });
+        }
+        let err = resolve(&message).unwrap_err().to_string();
+        assert!(err.contains("MiB"), "{err}");
+
+        message.location.truncate(1);
+        message.location[0].line.push(pb::Line::default());
+        let err = resolve(&message).unwrap_err().to_string();
+        assert!(err.contains("inlined frames"), "{err}");
+
+        message.location.clear();
+        message.sample_type = vec![pb::ValueType::default(); MAX_SAMPLE_TYPES + 1];
+        let err = resolve(&message).unwrap_err().to_string();
+        assert!(err.contains("sample types"), "{err}");
+    }
+
+    #[test]
+    fn names_and_labels_are_cut() {
+        let message = pb::Profile {
+            string_table: vec![String::new(), "é".repeat(MAX_SYMBOL_BYTES), "k".into()],
+            sample_type: vec![pb::ValueType::default()],
+            function: vec![pb::Function {
+                id: 1,
+                name: 1,
+                ..pb::Function::default()
+            }],
+            location: vec![pb::Location {
+                id: 1,
+                line: vec![pb::Line {
+                    function_id: 1,
+                    ..pb::Line::default()
+                }],
+                ..pb::Location::default()
+            }],
+            sample: vec![pb::Sample {
+                location_id: vec![1],
+                value: vec![1],
+                label: vec![
+                    pb::Label {
+                        key: 2,
+                        str: 1,
+                        ..pb::Label::default()
+                    };
+                    MAX_SAMPLE_LABELS + 5
+                ],
+            }],
+            ..pb::Profile::default()
+        };
+        let profile = resolve(&message).unwrap();
+        assert_eq!(profile.frames[0].function.len(), MAX_SYMBOL_BYTES);
+        assert_eq!(profile.samples[0].labels.len(), MAX_SAMPLE_LABELS);
     }
 
     #[test]

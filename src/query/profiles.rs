@@ -12,6 +12,7 @@
 //! before the spans it covers.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, ListArray, RecordBatch};
@@ -21,6 +22,7 @@ use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::functions_nested::expr_fn::array_has;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::logql::ts_literal;
@@ -140,8 +142,12 @@ impl QueryEngine {
         let df = df
             .filter(col("profile_type").eq(lit(query.profile_type.to_string())))?
             .select_columns(&projection)?;
-        let (_, batches) = self.collect(df).await?;
-        let samples = merge_batches(&mut merged, &batches, with_lines)?;
+        // Batch by batch: only distinct stacks stay in memory.
+        let mut stream = df.execute_stream().await?;
+        let mut samples = 0;
+        while let Some(batch) = stream.next().await {
+            samples += merge_batch(&mut merged, &batch?, with_lines)?;
+        }
         Ok(MergeResult {
             merged,
             samples,
@@ -163,14 +169,14 @@ impl QueryEngine {
             Scope::Trace(trace_id) => {
                 let spans = trace_spans(self, ctx, *trace_id).await?;
                 let condition = trace_condition(*trace_id, &spans.span_ids);
-                (Some(condition), spans.window.or(query.range))
+                (Some(condition), intersect(spans.window, query.range))
             }
             Scope::Spans(trace_id, ids) => {
                 let spans = trace_spans(self, ctx, *trace_id).await?;
                 let list = ids.iter().map(|id| lit(id.to_hex())).collect();
                 (
                     Some(col("span_id").in_list(list, false)),
-                    spans.window.or(query.range),
+                    intersect(spans.window, query.range),
                 )
             }
             Scope::SpanPredicate(predicate) => {
@@ -221,13 +227,13 @@ impl QueryEngine {
         }))
     }
 
-    /// The traces whose samples of the selected streams ran `function` (anywhere in
-    /// the stack), most value first.
+    /// The traces whose samples of one profile type in the selected streams ran
+    /// `function` (anywhere in the stack), most value first.
     pub async fn function_traces(
         &self,
         tenant: &Tenant,
         function: &str,
-        profile_type: Option<&ProfileType>,
+        profile_type: &ProfileType,
         selector: &Selector,
         range: (i64, i64),
         limit: usize,
@@ -240,25 +246,23 @@ impl QueryEngine {
             if selected.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut df = selected
+            let df = selected
                 .scan(&ctx, signal, range)
                 .await?
+                .filter(col("profile_type").eq(lit(profile_type.to_string())))?
                 .filter(array_has(col("functions"), lit(function)))?
                 .filter(
                     col("trace_id")
                         .is_not_null()
                         .or(col("span_id").is_not_null()),
+                )?
+                .aggregate(
+                    vec![col("trace_id"), col("span_id")],
+                    vec![
+                        sum(col("value")).alias("value"),
+                        count(lit(1)).alias("samples"),
+                    ],
                 )?;
-            if let Some(t) = profile_type {
-                df = df.filter(col("profile_type").eq(lit(t.to_string())))?;
-            }
-            let df = df.aggregate(
-                vec![col("trace_id"), col("span_id")],
-                vec![
-                    sum(col("value")).alias("value"),
-                    count(lit(1)).alias("samples"),
-                ],
-            )?;
             let (_, batches) = self.collect(df).await?;
             let mut rows = Vec::new();
             for batch in &batches {
@@ -363,7 +367,8 @@ impl QueryEngine {
                 let stack = stack.as_string::<i32>();
                 if !stack.is_empty() {
                     let leaf = stack.value(stack.len() - 1).to_owned();
-                    *flat.entry(leaf).or_insert(0) += value;
+                    let slot = flat.entry(leaf).or_insert(0);
+                    *slot = slot.saturating_add(value);
                 }
             }
         }
@@ -387,6 +392,15 @@ impl QueryEngine {
                 .then(a.profile_type.cmp(&b.profile_type))
         });
         Ok(out)
+    }
+}
+
+/// Both ranges' overlap (an empty one when they do not overlap); either when only one
+/// is given.
+fn intersect(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    match (a, b) {
+        (Some((s1, e1)), Some((s2, e2))) => Some((s1.max(s2), e1.min(e2).max(s1.max(s2)))),
+        (a, b) => a.or(b),
     }
 }
 
@@ -506,64 +520,71 @@ fn list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray> {
 }
 
 /// Adds rows of (`stack_id`, `value`, `functions`[, `files`, `lines`]) to a merge;
-/// each distinct stack's frames are read once. Returns the rows merged.
-pub fn merge_batches(
-    merged: &mut Merged,
-    batches: &[RecordBatch],
-    with_lines: bool,
-) -> Result<usize> {
+/// each distinct stack's frames are read once per batch. Returns the rows merged.
+pub fn merge_batch(merged: &mut Merged, batch: &RecordBatch, with_lines: bool) -> Result<usize> {
+    let bad = |what: &str| QueryError::Execution(format!("profile_samples: {what}"));
+    let ids = columns::primitive::<UInt64Type>(batch, "stack_id")?;
+    let values = columns::primitive::<Int64Type>(batch, "value")?;
+    let functions = list(batch, "functions")?;
+    let function_names = functions
+        .values()
+        .as_string_opt::<i32>()
+        .ok_or_else(|| bad("functions is not a list of strings"))?;
+    let lines = if with_lines {
+        let files = list(batch, "files")?;
+        let lines = list(batch, "lines")?;
+        let names = files
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad("files is not a list of strings"))?;
+        let numbers = lines
+            .values()
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| bad("lines is not a list of integers"))?;
+        Some((files, names, lines, numbers))
+    } else {
+        None
+    };
+    let offsets = functions.value_offsets();
     let mut stacks: HashMap<u64, (i64, Vec<u32>)> = HashMap::new();
-    let mut rows = 0;
-    for batch in batches {
-        let ids = columns::primitive::<UInt64Type>(batch, "stack_id")?;
-        let values = columns::primitive::<Int64Type>(batch, "value")?;
-        let functions = list(batch, "functions")?;
-        let function_names = functions.values().as_string::<i32>();
-        let files = if with_lines {
-            Some(list(batch, "files")?)
-        } else {
-            None
-        };
-        let lines = if with_lines {
-            Some(list(batch, "lines")?)
-        } else {
-            None
-        };
-        let offsets = functions.value_offsets();
-        for row in 0..batch.num_rows() {
-            rows += 1;
-            let value = values.value(row);
-            match stacks.entry(ids.value(row)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    e.get_mut().0 = e.get().0.saturating_add(value);
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    let mut stack = Vec::with_capacity(to - from);
-                    let file_values = files.map(|f| {
-                        (
-                            f.value_offsets()[row] as usize,
-                            f.values().as_string::<i32>(),
-                        )
-                    });
-                    let line_values = lines.map(|l| {
-                        (
-                            l.value_offsets()[row] as usize,
-                            l.values().as_primitive::<Int64Type>(),
-                        )
-                    });
-                    for (i, f) in (from..to).enumerate() {
-                        let file = file_values.map_or("", |(o, v)| v.value(o + i));
-                        let line = line_values.map_or(0, |(o, v)| v.value(o + i));
-                        stack.push(merged.frame(function_names.value(f), file, line));
+    for row in 0..batch.num_rows() {
+        let value = values.value(row);
+        match stacks.entry(ids.value(row)) {
+            Entry::Occupied(mut e) => {
+                e.get_mut().0 = e.get().0.saturating_add(value);
+            }
+            Entry::Vacant(e) => {
+                let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+                let at = match &lines {
+                    Some((files, _, lines, _)) => {
+                        if files.value_length(row) as usize != to - from
+                            || lines.value_length(row) as usize != to - from
+                        {
+                            return Err(bad("functions, files and lines differ in length"));
+                        }
+                        Some((
+                            files.value_offsets()[row] as usize,
+                            lines.value_offsets()[row] as usize,
+                        ))
                     }
-                    e.insert((value, stack));
+                    None => None,
+                };
+                let mut stack = Vec::with_capacity(to - from);
+                for (i, f) in (from..to).enumerate() {
+                    let (file, line) = match (&lines, at) {
+                        (Some((_, names, _, numbers)), Some((file_at, line_at))) => {
+                            (names.value(file_at + i), numbers.value(line_at + i))
+                        }
+                        _ => ("", 0),
+                    };
+                    stack.push(merged.frame(function_names.value(f), file, line));
                 }
+                e.insert((value, stack));
             }
         }
     }
     for (_, (value, stack)) in stacks {
         merged.add(stack, value);
     }
-    Ok(rows)
+    Ok(batch.num_rows())
 }

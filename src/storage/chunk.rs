@@ -4,7 +4,7 @@
 //! Rows are sorted by stream, then time, so row-group and page statistics on
 //! `stream_id` and the time column prune a label query down to the pages of its
 //! streams. zstd level 3 on every column; a bloom filter on `trace_id`; no dictionary
-//! on the high-cardinality text and ID columns, where it only costs time.
+//! on the high-cardinality text, ID and profile-bytes columns, where it only costs time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,7 +99,7 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
             .set_column_bloom_filter_max_ndv(trace.clone(), distinct_traces.max(1))
             .set_column_dictionary_enabled(trace, false);
     }
-    for column in ["body", "span_id", "parent_span_id"] {
+    for column in ["body", "span_id", "parent_span_id", "pprof"] {
         if schema.index_of(column).is_ok() {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }
