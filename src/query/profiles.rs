@@ -96,10 +96,25 @@ pub struct FunctionValue {
     pub value: i64,
 }
 
-/// A trace's spans and the time they cover.
-struct TraceSpans {
+/// A trace's spans and the time they cover, widened by the profile window.
+pub struct TraceSpans {
     span_ids: Vec<String>,
     window: Option<(i64, i64)>,
+}
+
+impl TraceSpans {
+    /// Spans whose earliest start and latest end are `start` and `end`.
+    pub fn new(mut span_ids: Vec<String>, start: i64, end: i64) -> Self {
+        span_ids.sort();
+        span_ids.dedup();
+        let window = (!span_ids.is_empty()).then(|| {
+            (
+                start.saturating_sub(PROFILE_WINDOW_NS),
+                end.saturating_add(PROFILE_WINDOW_NS),
+            )
+        });
+        Self { span_ids, window }
+    }
 }
 
 impl QueryEngine {
@@ -318,13 +333,14 @@ impl QueryEngine {
         .await
     }
 
-    /// The profile samples of one trace, per span and profile type, most value first.
+    /// The profile samples of one trace with these spans, per span and profile type,
+    /// most value first.
     pub async fn trace_profiles(
         &self,
         ctx: &SessionContext,
         trace_id: TraceId,
+        spans: &TraceSpans,
     ) -> Result<Vec<SpanProfile>> {
-        let spans = trace_spans(self, ctx, trace_id).await?;
         let mut df = ctx
             .table(Signal::ProfileSamples.as_str())
             .await?
@@ -467,15 +483,7 @@ async fn spans_of(engine: &QueryEngine, df: DataFrame) -> Result<TraceSpans> {
             end = end.max(ends.value(row));
         }
     }
-    span_ids.sort();
-    span_ids.dedup();
-    let window = (!span_ids.is_empty()).then(|| {
-        (
-            start.saturating_sub(PROFILE_WINDOW_NS),
-            end.saturating_add(PROFILE_WINDOW_NS),
-        )
-    });
-    Ok(TraceSpans { span_ids, window })
+    Ok(TraceSpans::new(span_ids, start, end))
 }
 
 /// The trace of each of these spans, from the `spans` table.

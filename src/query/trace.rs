@@ -12,7 +12,7 @@ use datafusion::logical_expr::{col, lit};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::profiles::SpanProfile;
+use super::profiles::{SpanProfile, TraceSpans};
 use super::table::ScanStats;
 use super::time::format_time;
 use super::{QueryEngine, Result, columns, to_json_rows};
@@ -52,6 +52,9 @@ impl QueryEngine {
         let (mut start, mut end) = (i64::MAX, i64::MIN);
         let mut services = BTreeSet::new();
         let mut counts = BTreeMap::new();
+        let mut span_ids = Vec::new();
+        let mut span_range = (i64::MAX, i64::MIN);
+        // Spans first: the profile lookup after the loop needs their IDs and times.
         let timeline_signals = [Signal::Spans, Signal::Logs, Signal::Exemplars];
         for signal in timeline_signals {
             let time = signal.time_column();
@@ -64,6 +67,12 @@ impl QueryEngine {
             let times = time_values(&batches, time)?;
             if signal == Signal::Spans {
                 for batch in &batches {
+                    span_ids.extend(
+                        columns::string(batch, "span_id")?
+                            .iter()
+                            .flatten()
+                            .map(str::to_owned),
+                    );
                     if let Some(ends) = batch
                         .column_by_name("end_time")
                         .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
@@ -83,8 +92,12 @@ impl QueryEngine {
                 row.insert("signal".into(), Value::from(signal_item(signal)));
                 items.push((t, row));
             }
+            if signal == Signal::Spans {
+                span_range = (start, end);
+            }
         }
-        let profiles = self.trace_profiles(&ctx, id).await?;
+        let spans = TraceSpans::new(span_ids, span_range.0, span_range.1);
+        let profiles = self.trace_profiles(&ctx, id, &spans).await?;
         if items.is_empty() && profiles.is_empty() {
             return Ok(None);
         }
