@@ -360,13 +360,15 @@ pub fn loki_push(rng: &mut Rng, lines: usize, t: i64) -> threadline::proto::logp
     PushRequest { streams }
 }
 
-/// A Go-like CPU profile of one service: stacks are paths through one fixed call tree
-/// of ~300 functions (so repeated profiles share them, as a service's profiles do),
-/// 10 to 40 frames deep; about a third of the samples name a span. Gzipped, as
-/// `/debug/pprof/profile` serves it.
+/// A Go-like CPU profile of one service. Its stacks come from one fixed pool of 500
+/// paths through a call tree of 300 functions (10 to 40 frames deep), drawn with a
+/// skew towards the hot ones, as a service's repeated profiles share their stacks;
+/// about a third of the samples name a span. Gzipped, as `/debug/pprof/profile`
+/// serves it.
 pub fn cpu_profile_gzip(rng: &mut Rng, time: i64, samples: usize) -> Vec<u8> {
     use threadline::profile::{Frame, Profile, Sample, ValueType, pprof};
     const FUNCTIONS: u64 = 300;
+    const STACKS: u64 = 500;
     let frames: Vec<Frame> = (0..FUNCTIONS)
         .map(|i| Frame {
             function: format!(
@@ -379,17 +381,23 @@ pub fn cpu_profile_gzip(rng: &mut Rng, time: i64, samples: usize) -> Vec<u8> {
             line: 20 + (i as i64 * 37) % 400,
         })
         .collect();
-    // Each function's children in the call tree: a few fixed successors.
-    let child = |f: u64, pick: u64| (f * 7 + 1 + pick * 13) % FUNCTIONS;
+    // The pool: each stack a walk through the call tree from a seed of its own.
+    let stack = |n: u64| {
+        let mut walk = Rng::new(n + 1);
+        let depth = 10 + walk.below(31);
+        let mut f = walk.below(4);
+        (0..depth)
+            .map(|_| {
+                let here = f as u32;
+                f = (f * 7 + 1 + walk.below(3) * 13) % FUNCTIONS;
+                here
+            })
+            .collect::<Vec<u32>>()
+    };
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let depth = 10 + rng.below(31);
-        let mut f = rng.below(4);
-        let mut stack = Vec::with_capacity(depth as usize);
-        for _ in 0..depth {
-            stack.push(f as u32);
-            f = child(f, rng.below(3));
-        }
+        // Skewed: the product of two uniform draws favours low (hot) stack numbers.
+        let n = rng.below(STACKS) * rng.below(STACKS) / STACKS;
         let count = 1 + rng.below(5) as i64;
         let labels = if rng.below(3) == 0 {
             vec![("span_id".to_owned(), format!("{:016x}", rng.next_u64()))]
@@ -397,7 +405,7 @@ pub fn cpu_profile_gzip(rng: &mut Rng, time: i64, samples: usize) -> Vec<u8> {
             Vec::new()
         };
         out.push(Sample {
-            stack,
+            stack: stack(n),
             values: vec![count, count * 10_000_000],
             labels,
         });

@@ -49,7 +49,8 @@ fn ingest(rt: &tokio::runtime::Runtime, db: &Db, gz: &[u8]) {
         .unwrap();
 }
 
-fn parquet_bytes(dir: &std::path::Path) -> u64 {
+/// Bytes of the Parquet chunks under `dir` whose key has the segment `table`.
+fn parquet_bytes(dir: &std::path::Path, table: &str) -> u64 {
     let mut total = 0;
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -57,7 +58,9 @@ fn parquet_bytes(dir: &std::path::Path) -> u64 {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
+            } else if path.extension().is_some_and(|e| e == "parquet")
+                && path.components().any(|c| c.as_os_str() == table)
+            {
                 total += std::fs::metadata(&path).unwrap().len();
             }
         }
@@ -94,10 +97,14 @@ fn profile_bench(c: &mut Criterion) {
     }
     rt.block_on(db.flush(true)).unwrap();
     let gzip_bytes: usize = profiles.iter().map(Vec::len).sum();
-    let stored = parquet_bytes(dir.path());
+    let whole = parquet_bytes(dir.path(), "profiles");
+    let samples = parquet_bytes(dir.path(), "profile_samples");
+    let stored = whole + samples;
     eprintln!(
-        "stored: {:.0} bytes per profile in Parquet, gzip pprof {:.0} bytes: {:.2}x",
+        "stored: {:.0} bytes per profile in Parquet ({:.0} in profiles, {:.0} in profile_samples), gzip pprof {:.0} bytes: {:.2}x",
         stored as f64 / PROFILES as f64,
+        whole as f64 / PROFILES as f64,
+        samples as f64 / PROFILES as f64,
         gzip_bytes as f64 / PROFILES as f64,
         stored as f64 / gzip_bytes as f64
     );

@@ -24,6 +24,8 @@ use crate::model::{LabelSet, Signal, StreamId, TraceId, schema};
 /// Rows per row group: small enough that a stream's rows span few groups, large
 /// enough that each group compresses well.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// The data page size of the `profiles` table.
+const PROFILE_PAGE_BYTES: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
@@ -98,6 +100,11 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
             .set_column_bloom_filter_fpp(trace.clone(), 0.01)
             .set_column_bloom_filter_max_ndv(trace.clone(), distinct_traces.max(1))
             .set_column_dictionary_enabled(trace, false);
+    }
+    if signal == Signal::Profiles {
+        // Profiles of one service repeat most of their bytes (string tables, stacks):
+        // large pages let zstd find the repeats across profiles.
+        builder = builder.set_data_page_size_limit(PROFILE_PAGE_BYTES);
     }
     for column in ["body", "span_id", "parent_span_id", "pprof"] {
         if schema.index_of(column).is_ok() {
