@@ -1,9 +1,9 @@
 //! Chunk encoding: head rows → one sorted Parquet file and the statistics its metadata
 //! carries.
 //!
-//! Rows are sorted by stream, then time, so row-group and page statistics on
-//! `stream_id` and the time column prune a label query down to the pages of its
-//! streams. zstd level 3 on every column; a bloom filter on `trace_id`; no dictionary
+//! Rows are sorted by stream, then time (profile samples by stream, stack, time), so
+//! row-group and page statistics on `stream_id` and the time column prune a label
+//! query down to the pages of its streams. zstd level 3 on every column; a bloom filter on `trace_id`; no dictionary
 //! on the high-cardinality text, ID and profile-bytes columns, where it only costs time.
 
 use std::collections::HashMap;
@@ -51,43 +51,42 @@ pub struct EncodedChunk {
 /// Concatenates and sorts by (stream_id, time).
 pub fn sort_for_chunk(signal: Signal, batches: &[RecordBatch]) -> Result<RecordBatch, ChunkError> {
     let batch = concat_batches(&schema::schema(signal), batches)?;
-    let stream = batch
-        .column_by_name("stream_id")
-        .ok_or(ChunkError::Column("stream_id"))?;
-    let time = batch
-        .column_by_name(signal.time_column())
-        .ok_or(ChunkError::Column("time"))?;
-    let indices = lexsort_to_indices(
-        &[
-            SortColumn {
-                values: Arc::clone(stream),
+    let columns = sort_columns(signal)
+        .iter()
+        .map(|&name| {
+            Ok(SortColumn {
+                values: Arc::clone(batch.column_by_name(name).ok_or(ChunkError::Column(name))?),
                 options: None,
-            },
-            SortColumn {
-                values: Arc::clone(time),
-                options: None,
-            },
-        ],
-        None,
-    )?;
+            })
+        })
+        .collect::<Result<Vec<_>, ChunkError>>()?;
+    let indices = lexsort_to_indices(&columns, None)?;
     Ok(take_record_batch(&batch, &indices)?)
+}
+
+/// The order of rows in a chunk: by stream, then time. Profile samples go by stream,
+/// then stack, then time: a service's profiles repeat the same stacks, and rows with
+/// equal stacks side by side compress to a small fraction (and merge in runs).
+fn sort_columns(signal: Signal) -> Vec<&'static str> {
+    match signal {
+        Signal::ProfileSamples => vec!["stream_id", "stack_id", signal.time_column()],
+        _ => vec!["stream_id", signal.time_column()],
+    }
 }
 
 fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterProperties, ChunkError> {
     let schema = schema::schema(signal);
     let index = |name: &'static str| schema.index_of(name).map_err(|_| ChunkError::Column(name));
-    let sorting = vec![
-        SortingColumn {
-            column_idx: index("stream_id")? as i32,
-            descending: false,
-            nulls_first: false,
-        },
-        SortingColumn {
-            column_idx: index(signal.time_column())? as i32,
-            descending: false,
-            nulls_first: false,
-        },
-    ];
+    let sorting = sort_columns(signal)
+        .into_iter()
+        .map(|name| {
+            Ok(SortingColumn {
+                column_idx: index(name)? as i32,
+                descending: false,
+                nulls_first: false,
+            })
+        })
+        .collect::<Result<Vec<_>, ChunkError>>()?;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -225,6 +224,64 @@ mod tests {
     use super::*;
     use crate::model::schema::{LogBatchBuilder, LogFields, Stream};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn profile_samples_are_sorted_by_stack_within_a_stream() {
+        use crate::ingest::profiles::{ProfileRows, Received};
+        use crate::profile::{Frame, Profile, Sample, ValueType};
+        let frames = ["a", "b", "c"]
+            .iter()
+            .map(|f| Frame {
+                function: (*f).into(),
+                ..Frame::default()
+            })
+            .collect();
+        let sample = |stack: Vec<u32>| Sample {
+            stack,
+            values: vec![1],
+            labels: vec![],
+        };
+        let mut rows = ProfileRows::default();
+        for time in [2, 1] {
+            let profile = Profile {
+                time_nanos: time,
+                sample_types: vec![ValueType::new("cpu", "nanoseconds")],
+                frames: Vec::clone(&frames),
+                samples: vec![sample(vec![0, 1]), sample(vec![0, 2]), sample(vec![0, 1])],
+                ..Profile::default()
+            };
+            rows.add(Received {
+                labels: vec![("service_name".into(), "shop".into())],
+                profile: &profile,
+                original: b"",
+                default_time: 0,
+                default_duration: 0,
+                id: None,
+            })
+            .unwrap();
+        }
+        let batches: Vec<RecordBatch> = rows
+            .finish()
+            .into_iter()
+            .filter(|(signal, _)| *signal == Signal::ProfileSamples)
+            .map(|(_, b)| b)
+            .collect();
+        let sorted = sort_for_chunk(Signal::ProfileSamples, &batches).unwrap();
+        let stacks = sorted
+            .column_by_name("stack_id")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let times = sorted
+            .column_by_name("timestamp")
+            .unwrap()
+            .as_primitive::<TimestampNanosecondType>();
+        let rows: Vec<(u64, i64)> = (0..sorted.num_rows())
+            .map(|i| (stacks.value(i), times.value(i)))
+            .collect();
+        let mut expected = rows.clone();
+        expected.sort();
+        assert_eq!(rows, expected);
+    }
 
     #[test]
     fn chunk_is_sorted_and_round_trips() {
