@@ -1,7 +1,8 @@
 //! Profile ingest, storage and merging.
 //!
-//! `profile_ingest_fsync`: one gzipped CPU profile (400 samples, two sample types)
-//! inflated, decoded, turned into rows and made durable (WAL fsync) in the head.
+//! `profile_decode_and_rows`: one gzipped CPU profile (400 samples, two sample types)
+//! inflated, decoded and turned into rows; `profile_ingest_fsync` the same made
+//! durable (WAL fsync) in the head, one profile per request.
 //! `merge_1000_cpu_profiles`: 1,000 such profiles of one service, flushed to chunks,
 //! merged into one profile (the folded-stack / flame-graph path, and the pprof path
 //! that also reads files and lines).
@@ -32,7 +33,8 @@ const SAMPLES: usize = 400;
 const PROFILES: usize = 1000;
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
-fn ingest(rt: &tokio::runtime::Runtime, db: &Db, gz: &[u8]) {
+/// Inflate, decode and build the rows of one profile.
+fn rows(gz: &[u8]) -> Vec<(threadline::model::Signal, arrow::array::RecordBatch)> {
     let original = pprof::inflate(gz.to_vec().into(), 64 << 20).unwrap();
     let profile = pprof::decode(&original).unwrap();
     let mut rows = ProfileRows::default();
@@ -45,7 +47,11 @@ fn ingest(rt: &tokio::runtime::Runtime, db: &Db, gz: &[u8]) {
         id: None,
     })
     .unwrap();
-    rt.block_on(db.write_all(&Tenant::default_tenant(), rows.finish()))
+    rows.finish()
+}
+
+fn ingest(rt: &tokio::runtime::Runtime, db: &Db, gz: &[u8]) {
+    rt.block_on(db.write_all(&Tenant::default_tenant(), rows(gz)))
         .unwrap();
 }
 
@@ -78,9 +84,15 @@ fn profile_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("profiles");
     group.sample_size(20);
     group.throughput(Throughput::Elements(1));
+    let mut next = 0;
+    group.bench_function("profile_decode_and_rows", |b| {
+        b.iter(|| {
+            next += 1;
+            rows(&profiles[next % PROFILES])
+        })
+    });
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(&rt, dir.path(), SyncPolicy::Fsync);
-    let mut next = 0;
     group.bench_function("profile_ingest_fsync", |b| {
         b.iter(|| {
             ingest(&rt, &db, &profiles[next % PROFILES]);
