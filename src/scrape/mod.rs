@@ -8,6 +8,10 @@
 //! and keeps the error for `GET /api/v1/targets`; other targets are unaffected. Each
 //! target runs on its own task, first at an offset within the interval derived from
 //! its URL, so targets of one job spread out.
+//!
+//! A job with a `profiling` section adds one more target per pprof endpoint of each
+//! address (see `profiles`); they share this engine, its limits and its status
+//! reporting, and write `profiles` rows instead of samples (no `up` series).
 
 pub mod profiles;
 pub mod rows;
