@@ -322,6 +322,31 @@ fn pprof_top(pprof: &std::path::Path, file: &std::path::Path) -> String {
     text
 }
 
+/// Fetches a merged profile as pprof into `file` and returns what `pprof -top` prints
+/// of it.
+async fn merged_pprof_top(
+    server: &TestServer,
+    pprof: &std::path::Path,
+    profile_type: &str,
+    selector: &str,
+    file: &std::path::Path,
+) -> String {
+    let response = server
+        .http
+        .get(format!("{}/threadline/v1/profiles/merge", server.url))
+        .query(&[
+            ("profile_type", profile_type),
+            ("query", selector),
+            ("format", "pprof"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    std::fs::write(file, response.bytes().await.unwrap()).unwrap();
+    pprof_top(pprof, file)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyroscope_python_sdk_pushes_cpu_profiles_with_span_labels() {
     let python =
@@ -368,24 +393,14 @@ async fn pyroscope_python_sdk_pushes_cpu_profiles_with_span_labels() {
     );
 
     // The merged CPU profile, read by Go's pprof.
-    let response = server
-        .http
-        .get(format!("{}/threadline/v1/profiles/merge", server.url))
-        .query(&[
-            (
-                "profile_type",
-                "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
-            ),
-            ("query", "{service_name=\"pyapp\"}"),
-            ("format", "pprof"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let file = dir.path().join("merged.pb.gz");
-    std::fs::write(&file, response.bytes().await.unwrap()).unwrap();
-    let top = pprof_top(&pprof, &file);
+    let top = merged_pprof_top(
+        &server,
+        &pprof,
+        "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+        "{service_name=\"pyapp\"}",
+        &dir.path().join("merged.pb.gz"),
+    )
+    .await;
     assert!(top.contains("Type: cpu"), "{top}");
     assert!(top.contains("burn_alpha_checkout"), "{top}");
     assert!(top.contains("burn_beta_background"), "{top}");
@@ -464,21 +479,14 @@ async fn debian_prometheus_pprof_endpoints_are_scraped() {
     );
 
     // The merged goroutine profile, read by Go's pprof.
-    let response = server
-        .http
-        .get(format!("{}/threadline/v1/profiles/merge", server.url))
-        .query(&[
-            ("profile_type", "goroutines:goroutine:count:goroutine:count"),
-            ("query", "{job=\"prometheus\"}"),
-            ("format", "pprof"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let file = dir.path().join("goroutines.pb.gz");
-    std::fs::write(&file, response.bytes().await.unwrap()).unwrap();
-    let top = pprof_top(&pprof, &file);
+    let top = merged_pprof_top(
+        &server,
+        &pprof,
+        "goroutines:goroutine:count:goroutine:count",
+        "{job=\"prometheus\"}",
+        &dir.path().join("goroutines.pb.gz"),
+    )
+    .await;
     assert!(top.contains("Type: goroutine"), "{top}");
     assert!(top.contains("runtime.gopark"), "{top}");
 }

@@ -255,11 +255,11 @@ fn decode_all(pending: Vec<Pending>, limit: usize) -> Result<Vec<(Signal, Record
                     let totals = to_delta(&mut before, None);
                     to_delta(&mut profile, Some(&totals));
                 }
-                (profile, original.to_vec())
+                (profile, original)
             }
             PendingBody::Folded(profile) => {
                 let original = prost::Message::encode_to_vec(&pprof::encode(&profile));
-                (profile, original)
+                (profile, Bytes::from(original))
             }
         };
         rows.add(Received {

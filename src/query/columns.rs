@@ -1,7 +1,7 @@
 //! Typed access to the columns of a query's result batches. A missing or mistyped
 //! column is a bug in the plan that produced the batch, reported as an execution error.
 
-use arrow::array::{Array, AsArray, MapArray, PrimitiveArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, ListArray, MapArray, PrimitiveArray, RecordBatch, StringArray};
 use arrow::datatypes::ArrowPrimitiveType;
 
 use super::{QueryError, Result};
@@ -31,6 +31,13 @@ pub fn map<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a MapArray> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_map_opt())
+        .ok_or_else(|| missing(name))
+}
+
+pub fn list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_list_opt::<i32>())
         .ok_or_else(|| missing(name))
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, ListArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampNanosecondType, UInt64Type};
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
@@ -359,7 +359,7 @@ impl QueryEngine {
             let names = columns::string(batch, "span_name")?;
             let types = columns::string(batch, "profile_type")?;
             let values = columns::primitive::<Int64Type>(batch, "value")?;
-            let functions = list(batch, "functions")?;
+            let functions = columns::list(batch, "functions")?;
             for row in 0..batch.num_rows() {
                 let span_id = columns::optional(span_ids, row);
                 let key = (span_id.clone(), types.value(row).to_owned());
@@ -520,27 +520,20 @@ async fn span_traces(
     Ok(out)
 }
 
-fn list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_list_opt::<i32>())
-        .ok_or_else(|| QueryError::Execution(format!("result column {name} missing")))
-}
-
 /// Adds rows of (`stack_id`, `value`, `functions`[, `files`, `lines`]) to a merge;
 /// each distinct stack's frames are read once per batch. Returns the rows merged.
 pub fn merge_batch(merged: &mut Merged, batch: &RecordBatch, with_lines: bool) -> Result<usize> {
     let bad = |what: &str| QueryError::Execution(format!("profile_samples: {what}"));
     let ids = columns::primitive::<UInt64Type>(batch, "stack_id")?;
     let values = columns::primitive::<Int64Type>(batch, "value")?;
-    let functions = list(batch, "functions")?;
+    let functions = columns::list(batch, "functions")?;
     let function_names = functions
         .values()
         .as_string_opt::<i32>()
         .ok_or_else(|| bad("functions is not a list of strings"))?;
     let lines = if with_lines {
-        let files = list(batch, "files")?;
-        let lines = list(batch, "lines")?;
+        let files = columns::list(batch, "files")?;
+        let lines = columns::list(batch, "lines")?;
         let names = files
             .values()
             .as_string_opt::<i32>()

@@ -83,6 +83,28 @@ pub struct Status {
     pub samples: usize,
 }
 
+impl Status {
+    fn up(scrape_time: i64, duration: Duration, samples: usize) -> Self {
+        Self {
+            health: Health::Up,
+            last_error: String::new(),
+            last_scrape: Some(scrape_time),
+            last_duration: duration,
+            samples,
+        }
+    }
+
+    fn down(scrape_time: i64, duration: Duration, error: String) -> Self {
+        Self {
+            health: Health::Down,
+            last_error: error,
+            last_scrape: Some(scrape_time),
+            last_duration: duration,
+            samples: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Target {
     pub job: String,
@@ -260,26 +282,15 @@ impl Scraper {
         let duration = started.elapsed();
         let (mut rows, status) = match outcome {
             Ok(rows) => {
-                let samples = rows.sample_count();
-                let status = Status {
-                    health: Health::Up,
-                    last_error: String::new(),
-                    last_scrape: Some(scrape_time),
-                    last_duration: duration,
-                    samples,
-                };
+                let status = Status::up(scrape_time, duration, rows.sample_count());
                 (rows, status)
             }
             Err(error) => {
                 debug!(target = %target.url, %error, "scrape failed");
-                let status = Status {
-                    health: Health::Down,
-                    last_error: error,
-                    last_scrape: Some(scrape_time),
-                    last_duration: duration,
-                    samples: 0,
-                };
-                (MetricRows::default(), status)
+                (
+                    MetricRows::default(),
+                    Status::down(scrape_time, duration, error),
+                )
             }
         };
         rows::report_rows(
@@ -291,6 +302,57 @@ impl Scraper {
             status.samples,
         );
         (rows, status)
+    }
+
+    /// Scrapes one pprof endpoint: the rows to write, the target's new status, and
+    /// the cumulative totals to keep once the rows are stored.
+    pub async fn scrape_profile(
+        &self,
+        target: &Target,
+    ) -> (Vec<(Signal, RecordBatch)>, Status, Option<Totals>) {
+        let scrape_time = now_ns() / 1_000_000 * 1_000_000;
+        let started = Instant::now();
+        let outcome = async {
+            let (_, content_encoding, body) =
+                self.fetch(target, "application/octet-stream").await?;
+            let encoding =
+                ContentEncoding::parse(Some(&content_encoding)).map_err(|e| e.to_string())?;
+            let previous = lock(&target.totals).clone();
+            let limit = self.max_body_bytes;
+            let labels = target.labels.clone();
+            tokio::task::spawn_blocking(move || {
+                let body = decompress(body.into(), encoding, limit).map_err(|e| e.to_string())?;
+                let original = pprof::inflate(body, limit).map_err(|e| e.to_string())?;
+                let mut profile = pprof::decode(&original).map_err(|e| e.to_string())?;
+                let totals = to_delta(&mut profile, previous.as_ref());
+                let mut rows = ProfileRows::default();
+                rows.add(Received {
+                    labels,
+                    profile: &profile,
+                    original: &original,
+                    default_time: scrape_time,
+                    default_duration: 0,
+                    id: None,
+                })
+                .map_err(|e| e.to_string())?;
+                Ok::<_, String>((rows.finish(), profile.samples.len(), totals))
+            })
+            .await
+            .map_err(|e| format!("decoding the profile failed: {e}"))?
+        }
+        .await;
+        let duration = started.elapsed();
+        match outcome {
+            Ok((batches, samples, totals)) => (
+                batches,
+                Status::up(scrape_time, duration, samples),
+                Some(totals),
+            ),
+            Err(error) => {
+                debug!(target = %target.url, %error, "profile scrape failed");
+                (Vec::new(), Status::down(scrape_time, duration, error), None)
+            }
+        }
     }
 
     /// Fetches a target's body within its timeout and the size limit: its content
@@ -367,75 +429,6 @@ impl Scraper {
         })
         .await
         .map_err(|e| format!("parsing the scrape failed: {e}"))?
-    }
-}
-
-impl Scraper {
-    /// Scrapes one pprof endpoint: the rows to write, the target's new status, and
-    /// the cumulative totals to keep once the rows are stored.
-    pub async fn scrape_profile(
-        &self,
-        target: &Target,
-    ) -> (Vec<(Signal, RecordBatch)>, Status, Option<Totals>) {
-        let scrape_time = now_ns() / 1_000_000 * 1_000_000;
-        let started = Instant::now();
-        let outcome = async {
-            let (_, content_encoding, body) =
-                self.fetch(target, "application/octet-stream").await?;
-            let encoding =
-                ContentEncoding::parse(Some(&content_encoding)).map_err(|e| e.to_string())?;
-            let previous = lock(&target.totals).clone();
-            let limit = self.max_body_bytes;
-            let labels = target.labels.clone();
-            tokio::task::spawn_blocking(move || {
-                let body = decompress(body.into(), encoding, limit).map_err(|e| e.to_string())?;
-                let original = pprof::inflate(body, limit).map_err(|e| e.to_string())?;
-                let mut profile = pprof::decode(&original).map_err(|e| e.to_string())?;
-                let totals = to_delta(&mut profile, previous.as_ref());
-                let mut rows = ProfileRows::default();
-                rows.add(Received {
-                    labels,
-                    profile: &profile,
-                    original: &original,
-                    default_time: scrape_time,
-                    default_duration: 0,
-                    id: None,
-                })
-                .map_err(|e| e.to_string())?;
-                Ok::<_, String>((rows.finish(), profile.samples.len(), totals))
-            })
-            .await
-            .map_err(|e| format!("decoding the profile failed: {e}"))?
-        }
-        .await;
-        let last_duration = started.elapsed();
-        match outcome {
-            Ok((batches, samples, totals)) => (
-                batches,
-                Status {
-                    health: Health::Up,
-                    last_error: String::new(),
-                    last_scrape: Some(scrape_time),
-                    last_duration,
-                    samples,
-                },
-                Some(totals),
-            ),
-            Err(error) => {
-                debug!(target = %target.url, %error, "profile scrape failed");
-                (
-                    Vec::new(),
-                    Status {
-                        health: Health::Down,
-                        last_error: error,
-                        last_scrape: Some(scrape_time),
-                        last_duration,
-                        samples: 0,
-                    },
-                    None,
-                )
-            }
-        }
     }
 }
 
