@@ -22,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod index;
 pub mod ingest;
+pub mod logql;
 pub mod metrics;
 pub mod model;
 pub mod profile;

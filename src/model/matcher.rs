@@ -89,7 +89,7 @@ impl Matcher {
     }
 }
 
-fn compile(pattern: &str, original: &str) -> Result<Regex, String> {
+pub(crate) fn compile(pattern: &str, original: &str) -> Result<Regex, String> {
     if original.len() > MAX_PATTERN_LEN {
         return Err(format!(
             "regex too long: {} > {MAX_PATTERN_LEN} bytes",
@@ -288,48 +288,48 @@ pub(crate) fn write_quoted(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Resu
     f.write_str("\"")
 }
 
-struct Parser<'a> {
-    text: &'a str,
-    pos: usize,
+pub(crate) struct Parser<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Self { text, pos: 0 }
     }
 
-    fn column_of(&self, byte_pos: usize) -> usize {
+    pub(crate) fn column_of(&self, byte_pos: usize) -> usize {
         self.text[..byte_pos.min(self.text.len())].chars().count() + 1
     }
 
-    fn error(&self, message: &str) -> ParseError {
+    pub(crate) fn error(&self, message: &str) -> ParseError {
         ParseError {
             column: self.column_of(self.pos),
             message: message.to_owned(),
         }
     }
 
-    fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.text.len()
     }
 
-    fn peek(&self) -> Option<char> {
+    pub(crate) fn peek(&self) -> Option<char> {
         self.text[self.pos..].chars().next()
     }
 
-    fn next_char(&mut self) -> Option<char> {
+    pub(crate) fn next_char(&mut self) -> Option<char> {
         let c = self.peek()?;
         self.pos += c.len_utf8();
         Some(c)
     }
 
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while let Some(c) = self.peek().filter(|c| c.is_whitespace()) {
             self.pos += c.len_utf8();
         }
     }
 
-    fn expect(&mut self, want: char, what: &str) -> Result<(), ParseError> {
+    pub(crate) fn expect(&mut self, want: char, what: &str) -> Result<(), ParseError> {
         self.skip_ws();
         if self.peek() == Some(want) {
             self.pos += want.len_utf8();
@@ -342,7 +342,7 @@ impl<'a> Parser<'a> {
     /// `{matchers}`, optionally preceded by a metric name as in Prometheus
     /// (`http_requests_total{job="api"}`, or the name alone), which reads as
     /// `__name__="…"`.
-    fn selector(&mut self) -> Result<Selector, ParseError> {
+    pub(crate) fn selector(&mut self) -> Result<Selector, ParseError> {
         self.skip_ws();
         let mut matchers = Vec::new();
         if matches!(self.peek(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':') {
@@ -414,7 +414,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn ident(&mut self) -> Result<String, ParseError> {
+    pub(crate) fn ident(&mut self) -> Result<String, ParseError> {
         let start = self.pos;
         while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == '_') {
             self.pos += 1;
@@ -426,7 +426,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A double-quoted string with escapes, or a backquoted raw string.
-    fn string(&mut self) -> Result<String, ParseError> {
+    pub(crate) fn string(&mut self) -> Result<String, ParseError> {
         match self.peek() {
             Some('`') => {
                 self.pos += 1;
