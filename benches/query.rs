@@ -25,7 +25,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use data::{Rng, SERVICES, T0, line, logs_request, open_db, remote_write_request, traces_request};
 use threadline::ingest::IngestRules;
 use threadline::ingest::{otlp, remote_write};
-use threadline::model::{LogQuery, Signal, Tenant, TraceId};
+use threadline::logql;
+use threadline::model::{Signal, Tenant, TraceId};
 use threadline::query::grep::contains;
 use threadline::query::logql::{Direction, LogRequest};
 use threadline::query::{QueryConfig, QueryEngine};
@@ -85,11 +86,12 @@ fn grep_query(c: &mut Criterion) {
         }
     }
     let request = |q: &str| LogRequest {
-        query: LogQuery::parse(q).unwrap(),
+        query: logql::parse_log(q).unwrap(),
         start: T0 - 1,
         end: T0 + 1_000_000_000_000,
         limit: 100,
         direction: Direction::Backward,
+        categorize: false,
     };
     let mut group = c.benchmark_group("grep_query");
     group.throughput(Throughput::Bytes(body_bytes));

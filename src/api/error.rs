@@ -2,7 +2,7 @@
 //! client can act on. Internal details are logged, never returned.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{error, warn};
 
@@ -34,6 +34,20 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Prometheus's name for the kind of error.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::PayloadTooLarge | ErrorCode::UnsupportedMediaType => {
+                "bad_data"
+            }
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "not_acceptable",
+            ErrorCode::LimitExceeded => "execution",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
         }
     }
 }
@@ -94,22 +108,48 @@ impl From<QueryError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The error as Loki writes errors: the message alone, as plain text.
+    pub fn into_text_response(self) -> Response {
+        self.respond(|status, message| {
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{message}\n"),
+            )
+                .into_response()
+        })
+    }
+
+    fn respond(self, body: impl FnOnce(StatusCode, &str) -> Response) -> Response {
         let status = self.code.status();
         if status.is_server_error() {
             warn!(status = status.as_u16(), message = %self.message, "request failed");
         }
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "status": "error", "error": self.message })),
-        )
-            .into_response();
+        let mut response = body(status, &self.message);
         if self.code == ErrorCode::Unavailable {
             response
                 .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+                .insert("retry-after", HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+/// JSON errors carry Prometheus's `errorType` so that its clients read them too.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let error_type = self.code.error_type();
+        self.respond(|status, message| {
+            (
+                status,
+                Json(serde_json::json!({
+                    "status": "error",
+                    "errorType": error_type,
+                    "error": message,
+                })),
+            )
+                .into_response()
+        })
     }
 }

@@ -5,7 +5,9 @@
 
 mod error;
 mod loki;
+mod loki_query;
 mod otlp;
+mod params;
 mod profile_query;
 mod profiles;
 mod prometheus;
@@ -58,6 +60,30 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/targets", get(prometheus::targets))
         .route("/loki/api/v1/push", post(loki::push))
+        .route(
+            "/loki/api/v1/query_range",
+            get(loki_query::query_range).post(loki_query::query_range),
+        )
+        .route(
+            "/loki/api/v1/query",
+            get(loki_query::query).post(loki_query::query),
+        )
+        .route("/loki/api/v1/labels", get(loki_query::labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(loki_query::label_values),
+        )
+        .route(
+            "/loki/api/v1/series",
+            get(loki_query::series).post(loki_query::series),
+        )
+        .route("/loki/api/v1/index/stats", get(loki_query::index_stats))
+        .route("/loki/api/v1/index/volume", get(loki_query::volume))
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(loki_query::volume_range),
+        )
+        .route("/loki/api/v1/status/buildinfo", get(loki_query::buildinfo))
         .route("/ingest", post(profiles::pyroscope_ingest))
         .route(
             "/push.v1.PusherService/Push",

@@ -13,9 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, ErrorCode, now_ns, read_body, tenant};
-use crate::model::{LogQuery, Selector, Signal, StreamId, Tenant, TraceId};
-use crate::query::logql::{Direction, LogRequest};
-use crate::query::time::parse_time;
+use crate::logql::{self, Origin};
+use crate::model::{Selector, Signal, StreamId, Tenant, TraceId};
+use crate::query::logql::{Direction, Entry, LogRequest};
+use crate::query::time::{format_time, parse_time};
 use crate::query::{QueryOutput, to_json_rows};
 
 /// Largest SQL text accepted.
@@ -196,7 +197,9 @@ pub fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), 
     Ok((start, end))
 }
 
-/// `GET /threadline/v1/query`: a selector and line filters, newest first by default.
+/// `GET /threadline/v1/query`: a LogQL log query, newest first by default. Lines are
+/// grouped by stream; each carries its trace context, structured metadata and parsed
+/// labels.
 pub async fn logs(
     State(state): State<AppState>,
     Query(params): Query<LogParams>,
@@ -205,9 +208,11 @@ pub async fn logs(
     let tenant = tenant(&headers)?;
     let text = params
         .query
-        .as_deref()
         .ok_or_else(|| ApiError::bad_request("missing query parameter: query"))?;
-    let query = LogQuery::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let query = tokio::task::spawn_blocking(move || logql::parse_log(&text))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
     let limit = match params.limit.as_deref() {
         None => DEFAULT_LOG_LIMIT,
@@ -240,18 +245,62 @@ pub async fn logs(
             &tenant,
             &LogRequest {
                 query,
+                // The end is included.
                 start,
-                end,
+                end: end.saturating_add(1),
                 limit,
                 direction,
+                categorize: true,
             },
         )
         .await?;
+    let streams: Vec<serde_json::Value> = result
+        .streams
+        .iter()
+        .map(|stream| {
+            let labels: serde_json::Map<_, _> = stream
+                .labels
+                .iter()
+                .map(|(k, v, _)| (k.to_owned(), serde_json::Value::from(v)))
+                .collect();
+            let entries: Vec<_> = stream.entries.iter().map(entry_json).collect();
+            json!({ "labels": labels, "entries": entries })
+        })
+        .collect();
     Ok(Json(json!({
-        "streams": result.streams,
+        "streams": streams,
         "stats": result.stats.to_json(),
     }))
     .into_response())
+}
+
+fn entry_json(entry: &Entry) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("timestamp".into(), format_time(entry.timestamp_ns).into());
+    out.insert("timestamp_ns".into(), entry.timestamp_ns.to_string().into());
+    out.insert("line".into(), entry.line.clone().into());
+    let mut metadata = serde_json::Map::new();
+    let mut parsed = serde_json::Map::new();
+    for (name, value, origin) in entry.labels.iter() {
+        match (origin, name) {
+            (Origin::Metadata, "trace_id" | "span_id") => {
+                out.insert(name.into(), value.into());
+            }
+            (Origin::Metadata, _) => {
+                metadata.insert(name.into(), value.into());
+            }
+            _ => {
+                parsed.insert(name.into(), value.into());
+            }
+        }
+    }
+    if !metadata.is_empty() {
+        out.insert("structured_metadata".into(), metadata.into());
+    }
+    if !parsed.is_empty() {
+        out.insert("parsed".into(), parsed.into());
+    }
+    serde_json::Value::Object(out)
 }
 
 #[derive(Debug, Deserialize)]

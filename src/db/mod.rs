@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use tracing::{error, info, warn};
 
 pub use flush::FlushReport;
@@ -161,7 +161,6 @@ impl Catalog {
 }
 
 fn add_stream_labels(index: &mut LabelIndex, id: StreamId, batch: &RecordBatch) {
-    use arrow::array::AsArray;
     use arrow::datatypes::UInt64Type;
     let (Some(ids), Some(labels)) = (
         batch
@@ -190,6 +189,13 @@ pub struct Selection {
     pub chunks: Vec<Arc<ChunkMeta>>,
     pub head: Vec<RecordBatch>,
     pub pruned_chunks: usize,
+}
+
+/// Rows and stored bytes per stream, and the chunks holding them.
+#[derive(Debug, Default)]
+pub struct Volumes {
+    pub chunks: usize,
+    pub streams: HashMap<StreamId, (u64, u64)>,
 }
 
 pub struct Db {
@@ -445,6 +451,65 @@ impl Db {
             }
         }
         out
+    }
+
+    /// What the rows of some streams in `[start, end]` amount to, from chunk
+    /// metadata and the head's batches, without reading any chunk: per stream its
+    /// rows and stored bytes (a chunk's size shared by row count; a head batch's
+    /// memory likewise), and how many chunks hold them. Chunks overlapping the range
+    /// count whole, as a scan would read them.
+    pub fn stream_volumes(
+        &self,
+        tenant: &Tenant,
+        signal: Signal,
+        streams: Option<&HashSet<StreamId>>,
+        (start, end): (i64, i64),
+    ) -> Volumes {
+        let catalog = self.read_catalog();
+        let mut volumes = Volumes::default();
+        let Some(table) = catalog.table(tenant, signal) else {
+            return volumes;
+        };
+        let wanted = |id: &StreamId| streams.is_none_or(|s| s.contains(id));
+        for chunk in table.chunks.values() {
+            if chunk.max_time < start || chunk.min_time > end {
+                continue;
+            }
+            let mut touched = false;
+            for stream in &chunk.streams {
+                if !wanted(&stream.id) || stream.max_time < start || stream.min_time > end {
+                    continue;
+                }
+                touched = true;
+                let bytes = chunk.size as u128 * stream.rows as u128 / chunk.rows.max(1) as u128;
+                let entry = volumes.streams.entry(stream.id).or_default();
+                entry.0 += stream.rows;
+                entry.1 += bytes as u64;
+            }
+            volumes.chunks += usize::from(touched);
+        }
+        for head in table.heads() {
+            if !head.overlaps(start, end) {
+                continue;
+            }
+            for batch in &head.batches {
+                let Some(ids) = batch
+                    .column_by_name("stream_id")
+                    .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>())
+                else {
+                    continue;
+                };
+                let per_row = batch.get_array_memory_size() as u64 / batch.num_rows().max(1) as u64;
+                for id in ids.values().iter().map(|v| StreamId(*v)) {
+                    if wanted(&id) {
+                        let entry = volumes.streams.entry(id).or_default();
+                        entry.0 += 1;
+                        entry.1 += per_row;
+                    }
+                }
+            }
+        }
+        volumes
     }
 
     fn update_head_gauges(&self) {

@@ -1,5 +1,6 @@
-//! The label-matcher query language: a selector `{name="value", other=~"re"}` followed
-//! by any number of line filters (`|= "text"`, `!= "text"`, `|~ "re"`, `!~ "re"`).
+//! Label matchers and line filters: the selector `{name="value", other=~"re"}` that
+//! every label-matcher query starts with, and the line filters (`|= "text"`,
+//! `!= "text"`, `|~ "re"`, `!~ "re"`) LogQL runs in the scan. `logql` parses the rest.
 //!
 //! Matching follows Prometheus and Loki: regex matchers are anchored at both ends, and a
 //! missing label matches as the empty string. Line-filter regexes are not anchored.
@@ -214,60 +215,6 @@ impl LineFilter {
 
     pub fn regex(&self) -> Option<&Regex> {
         self.regex.as_ref()
-    }
-}
-
-/// A selector and its line-filter pipeline.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LogQuery {
-    pub selector: Selector,
-    pub filters: Vec<LineFilter>,
-}
-
-impl LogQuery {
-    pub fn parse(text: &str) -> Result<Self, ParseError> {
-        let mut parser = Parser::new(text);
-        let selector = parser.selector()?;
-        let mut filters = Vec::new();
-        loop {
-            parser.skip_ws();
-            if parser.at_end() {
-                break;
-            }
-            let start = parser.pos;
-            let op = match (parser.next_char(), parser.next_char()) {
-                (Some('|'), Some('=')) => LineFilterOp::Contains,
-                (Some('!'), Some('=')) => LineFilterOp::NotContains,
-                (Some('|'), Some('~')) => LineFilterOp::Regex,
-                (Some('!'), Some('~')) => LineFilterOp::NotRegex,
-                _ => {
-                    parser.pos = start;
-                    return Err(parser.error(
-                        "expected a line filter: |= \"text\", != \"text\", |~ \"regex\" or !~ \"regex\"",
-                    ));
-                }
-            };
-            parser.skip_ws();
-            let at = parser.pos;
-            let pattern = parser.string()?;
-            let filter = LineFilter::new(op, &pattern).map_err(|message| ParseError {
-                column: parser.column_of(at),
-                message,
-            })?;
-            filters.push(filter);
-        }
-        Ok(Self { selector, filters })
-    }
-}
-
-impl fmt::Display for LogQuery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.selector)?;
-        for filter in &self.filters {
-            write!(f, " {} ", filter.op.as_str())?;
-            write_quoted(f, &filter.pattern)?;
-        }
-        Ok(())
     }
 }
 
@@ -509,17 +456,8 @@ mod tests {
         ]
     }
 
-    fn filter_op() -> impl Strategy<Value = LineFilterOp> {
-        prop_oneof![
-            Just(LineFilterOp::Contains),
-            Just(LineFilterOp::NotContains),
-            Just(LineFilterOp::Regex),
-            Just(LineFilterOp::NotRegex)
-        ]
-    }
-
     /// Values that are valid both as literal text and as a regex.
-    fn value() -> impl Strategy<Value = String> {
+    pub fn value() -> impl Strategy<Value = String> {
         prop_oneof![
             "[a-z0-9 _\"\\n\\t-]{0,12}",
             "[a-z]{1,5}\\|[a-z]{1,5}",
@@ -528,48 +466,41 @@ mod tests {
         .prop_filter("valid regex", |v| Regex::new(v).is_ok())
     }
 
-    fn query() -> impl Strategy<Value = LogQuery> {
-        let matchers = prop::collection::vec(("[a-zA-Z_][a-zA-Z0-9_]{0,8}", op(), value()), 0..5);
-        let filters = prop::collection::vec((filter_op(), value()), 0..4);
-        (matchers, filters).prop_map(|(ms, fs)| LogQuery {
-            selector: Selector {
+    pub fn selector() -> impl Strategy<Value = Selector> {
+        prop::collection::vec(("[a-zA-Z_][a-zA-Z0-9_]{0,8}", op(), value()), 0..5).prop_map(
+            |ms| Selector {
                 matchers: ms
                     .into_iter()
                     .map(|(n, o, v)| Matcher::new(&n, o, &v).unwrap())
                     .collect(),
             },
-            filters: fs
-                .into_iter()
-                .map(|(o, p)| LineFilter::new(o, &p).unwrap())
-                .collect(),
-        })
+        )
     }
 
     proptest! {
         #[test]
-        fn parse_display_round_trip(q in query()) {
-            let text = q.to_string();
-            let parsed = LogQuery::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
-            prop_assert_eq!(parsed, q);
+        fn parse_display_round_trip(s in selector()) {
+            let text = s.to_string();
+            let parsed = Selector::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(parsed, s);
         }
 
         #[test]
         fn parser_never_panics(text in "\\PC{0,40}") {
-            let _ = LogQuery::parse(&text);
+            let _ = Selector::parse(&text);
         }
     }
 
     #[test]
     fn parses_the_documented_forms() {
-        let q = LogQuery::parse(
-            r#"{service_name="checkout", severity=~"warn|error"} |= "timeout" != `debug` |~ "user=\\d+" !~ "health""#,
-        )
-        .unwrap();
-        assert_eq!(q.selector.matchers.len(), 2);
-        assert_eq!(q.filters.len(), 4);
-        assert_eq!(q.filters[1].pattern, "debug");
-        let m = &q.selector.matchers[1];
+        let s = Selector::parse(r#"{service_name="checkout", severity=~"warn|error"}"#).unwrap();
+        assert_eq!(s.matchers.len(), 2);
+        let m = &s.matchers[1];
         assert!(m.matches("warn") && m.matches("error") && !m.matches("warning"));
+        assert_eq!(
+            Selector::parse("{a=`raw\\d`}").unwrap().matchers[0].value,
+            "raw\\d"
+        );
     }
 
     #[test]
@@ -587,32 +518,29 @@ mod tests {
     /// Skipping whitespace once stepped one byte into a multibyte space and panicked.
     #[test]
     fn unicode_whitespace_is_skipped_whole() {
-        assert!(LogQuery::parse("\u{2000}{a=\"b\"}\u{3000}|=\u{2000}\"x\"").is_ok());
-        assert!(LogQuery::parse(" \u{2000}").is_err());
+        assert!(Selector::parse("\u{2000}{a=\"b\"}\u{3000}").is_ok());
+        assert!(Selector::parse(" \u{2000}").is_err());
     }
 
     #[test]
     fn errors_say_where() {
-        let err = LogQuery::parse(r#"{service_name="a" |= "x""#).unwrap_err();
+        let err = Selector::parse(r#"{service_name="a" x"#).unwrap_err();
         assert_eq!(err.column, 19, "{err}");
-        let err = LogQuery::parse(r#"{a="b"} |x "y""#).unwrap_err();
-        assert_eq!(err.column, 9, "{err}");
-        let err = LogQuery::parse(r#"{a=~"("}"#).unwrap_err();
+        let err = Selector::parse(r#"{a=~"("}"#).unwrap_err();
         assert!(err.message.starts_with("invalid regex"), "{err}");
-        let err = LogQuery::parse(r#"{a="b"} |= "unterminated"#).unwrap_err();
-        assert_eq!(err.column, 12, "{err}");
+        let err = Selector::parse(r#"{a="unterminated}"#).unwrap_err();
+        assert_eq!(err.column, 4, "{err}");
     }
 
     #[test]
     fn regex_size_is_bounded() {
         let huge = format!("{{a=~\"{}\"}}", "(a{1000}){1000}");
-        let err = LogQuery::parse(&huge).unwrap_err();
+        let err = Selector::parse(&huge).unwrap_err();
         assert!(err.message.contains("too complex"), "{err}");
-        let long = format!("{{a=\"b\"}} |= \"{}\"", "x".repeat(MAX_PATTERN_LEN + 1));
+        let long = "x".repeat(MAX_PATTERN_LEN + 1);
         assert!(
-            LogQuery::parse(&long)
+            LineFilter::new(LineFilterOp::Contains, &long)
                 .unwrap_err()
-                .message
                 .contains("too long")
         );
     }

@@ -10,6 +10,6 @@ pub mod tenant;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use labels::{LabelError, LabelSet, StreamId};
-pub use matcher::{LineFilter, LineFilterOp, LogQuery, MatchOp, Matcher, ParseError, Selector};
+pub use matcher::{LineFilter, LineFilterOp, MatchOp, Matcher, ParseError, Selector};
 pub use signal::Signal;
 pub use tenant::{Tenant, TenantError};

@@ -5,6 +5,7 @@
 mod columns;
 pub mod exemplars;
 pub mod grep;
+pub mod log_metrics;
 pub mod logql;
 pub mod profiles;
 pub mod promql;
