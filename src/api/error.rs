@@ -40,9 +40,9 @@ impl ErrorCode {
     /// Prometheus's name for the kind of error.
     pub fn error_type(self) -> &'static str {
         match self {
-            ErrorCode::BadRequest | ErrorCode::PayloadTooLarge | ErrorCode::UnsupportedMediaType => {
-                "bad_data"
-            }
+            ErrorCode::BadRequest
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedMediaType => "bad_data",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "not_acceptable",
             ErrorCode::LimitExceeded => "execution",

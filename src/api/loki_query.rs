@@ -70,7 +70,11 @@ async fn parse(text: &str) -> Result<Query> {
 }
 
 fn direction(params: &Params) -> Result<Direction> {
-    match params.get("direction").map(str::to_ascii_lowercase).as_deref() {
+    match params
+        .get("direction")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("backward") => Ok(Direction::Backward),
         Some("forward") => Ok(Direction::Forward),
         Some(other) => Err(bad(format!(
@@ -569,7 +573,9 @@ async fn volume_groups(
         if by_labels {
             for (name, _) in labels.iter() {
                 if targets.is_empty() || targets.iter().any(|t| t == name) {
-                    *groups.entry(vec![(name.to_owned(), String::new())]).or_default() += bytes;
+                    *groups
+                        .entry(vec![(name.to_owned(), String::new())])
+                        .or_default() += bytes;
                 }
             }
         } else {

@@ -20,7 +20,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         let mut pairs: Vec<(String, String)> = request
             .uri()
             .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         let is_form = request
             .headers()
@@ -142,7 +146,10 @@ mod tests {
         ]);
         assert_eq!(p.all("match[]").len(), 2);
         assert_eq!(p.duration("step").unwrap(), Some(60_000_000_000));
-        assert_eq!(params(&[("step", "0.5")]).duration("step").unwrap(), Some(500_000_000));
+        assert_eq!(
+            params(&[("step", "0.5")]).duration("step").unwrap(),
+            Some(500_000_000)
+        );
         assert!(params(&[("step", "0")]).duration("step").is_err());
         assert!(p.count("limit", 100, 5000).is_err());
         assert_eq!(p.count("missing", 100, 5000).unwrap(), 100);

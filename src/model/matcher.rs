@@ -467,14 +467,14 @@ mod tests {
     }
 
     pub fn selector() -> impl Strategy<Value = Selector> {
-        prop::collection::vec(("[a-zA-Z_][a-zA-Z0-9_]{0,8}", op(), value()), 0..5).prop_map(
-            |ms| Selector {
+        prop::collection::vec(("[a-zA-Z_][a-zA-Z0-9_]{0,8}", op(), value()), 0..5).prop_map(|ms| {
+            Selector {
                 matchers: ms
                     .into_iter()
                     .map(|(n, o, v)| Matcher::new(&n, o, &v).unwrap())
                     .collect(),
-            },
-        )
+            }
+        })
     }
 
     proptest! {

@@ -699,18 +699,23 @@ mod tests {
     fn rates_extrapolate_like_prometheus() {
         let s = 1_000_000_000i64;
         // A counter rising 1/s since 0, sampled every 10s inside a 60s window.
-        let points: Vec<(i64, f64)> = (0..6).map(|i| ((5 + 10 * i) * s, (5 + 10 * i) as f64)).collect();
+        let points: Vec<(i64, f64)> = (0..6)
+            .map(|i| ((5 + 10 * i) * s, (5 + 10 * i) as f64))
+            .collect();
         let rate = extrapolated_rate(&points, (0, 60 * s), true, true).unwrap();
         assert!((rate - 1.0).abs() < 1e-9, "{rate}");
         // Extrapolation stops where the counter would have been zero.
         let from_zero: Vec<(i64, f64)> = points.iter().map(|(t, v)| (*t, v - 5.0)).collect();
         let rate = extrapolated_rate(&from_zero, (0, 60 * s), true, true).unwrap();
         assert!((rate - 55.0 / 60.0).abs() < 1e-9, "{rate}");
-        // A reset adds the value before it back.
+        // A reset adds the value before it back: 2 - 5 + 8 over 20s, extrapolated to 30s.
         let reset = [(10 * s, 5.0), (20 * s, 8.0), (30 * s, 2.0)];
         let increase = extrapolated_rate(&reset, (5 * s, 35 * s), true, false).unwrap();
-        assert!((increase - 13.5).abs() < 1e-9, "{increase}");
-        assert_eq!(extrapolated_rate(&reset[..1], (0, 60 * s), true, true), None);
+        assert!((increase - 7.5).abs() < 1e-9, "{increase}");
+        assert_eq!(
+            extrapolated_rate(&reset[..1], (0, 60 * s), true, true),
+            None
+        );
     }
 
     #[test]

@@ -187,7 +187,11 @@ impl<'a> LineBatch<'a> {
             }
         }
         for ids in [self.trace_ids, self.span_ids] {
-            let text = if ids.is_valid(row) { ids.value(row) } else { "" };
+            let text = if ids.is_valid(row) {
+                ids.value(row)
+            } else {
+                ""
+            };
             hasher.update(&(text.len() as u64).to_le_bytes());
             hasher.update(text.as_bytes());
         }
@@ -225,8 +229,7 @@ impl QueryEngine {
     async fn run_logs(&self, tenant: &Tenant, request: &LogRequest) -> Result<LogResult> {
         let stats = Arc::new(ScanStats::default());
         let range = (request.start, request.end);
-        let selected =
-            self.select_streams(tenant, Signal::Logs, &request.query.selector, range);
+        let selected = self.select_streams(tenant, Signal::Logs, &request.query.selector, range);
         let mut result = LogResult {
             streams: Vec::new(),
             counts: LineCounts::default(),
