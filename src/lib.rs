@@ -31,4 +31,5 @@ pub mod query;
 pub mod scrape;
 pub mod server;
 pub mod storage;
+pub mod traceql;
 pub mod wal;
