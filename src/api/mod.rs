@@ -12,6 +12,7 @@ mod profile_query;
 mod profiles;
 mod prometheus;
 mod query;
+mod tempo;
 
 use std::sync::Arc;
 
@@ -84,6 +85,15 @@ pub fn app(state: AppState) -> Router {
             get(loki_query::volume_range),
         )
         .route("/loki/api/v1/status/buildinfo", get(loki_query::buildinfo))
+        .route("/api/traces/{trace_id}", get(tempo::trace_v1))
+        .route("/api/v2/traces/{trace_id}", get(tempo::trace_v2))
+        .route("/api/search", get(tempo::search))
+        .route("/api/search/tags", get(tempo::tags_v1))
+        .route("/api/v2/search/tags", get(tempo::tags_v2))
+        .route("/api/search/tag/{tag}/values", get(tempo::tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(tempo::tag_values_v2))
+        .route("/api/echo", get(tempo::echo))
+        .route("/api/status/buildinfo", get(tempo::buildinfo))
         .route("/ingest", post(profiles::pyroscope_ingest))
         .route(
             "/push.v1.PusherService/Push",

@@ -7,6 +7,7 @@ pub mod exemplars;
 pub mod grep;
 pub mod log_metrics;
 pub mod logql;
+pub mod otlp;
 pub mod profiles;
 pub mod promql;
 pub mod samples;
@@ -14,6 +15,7 @@ pub mod streams;
 pub mod table;
 pub mod time;
 pub mod trace;
+pub mod traceql;
 
 use std::sync::Arc;
 use std::time::Duration;

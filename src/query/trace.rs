@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampNanosecondType;
 use datafusion::logical_expr::{col, lit};
+use datafusion::prelude::SessionContext;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -58,12 +59,7 @@ impl QueryEngine {
         let timeline_signals = [Signal::Spans, Signal::Logs, Signal::Exemplars];
         for signal in timeline_signals {
             let time = signal.time_column();
-            let df = ctx
-                .table(signal.as_str())
-                .await?
-                .filter(col("trace_id").eq(lit(hex.clone())))?
-                .sort(vec![col(time).sort(true, false)])?;
-            let (_, batches) = self.collect(df).await?;
+            let batches = self.trace_rows(&ctx, signal, &hex).await?;
             let times = time_values(&batches, time)?;
             if signal == Signal::Spans {
                 for batch in &batches {
@@ -117,6 +113,33 @@ impl QueryEngine {
             profiles,
             stats,
         }))
+    }
+}
+
+impl QueryEngine {
+    /// Every span of a trace, oldest first, found through the trace-ID index with no
+    /// time range; empty when the trace is unknown.
+    pub async fn trace_spans(&self, tenant: &Tenant, id: TraceId) -> Result<Vec<RecordBatch>> {
+        self.counted(async {
+            let ctx = self.session(tenant, Arc::new(ScanStats::default()))?;
+            self.trace_rows(&ctx, Signal::Spans, &id.to_hex()).await
+        })
+        .await
+    }
+
+    /// The rows of `signal` naming a trace (lowercase hex), in time order.
+    pub async fn trace_rows(
+        &self,
+        ctx: &SessionContext,
+        signal: Signal,
+        hex: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        let df = ctx
+            .table(signal.as_str())
+            .await?
+            .filter(col("trace_id").eq(lit(hex.to_owned())))?
+            .sort(vec![col(signal.time_column()).sort(true, false)])?;
+        Ok(self.collect(df).await?.1)
     }
 }
 
