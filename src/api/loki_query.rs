@@ -22,8 +22,9 @@ use super::query::{DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT};
 use super::{ApiError, AppState, ErrorCode, now_ns, tenant};
 use crate::logql::{self, Labels, Origin, Query};
 use crate::model::{Selector, Signal, StreamId, Tenant};
-use crate::query::log_metrics::{MetricRequest, Value as MetricValue};
+use crate::query::log_metrics::MetricRequest;
 use crate::query::logql::{Direction, LineCounts, LogRequest};
+use crate::query::series::{MAX_STEPS, Series, Value as MetricValue};
 use crate::query::table::ScanStats;
 
 /// The Loki API version these endpoints follow, reported by `status/buildinfo`.
@@ -132,7 +133,7 @@ pub async fn query_range(
             let series = match result.value {
                 MetricValue::Vector(series) => series,
                 // A number over a range is one series without labels.
-                MetricValue::Scalar(values) => vec![crate::query::log_metrics::Series {
+                MetricValue::Scalar(values) => vec![Series {
                     labels: Vec::new(),
                     points: values.into_iter().map(Some).collect(),
                 }],
@@ -502,10 +503,10 @@ pub async fn volume_range(
         .duration("step")?
         .unwrap_or(((end - start) / 250).max(1_000_000_000));
     let count = (end - start) / step + 1;
-    if count > crate::query::log_metrics::MAX_STEPS as i64 {
+    if count > MAX_STEPS as i64 {
         return Err(bad(format!(
             "exceeded maximum resolution of {} points; increase step",
-            crate::query::log_metrics::MAX_STEPS
+            MAX_STEPS
         )));
     }
     let mut series: BTreeMap<String, (Map<String, Value>, Vec<Value>)> = BTreeMap::new();

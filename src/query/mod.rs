@@ -11,6 +11,7 @@ pub mod otlp;
 pub mod profiles;
 pub mod promql;
 pub mod samples;
+pub mod series;
 pub mod streams;
 pub mod table;
 pub mod time;
