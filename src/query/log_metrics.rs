@@ -344,7 +344,3 @@ fn window_value(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
