@@ -60,6 +60,26 @@ pub fn app(state: AppState) -> Router {
             get(prometheus::query_exemplars).post(prometheus::query_exemplars),
         )
         .route("/api/v1/targets", get(prometheus::targets))
+        .route(
+            "/api/v1/query",
+            get(prometheus::query).post(prometheus::query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prometheus::query_range).post(prometheus::query_range),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prometheus::labels).post(prometheus::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(prometheus::label_values))
+        .route(
+            "/api/v1/series",
+            get(prometheus::series).post(prometheus::series),
+        )
+        .route("/api/v1/metadata", get(prometheus::metadata))
+        .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
+        .route("/api/v1/rules", get(prometheus::rules))
         .route("/loki/api/v1/push", post(loki::push))
         .route(
             "/loki/api/v1/query_range",

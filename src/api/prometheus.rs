@@ -1,5 +1,6 @@
-//! Prometheus-compatible endpoints: remote write (1.0 and 2.0) and the exemplar query
-//! API Grafana's Prometheus data source calls.
+//! Prometheus-compatible endpoints: remote write (1.0 and 2.0), and the read API
+//! Grafana's Prometheus data source calls — instant and range PromQL queries,
+//! exemplars, labels, series, metadata and build information.
 //!
 //! Remote write answers 204. Bad input is 400, which senders never retry; 413 and 415
 //! for bodies too large or of the wrong type; 503 with `Retry-After` only when the
@@ -18,14 +19,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::params::Params;
 use super::{
-    ApiError, AppState, ErrorCode, content_type, metric_batches, read_decoded_body, store, tenant,
+    ApiError, AppState, ErrorCode, content_type, metric_batches, now_ns, read_decoded_body, store,
+    tenant,
 };
 use crate::ingest::ContentEncoding;
 use crate::ingest::remote_write::{self, Counts, Version};
 use crate::model::{LabelSet, Selector, TraceId};
 use crate::query::exemplars::SeriesExemplars;
 use crate::query::promql;
+use crate::query::series::Value as SeriesValue;
 use crate::query::time::{format_time, parse_time};
 
 pub async fn remote_write(
@@ -310,4 +314,245 @@ fn humantime(d: std::time::Duration) -> String {
         out.push_str(&format!("{s}s"));
     }
     out
+}
+
+/// The Prometheus API version these endpoints follow, reported by `status/buildinfo`.
+pub const PROMETHEUS_API_VERSION: &str = "3.0.0";
+
+/// Parses PromQL off the async workers: parsing compiles the query's regexes.
+async fn parse_promql(text: &str) -> Result<promql_parser::parser::Expr, ApiError> {
+    let text = text.to_owned();
+    tokio::task::spawn_blocking(move || promql::parse(&text))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("query parsing failed: {e}")))?
+        .map_err(|e| ApiError::bad_request(format!("invalid parameter \"query\": {e}")))
+}
+
+/// `GET|POST /api/v1/query?query=&time=`
+pub async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let expr = parse_promql(params.required("query")?).await?;
+    let time = params.time("time", now_ns())?;
+    let result = state.engine.promql(&tenant, &expr, (time, time), 1).await?;
+    Ok(success(match result.value {
+        SeriesValue::Scalar(values) => json!({
+            "resultType": "scalar",
+            "result": [seconds(time), float_text(values[0])],
+        }),
+        SeriesValue::Vector(series) => {
+            let vector: Vec<Value> = series
+                .iter()
+                .filter_map(|s| {
+                    s.points[0].map(|v| {
+                        json!({ "metric": pairs(&s.labels), "value": [seconds(time), float_text(v)] })
+                    })
+                })
+                .collect();
+            json!({ "resultType": "vector", "result": vector })
+        }
+    }))
+}
+
+/// `GET|POST /api/v1/query_range?query=&start=&end=&step=`
+pub async fn query_range(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let expr = parse_promql(params.required("query")?).await?;
+    let start = params.time("start", i64::MIN)?;
+    let end = params.time("end", i64::MIN)?;
+    if start == i64::MIN || end == i64::MIN {
+        return Err(ApiError::bad_request("start and end are required"));
+    }
+    if end < start {
+        return Err(ApiError::bad_request(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let step = params.duration("step")?.ok_or_else(|| {
+        ApiError::bad_request("step is required: a duration such as 15s or a number of seconds")
+    })?;
+    let result = state
+        .engine
+        .promql(&tenant, &expr, (start, end), step)
+        .await?;
+    let series = match result.value {
+        SeriesValue::Vector(series) => series,
+        SeriesValue::Scalar(values) => vec![crate::query::series::Series {
+            labels: Vec::new(),
+            points: values.into_iter().map(Some).collect(),
+        }],
+    };
+    let mut matrix: Vec<(&Vec<(String, String)>, Value)> = series
+        .iter()
+        .map(|s| {
+            let values: Vec<Value> = s
+                .points
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    p.map(|v| json!([seconds(result.steps.time(i)), float_text(v)]))
+                })
+                .collect();
+            (
+                &s.labels,
+                json!({ "metric": pairs(&s.labels), "values": values }),
+            )
+        })
+        .collect();
+    matrix.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(success(json!({
+        "resultType": "matrix",
+        "result": matrix.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    })))
+}
+
+fn pairs(labels: &[(String, String)]) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    )
+}
+
+/// The metric series the `match[]` selectors name with samples in the range (all of
+/// them without a selector).
+fn matched_series(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    required: bool,
+) -> Result<
+    (
+        crate::model::Tenant,
+        std::collections::HashSet<crate::model::StreamId>,
+    ),
+    ApiError,
+> {
+    let tenant = tenant(headers)?;
+    let end = params.time("end", now_ns())?;
+    let start = params.time("start", i64::MIN + 1)?;
+    let mut ids =
+        state
+            .db
+            .streams_in_range(&tenant, crate::model::Signal::Samples, Some((start, end)));
+    let texts = params.all("match[]");
+    if texts.is_empty() && required {
+        return Err(ApiError::bad_request("no match[] parameter provided"));
+    }
+    if !texts.is_empty() {
+        let catalog = state.db.read_catalog();
+        let mut chosen = std::collections::HashSet::new();
+        if let Some(table) = catalog.table(&tenant, crate::model::Signal::Samples) {
+            for text in texts {
+                let selectors = promql::selectors(text).map_err(|e| {
+                    ApiError::bad_request(format!("invalid parameter \"match[]\": {e}"))
+                })?;
+                for selector in selectors {
+                    chosen.extend(table.labels.select(&selector));
+                }
+            }
+        }
+        ids.retain(|id| chosen.contains(id));
+    }
+    Ok((tenant, ids))
+}
+
+/// `GET|POST /api/v1/labels`
+pub async fn labels(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let (tenant, ids) = matched_series(&state, &headers, &params, false)?;
+    let catalog = state.db.read_catalog();
+    let names = catalog
+        .table(&tenant, crate::model::Signal::Samples)
+        .map(|t| t.labels.names(Some(&ids)))
+        .unwrap_or_default();
+    Ok(success(json!(names)))
+}
+
+/// `GET /api/v1/label/{name}/values`
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let (tenant, ids) = matched_series(&state, &headers, &params, false)?;
+    let catalog = state.db.read_catalog();
+    let values = catalog
+        .table(&tenant, crate::model::Signal::Samples)
+        .map(|t| t.labels.values(&name, Some(&ids)))
+        .unwrap_or_default();
+    Ok(success(json!(values)))
+}
+
+/// `GET|POST /api/v1/series?match[]=`
+pub async fn series(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let (tenant, ids) = matched_series(&state, &headers, &params, true)?;
+    let catalog = state.db.read_catalog();
+    let mut sets: Vec<&LabelSet> = catalog
+        .table(&tenant, crate::model::Signal::Samples)
+        .map(|t| ids.iter().filter_map(|id| t.labels.labels(*id)).collect())
+        .unwrap_or_default();
+    sets.sort();
+    Ok(success(Value::Array(
+        sets.into_iter().map(label_object).collect(),
+    )))
+}
+
+/// `GET /api/v1/metadata`: type and unit per metric name, from the samples of the
+/// last hour (or `start`..`end`); help text is not stored.
+pub async fn metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let end = params.time("end", now_ns())?;
+    let start = params.time("start", end.saturating_sub(3_600_000_000_000))?;
+    let rows = state
+        .engine
+        .metric_metadata(&tenant, (start, end), params.get("metric"))
+        .await?;
+    let limit = params.count("limit", usize::MAX, usize::MAX)?;
+    let mut out = serde_json::Map::new();
+    for (metric, kind, unit) in rows.into_iter().take(limit) {
+        out.entry(metric)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .map(|a| a.push(json!({ "type": kind, "help": "", "unit": unit })));
+    }
+    Ok(success(Value::Object(out)))
+}
+
+/// `GET /api/v1/status/buildinfo`
+pub async fn buildinfo() -> Response {
+    success(json!({
+        "version": PROMETHEUS_API_VERSION,
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+        "threadline": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// `GET /api/v1/rules`: Threadline evaluates no rules.
+pub async fn rules() -> Response {
+    success(json!({ "groups": [] }))
 }

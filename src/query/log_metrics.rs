@@ -343,4 +343,3 @@ fn window_value(
         RangeOp::RateCounter => return extrapolated_rate(window, bounds, true, true),
     })
 }
-

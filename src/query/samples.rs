@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
-use datafusion::logical_expr::col;
+use datafusion::logical_expr::{col, lit};
 
+use super::logql::ts_literal;
 use super::table::ScanStats;
 use super::{QueryEngine, Result, columns};
 use crate::model::{LabelSet, Selector, Signal, StreamId, Tenant};
@@ -26,6 +27,45 @@ pub struct SampleResult {
 }
 
 impl QueryEngine {
+    /// `(metric, type, unit)` of the metrics with samples in the range, by name; an
+    /// unknown type is `unknown` and an unknown unit empty.
+    pub async fn metric_metadata(
+        &self,
+        tenant: &Tenant,
+        (start, end): (i64, i64),
+        metric: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>> {
+        self.counted(async {
+            let ctx = self.session(tenant, Arc::default())?;
+            let mut df = ctx
+                .table(Signal::Samples.as_str())
+                .await?
+                .filter(col("timestamp").between(ts_literal(start), ts_literal(end)))?;
+            if let Some(metric) = metric {
+                df = df.filter(col("metric").eq(lit(metric.to_owned())))?;
+            }
+            let df = df
+                .aggregate(vec![col("metric"), col("metric_type"), col("unit")], vec![])?
+                .sort(vec![col("metric").sort(true, false)])?;
+            let (_, batches) = self.collect(df).await?;
+            let mut out = Vec::new();
+            for batch in &batches {
+                let metrics = columns::string(batch, "metric")?;
+                let kinds = columns::string(batch, "metric_type")?;
+                let units = columns::string(batch, "unit")?;
+                for row in 0..batch.num_rows() {
+                    out.push((
+                        metrics.value(row).to_owned(),
+                        columns::optional(kinds, row).unwrap_or_else(|| "unknown".into()),
+                        columns::optional(units, row).unwrap_or_default(),
+                    ));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub async fn samples(
         &self,
         tenant: &Tenant,

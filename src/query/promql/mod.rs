@@ -1,8 +1,14 @@
-//! PromQL as far as the exemplar API needs it: the series selectors inside an
-//! expression. Grafana sends a panel's whole query (`histogram_quantile(0.9,
-//! sum by (le) (rate(http_request_duration_seconds_bucket{job="api"}[5m])))`) to
-//! `/api/v1/query_exemplars`; Prometheus answers with the exemplars of every series
-//! any selector in it names, and so does Threadline.
+//! PromQL, parsed by `promql-parser` within bounds on size and shape. `eval` runs the
+//! part of the language Grafana's panels over exemplar-carrying metrics use;
+//! `selectors` finds the series selectors inside an expression for the exemplar API:
+//! Grafana sends a panel's whole query (`histogram_quantile(0.9, sum by (le)
+//! (rate(http_request_duration_seconds_bucket{job="api"}[5m])))`) to
+//! `/api/v1/query_exemplars`, and Prometheus answers with the exemplars of every
+//! series any selector in it names, as Threadline does.
+
+mod eval;
+
+pub use eval::{LOOKBACK_NS, PromResult};
 
 use promql_parser::label::{MatchOp as PromOp, Matcher as PromMatcher};
 use promql_parser::parser::{self, Expr, VectorSelector};
@@ -21,9 +27,8 @@ pub const MAX_NESTING: usize = 64;
 pub const MAX_OPERATORS: usize = 256;
 pub const MAX_REGEX_MATCHERS: usize = 64;
 
-/// The selectors in `query`, in the order they appear; an expression without one
-/// (`1 + 1`) gives none.
-pub fn selectors(query: &str) -> Result<Vec<Selector>, String> {
+/// Parses a query within the bounds on its size and shape.
+pub fn parse(query: &str) -> Result<Expr, String> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(format!(
             "query is {} bytes; at most {MAX_QUERY_BYTES} are accepted",
@@ -31,7 +36,13 @@ pub fn selectors(query: &str) -> Result<Vec<Selector>, String> {
         ));
     }
     check_shape(query)?;
-    let expr = parser::parse(query).map_err(|e| format!("invalid PromQL: {e}"))?;
+    parser::parse(query).map_err(|e| format!("invalid PromQL: {e}"))
+}
+
+/// The selectors in `query`, in the order they appear; an expression without one
+/// (`1 + 1`) gives none.
+pub fn selectors(query: &str) -> Result<Vec<Selector>, String> {
+    let expr = parse(query)?;
     let mut found = Vec::new();
     collect(&expr, &mut found)?;
     let mut distinct: Vec<Selector> = Vec::with_capacity(found.len());
@@ -69,7 +80,7 @@ fn collect(root: &Expr, found: &mut Vec<Selector>) -> Result<(), String> {
 }
 
 /// One selector per `or` alternative (`{a="1" or b="2"}`), each with the metric name.
-fn convert(vs: &VectorSelector) -> Result<Vec<Selector>, String> {
+pub(crate) fn convert(vs: &VectorSelector) -> Result<Vec<Selector>, String> {
     // With `or`, the parser moves every matcher into the alternatives.
     let matchers = &vs.matchers;
     let groups: Vec<&[PromMatcher]> = if matchers.or_matchers.is_empty() {
