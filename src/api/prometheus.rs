@@ -531,10 +531,13 @@ pub async fn metadata(
     let limit = params.count("limit", usize::MAX, usize::MAX)?;
     let mut out = serde_json::Map::new();
     for (metric, kind, unit) in rows.into_iter().take(limit) {
-        out.entry(metric)
+        if let Some(list) = out
+            .entry(metric)
             .or_insert_with(|| json!([]))
             .as_array_mut()
-            .map(|a| a.push(json!({ "type": kind, "help": "", "unit": unit })));
+        {
+            list.push(json!({ "type": kind, "help": "", "unit": unit }));
+        }
     }
     Ok(success(Value::Object(out)))
 }

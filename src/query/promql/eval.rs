@@ -355,7 +355,7 @@ impl Evaluation<'_> {
                     .await
             }
             "quantile_over_time" => {
-                let q = self.number(args.first())?;
+                let q = self.number(args.first().map(AsRef::as_ref))?;
                 self.over_range(
                     matrix(1)?,
                     |w, _| {
@@ -368,8 +368,10 @@ impl Evaluation<'_> {
                 .await
             }
             "histogram_quantile" => {
-                let q = self.number(args.first())?;
-                let inner = self.vector_arg(args.get(1), name).await?;
+                let q = self.number(args.first().map(AsRef::as_ref))?;
+                let inner = self
+                    .vector_arg(args.get(1).map(AsRef::as_ref), name)
+                    .await?;
                 Ok(Value::Vector(histogram_quantile(
                     q,
                     inner,
@@ -387,12 +389,16 @@ impl Evaluation<'_> {
                     "log2" => f64::log2,
                     _ => f64::log10,
                 };
-                let inner = self.vector_arg(args.first(), name).await?;
+                let inner = self
+                    .vector_arg(args.first().map(AsRef::as_ref), name)
+                    .await?;
                 Ok(map_values(Value::Vector(inner), f, true))
             }
             "clamp_min" | "clamp_max" => {
-                let bound = self.number(args.get(1))?;
-                let inner = self.vector_arg(args.first(), name).await?;
+                let bound = self.number(args.get(1).map(AsRef::as_ref))?;
+                let inner = self
+                    .vector_arg(args.first().map(AsRef::as_ref), name)
+                    .await?;
                 let f = move |x: f64| {
                     if name == "clamp_min" {
                         x.max(bound)
@@ -410,7 +416,9 @@ impl Evaluation<'_> {
                 Value::Vector(_) => Err(QueryError::Invalid("vector() takes a number".into())),
             },
             "scalar" => {
-                let inner = self.vector_arg(args.first(), name).await?;
+                let inner = self
+                    .vector_arg(args.first().map(AsRef::as_ref), name)
+                    .await?;
                 let points = (0..self.steps.count)
                     .map(|i| {
                         let mut present = inner.iter().filter_map(|s| s.points[i]);
@@ -431,7 +439,7 @@ impl Evaluation<'_> {
         }
     }
 
-    async fn vector_arg(&mut self, arg: Option<&Box<Expr>>, name: &str) -> Result<Vec<Series>> {
+    async fn vector_arg(&mut self, arg: Option<&Expr>, name: &str) -> Result<Vec<Series>> {
         match self.eval(arg.ok_or_else(|| arity(name))?).await? {
             Value::Vector(series) => Ok(series),
             Value::Scalar(_) => Err(QueryError::Invalid(format!(
@@ -441,11 +449,11 @@ impl Evaluation<'_> {
     }
 
     /// A number argument: a literal, or an expression constant over the range.
-    fn number(&self, arg: Option<&Box<Expr>>) -> Result<f64> {
-        match arg.map(|a| a.as_ref()) {
+    fn number(&self, arg: Option<&Expr>) -> Result<f64> {
+        match arg {
             Some(Expr::NumberLiteral(n)) => Ok(n.val),
-            Some(Expr::Paren(p)) => self.number(Some(&p.expr)),
-            Some(Expr::Unary(u)) => self.number(Some(&u.expr)).map(|x| -x),
+            Some(Expr::Paren(p)) => self.number(Some(p.expr.as_ref())),
+            Some(Expr::Unary(u)) => self.number(Some(u.expr.as_ref())).map(|x| -x),
             _ => Err(QueryError::Invalid(
                 "this argument must be a number literal".into(),
             )),
@@ -460,7 +468,7 @@ impl Evaluation<'_> {
             .ok_or_else(|| unsupported(format!("the aggregation {op_name}")))?;
         let param = match op {
             VectorOp::Topk | VectorOp::Bottomk => {
-                let k = self.number(a.param.as_ref())?;
+                let k = self.number(a.param.as_deref())?;
                 if k < 1.0 {
                     return Err(QueryError::Invalid(format!("{op_name} needs k ≥ 1")));
                 }
@@ -472,7 +480,7 @@ impl Evaluation<'_> {
             without: !matches!(m, LabelModifier::Include(_)),
             labels: m.labels().labels.clone(),
         });
-        let inner = self.vector_arg(Some(&a.expr), &op_name).await?;
+        let inner = self.vector_arg(Some(a.expr.as_ref()), &op_name).await?;
         let inner = match op {
             // topk keeps its input series as they are.
             VectorOp::Topk | VectorOp::Bottomk => inner,
