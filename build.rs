@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/loki/push.proto",
         "proto/google/pprof/profile.proto",
         "proto/pyroscope/push.proto",
+        "proto/pyroscope/querier.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

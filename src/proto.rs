@@ -37,3 +37,10 @@ pub mod push {
         include!(concat!(env!("OUT_DIR"), "/push.v1.rs"));
     }
 }
+
+/// Pyroscope's query API (`querier.v1.QuerierService`).
+pub mod querier {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/querier.v1.rs"));
+    }
+}

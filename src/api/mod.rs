@@ -11,6 +11,7 @@ mod params;
 mod profile_query;
 mod profiles;
 mod prometheus;
+mod pyroscope_query;
 mod query;
 mod tempo;
 
@@ -118,6 +119,34 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/push.v1.PusherService/Push",
             post(profiles::pyroscope_push),
+        )
+        .route(
+            "/querier.v1.QuerierService/ProfileTypes",
+            post(pyroscope_query::profile_types),
+        )
+        .route(
+            "/querier.v1.QuerierService/LabelNames",
+            post(pyroscope_query::label_names),
+        )
+        .route(
+            "/querier.v1.QuerierService/LabelValues",
+            post(pyroscope_query::label_values),
+        )
+        .route(
+            "/querier.v1.QuerierService/Series",
+            post(pyroscope_query::series),
+        )
+        .route(
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            post(pyroscope_query::select_merge_stacktraces),
+        )
+        .route(
+            "/querier.v1.QuerierService/SelectMergeSpanProfile",
+            post(pyroscope_query::select_merge_span_profile),
+        )
+        .route(
+            "/querier.v1.QuerierService/SelectSeries",
+            post(pyroscope_query::select_series),
         )
         .route("/threadline/v1/profiles", post(profiles::push))
         .route("/threadline/v1/profiles/merge", get(profile_query::merge))

@@ -26,6 +26,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::logql::ts_literal;
+use super::series::SeriesLabels;
 use super::table::ScanStats;
 use super::{QueryEngine, QueryError, Result, columns};
 use crate::model::{Selector, Signal, SpanId, Tenant, TraceId};
@@ -50,6 +51,9 @@ pub enum Scope {
     /// The samples of every span in the time range that a SQL predicate over the
     /// `spans` table matches, e.g. `name = 'checkout' AND duration_ns > 2e9`.
     SpanPredicate(String),
+    /// The samples in the time range labelled with one of these spans, whatever
+    /// their trace (Grafana's trace-to-profiles names spans only).
+    SpanIds(Vec<SpanId>),
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +198,13 @@ impl QueryEngine {
                     intersect(spans.window, query.range),
                 )
             }
+            Scope::SpanIds(ids) => {
+                if query.range.is_none() {
+                    return Err(QueryError::Invalid("span IDs need a time range".into()));
+                }
+                let list = ids.iter().map(|id| lit(id.to_hex())).collect();
+                (Some(col("span_id").in_list(list, false)), query.range)
+            }
             Scope::SpanPredicate(predicate) => {
                 let range = query.range.ok_or_else(|| {
                     QueryError::Invalid("a span predicate needs a time range".into())
@@ -240,6 +251,119 @@ impl QueryEngine {
             Some(condition) => df.filter(condition)?,
             None => df,
         }))
+    }
+
+    /// The profile types with samples in the range, sorted.
+    pub async fn profile_types(
+        &self,
+        tenant: &Tenant,
+        (start, end): (i64, i64),
+    ) -> Result<Vec<String>> {
+        self.counted(async {
+            let ctx = self.session(tenant, Arc::default())?;
+            let df = ctx
+                .table(Signal::ProfileSamples.as_str())
+                .await?
+                .filter(col("timestamp").between(ts_literal(start), ts_literal(end)))?
+                .aggregate(vec![col("profile_type")], vec![])?
+                .sort(vec![col("profile_type").sort(true, false)])?;
+            let (_, batches) = self.collect(df).await?;
+            let mut out = Vec::new();
+            for batch in &batches {
+                out.extend(
+                    columns::string(batch, "profile_type")?
+                        .iter()
+                        .flatten()
+                        .map(str::to_owned),
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The total value of each profile a query selects, summed (or averaged over the
+    /// profiles) per step from the range's start and per combination of `group_by`
+    /// labels: `(labels, [(step start ns, value)])`.
+    pub async fn profile_series(
+        &self,
+        tenant: &Tenant,
+        query: &ProfileQuery,
+        group_by: &[String],
+        step: i64,
+        average: bool,
+    ) -> Result<Vec<(SeriesLabels, Vec<(i64, f64)>)>> {
+        self.counted(async {
+            let (start, end) = query
+                .range
+                .ok_or_else(|| QueryError::Invalid("a series query needs a time range".into()))?;
+            if step <= 0 || (end - start) / step > crate::query::series::MAX_STEPS as i64 {
+                return Err(QueryError::Invalid(format!(
+                    "step must be positive and give at most {} points",
+                    crate::query::series::MAX_STEPS
+                )));
+            }
+            let ctx = self.session(tenant, Arc::default())?;
+            let selected = self.select_streams(
+                tenant,
+                Signal::ProfileSamples,
+                &query.selector,
+                (start, end),
+            );
+            if selected.is_empty() {
+                return Ok(Vec::new());
+            }
+            let df = selected
+                .scan(&ctx, Signal::ProfileSamples, (start, end))
+                .await?
+                .filter(col("profile_type").eq(lit(query.profile_type.to_string())))?
+                .aggregate(
+                    vec![col("stream_id"), col("timestamp")],
+                    vec![sum(col("value")).alias("total")],
+                )?;
+            let (_, batches) = self.collect(df).await?;
+            // (group, step) -> (sum, profiles)
+            let mut cells: HashMap<(SeriesLabels, i64), (f64, u32)> = HashMap::new();
+            for batch in &batches {
+                let ids = columns::primitive::<UInt64Type>(batch, "stream_id")?;
+                let times = columns::primitive::<TimestampNanosecondType>(batch, "timestamp")?;
+                let totals = columns::primitive::<Int64Type>(batch, "total")?;
+                for row in 0..batch.num_rows() {
+                    let labels = selected.labels.get(&crate::model::StreamId(ids.value(row)));
+                    let key: SeriesLabels = group_by
+                        .iter()
+                        .filter_map(|name| {
+                            labels
+                                .and_then(|l| l.get(name))
+                                .map(|v| (name.clone(), v.to_owned()))
+                        })
+                        .collect();
+                    let bucket = start + (times.value(row) - start) / step * step;
+                    let cell = cells.entry((key, bucket)).or_default();
+                    cell.0 += totals.value(row) as f64;
+                    cell.1 += 1;
+                }
+            }
+            let mut series: HashMap<SeriesLabels, Vec<(i64, f64)>> = HashMap::new();
+            for ((key, bucket), (total, profiles)) in cells {
+                let value = if average {
+                    total / profiles as f64
+                } else {
+                    total
+                };
+                series.entry(key).or_default().push((bucket, value));
+            }
+            let mut out: Vec<_> = series
+                .into_iter()
+                .map(|(key, mut points)| {
+                    points.sort_by_key(|(t, _)| *t);
+                    (key, points)
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
+        .await
     }
 
     /// The traces whose samples of one profile type in the selected streams ran
