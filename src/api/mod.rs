@@ -3,6 +3,7 @@
 //! `/loki/api/v1/push`); Threadline's own API lives under `/threadline/v1/` so it never
 //! collides with a compatible path.
 
+mod bundle;
 mod error;
 mod loki;
 mod loki_query;
@@ -163,6 +164,7 @@ pub fn app(state: AppState) -> Router {
             "/threadline/v1/samples",
             get(prometheus::samples).post(prometheus::samples),
         )
+        .route("/threadline/v1/traces", get(query::traces_behind))
         .route("/threadline/v1/traces/{trace_id}", get(query::trace))
         .route(
             "/threadline/v1/traces/{trace_id}/exemplars",

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, ErrorCode, now_ns, read_body, tenant};
+use super::{ApiError, AppState, ErrorCode, bundle, now_ns, read_body, tenant};
 use crate::logql::{self, Origin};
 use crate::model::{Selector, Signal, StreamId, Tenant, TraceId};
 use crate::query::logql::{Direction, Entry, LogRequest};
@@ -413,14 +413,58 @@ pub async fn series(
     Ok(Json(json!({ "series": series })).into_response())
 }
 
-/// `GET /threadline/v1/traces/{trace_id}`: no time range needed.
+#[derive(Debug, Deserialize)]
+pub struct TraceParams {
+    format: Option<String>,
+}
+
+/// `GET /threadline/v1/traces/{trace_id}`: no time range needed. `format=json` (the
+/// default) is the trace document; `otlp` and `parquet` export the trace bundle.
 pub async fn trace(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
+    Query(params): Query<TraceParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let id = TraceId::from_hex(&trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "status": "error", "error": format!("trace {id} not found") })),
+        )
+            .into_response()
+    };
+    let format = params.format.as_deref().unwrap_or("json");
+    if matches!(format, "otlp" | "parquet") {
+        let rows = state.engine.trace_bundle(&tenant, id).await?;
+        if rows
+            .iter()
+            .all(|(_, b)| b.iter().all(|b| b.num_rows() == 0))
+        {
+            return Ok(not_found());
+        }
+        if format == "otlp" {
+            return Ok(
+                Json(bundle::otlp_json(&rows, &state.ingest.label_attributes)?).into_response(),
+            );
+        }
+        let archive = bundle::parquet_tar(&rows, now_ns() / 1_000_000_000)?;
+        let disposition = format!("attachment; filename=\"trace-{id}.tar\"");
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            archive,
+        )
+            .into_response());
+    }
+    if format != "json" {
+        return Err(ApiError::bad_request(format!(
+            "unknown format {format:?}: use json, otlp or parquet"
+        )));
+    }
     match state.engine.trace(&tenant, id).await? {
         Some(doc) => {
             let stats = doc.stats.to_json();
@@ -429,10 +473,100 @@ pub async fn trace(
             value["stats"] = stats;
             Ok(Json(value).into_response())
         }
-        None => Ok((
-            StatusCode::NOT_FOUND,
-            Json(json!({ "status": "error", "error": format!("trace {id} not found") })),
-        )
-            .into_response()),
+        None => Ok(not_found()),
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BehindParams {
+    logs: Option<String>,
+    exemplars: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Most log lines read to find the traces behind a log query.
+const MAX_LINES_BEHIND: usize = 10_000;
+
+/// `GET /threadline/v1/traces?logs=<LogQL>` or `?exemplars=<PromQL>`: the traces
+/// behind a log query's lines or a metric query's exemplars, most recent first, each
+/// with how often it appears.
+pub async fn traces_behind(
+    State(state): State<AppState>,
+    Query(params): Query<BehindParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
+    let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
+    let limit = params.limit.unwrap_or(20).clamp(1, 1000);
+    // trace ID -> (count, first, last)
+    let mut found: std::collections::HashMap<String, (u64, i64, i64)> = Default::default();
+    let mut note = |trace: &str, time: i64| {
+        let entry = found.entry(trace.to_owned()).or_insert((0, time, time));
+        entry.0 += 1;
+        entry.1 = entry.1.min(time);
+        entry.2 = entry.2.max(time);
+    };
+    match (params.logs, params.exemplars) {
+        (Some(text), None) => {
+            let query = tokio::task::spawn_blocking(move || logql::parse_log(&text))
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let request = LogRequest {
+                query,
+                start,
+                end: end.saturating_add(1),
+                limit: MAX_LINES_BEHIND,
+                direction: Direction::Backward,
+                categorize: true,
+            };
+            for stream in state.engine.logs(&tenant, &request).await?.streams {
+                for entry in &stream.entries {
+                    if let Some(trace) = entry.labels.get("trace_id") {
+                        note(trace, entry.timestamp_ns);
+                    }
+                }
+            }
+        }
+        (None, Some(text)) => {
+            let selectors =
+                tokio::task::spawn_blocking(move || crate::query::promql::selectors(&text))
+                    .await
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+                    .map_err(ApiError::bad_request)?;
+            let result = state
+                .engine
+                .exemplars(&tenant, &selectors, start, end)
+                .await?;
+            for series in &result.series {
+                for exemplar in &series.exemplars {
+                    if let Some(trace) = exemplar.labels.get("trace_id") {
+                        note(trace, exemplar.timestamp);
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give one of logs (a LogQL log query) or exemplars (a PromQL query)",
+            ));
+        }
+    }
+    let mut traces: Vec<_> = found.into_iter().collect();
+    traces.sort_by(|a, b| b.1.2.cmp(&a.1.2).then(a.0.cmp(&b.0)));
+    traces.truncate(limit);
+    let traces: Vec<_> = traces
+        .into_iter()
+        .map(|(trace_id, (count, first, last))| {
+            json!({
+                "trace_id": trace_id,
+                "count": count,
+                "first_time": format_time(first),
+                "last_time": format_time(last),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "traces": traces })).into_response())
 }

@@ -1,14 +1,15 @@
-//! Stored spans back to OTLP: rows of the `spans` table as `TracesData`, one resource
-//! per stream (its labels under their attribute names, `service_name` as
+//! Stored rows back to OTLP: `spans` as `TracesData` and `logs` as `LogsData`, one
+//! resource per stream (its labels under their attribute names, `service_name` as
 //! `service.name`) and one scope per scope name. Attributes were stored as text and
 //! come back as strings; resource attributes that were not labels were stored with the
-//! span's and come back as span attributes.
+//! record's and come back as record attributes.
 
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, StructArray};
-use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
+use arrow::datatypes::{Int32Type, TimestampNanosecondType, UInt64Type};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, LogsData, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -18,16 +19,111 @@ use super::{QueryError, Result, columns};
 use crate::ingest::label_name_for_attribute;
 use crate::model::{SpanId, TraceId};
 
+/// A stream's resource: its labels under the attribute names they came from.
+fn resource(labels: &arrow::array::MapArray, row: usize, label_attributes: &[String]) -> Resource {
+    let attributes = map_pairs(labels, row)
+        .into_iter()
+        .map(|(label, value)| {
+            let name = label_attributes
+                .iter()
+                .find(|a| label_name_for_attribute(a) == label)
+                .cloned()
+                .unwrap_or(label);
+            key_value(&name, value)
+        })
+        .collect();
+    Resource {
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn scope(name: String) -> Option<InstrumentationScope> {
+    Some(InstrumentationScope {
+        name,
+        ..Default::default()
+    })
+}
+
+/// Rebuilds `LogsData` from log rows.
+pub fn logs_data(batches: &[RecordBatch], label_attributes: &[String]) -> Result<LogsData> {
+    let mut resources: Vec<ResourceLogs> = Vec::new();
+    let mut by_stream: HashMap<u64, usize> = HashMap::new();
+    for batch in batches {
+        let times = columns::primitive::<TimestampNanosecondType>(batch, "timestamp")?;
+        let observed = columns::primitive::<TimestampNanosecondType>(batch, "observed_timestamp")?;
+        let streams = columns::primitive::<UInt64Type>(batch, "stream_id")?;
+        let severities = columns::string(batch, "severity")?;
+        let numbers = columns::primitive::<Int32Type>(batch, "severity_number")?;
+        let labels = columns::map(batch, "labels")?;
+        let bodies = columns::string(batch, "body")?;
+        let trace_ids = columns::string(batch, "trace_id")?;
+        let span_ids = columns::string(batch, "span_id")?;
+        let attributes = columns::map(batch, "attributes")?;
+        let scopes = columns::string(batch, "scope_name")?;
+        for row in 0..batch.num_rows() {
+            let slot = *by_stream.entry(streams.value(row)).or_insert_with(|| {
+                resources.push(ResourceLogs {
+                    resource: Some(resource(labels, row, label_attributes)),
+                    ..Default::default()
+                });
+                resources.len() - 1
+            });
+            let scope_name = optional(scopes, row).unwrap_or_default();
+            let scope_logs = &mut resources[slot].scope_logs;
+            let at = match scope_logs
+                .iter()
+                .position(|s| s.scope.as_ref().map(|s| s.name.as_str()) == Some(&scope_name))
+            {
+                Some(i) => i,
+                None => {
+                    scope_logs.push(ScopeLogs {
+                        scope: scope(scope_name),
+                        ..Default::default()
+                    });
+                    scope_logs.len() - 1
+                }
+            };
+            scope_logs[at].log_records.push(LogRecord {
+                time_unix_nano: times.value(row).max(0) as u64,
+                observed_time_unix_nano: if observed.is_valid(row) {
+                    observed.value(row).max(0) as u64
+                } else {
+                    0
+                },
+                severity_number: if numbers.is_valid(row) {
+                    numbers.value(row)
+                } else {
+                    0
+                },
+                severity_text: optional(severities, row).unwrap_or_default(),
+                body: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(bodies.value(row).to_owned())),
+                }),
+                attributes: map_pairs(attributes, row)
+                    .into_iter()
+                    .map(|(k, v)| key_value(&k, v))
+                    .collect(),
+                trace_id: match optional(trace_ids, row) {
+                    Some(t) => trace_bytes(&t)?,
+                    None => Vec::new(),
+                },
+                span_id: match optional(span_ids, row) {
+                    Some(s) => span_bytes(&s)?,
+                    None => Vec::new(),
+                },
+                ..Default::default()
+            });
+        }
+    }
+    Ok(LogsData {
+        resource_logs: resources,
+    })
+}
+
 /// Rebuilds `TracesData` from span rows. `label_attributes` maps stream labels back to
 /// the resource attribute names they came from.
 pub fn traces_data(batches: &[RecordBatch], label_attributes: &[String]) -> Result<TracesData> {
-    let attribute_of = |label: &str| -> String {
-        label_attributes
-            .iter()
-            .find(|a| label_name_for_attribute(a) == label)
-            .cloned()
-            .unwrap_or_else(|| label.to_owned())
-    };
     let mut resources: Vec<ResourceSpans> = Vec::new();
     let mut by_stream: HashMap<u64, usize> = HashMap::new();
     for batch in batches {
@@ -50,15 +146,8 @@ pub fn traces_data(batches: &[RecordBatch], label_attributes: &[String]) -> Resu
         for row in 0..batch.num_rows() {
             let stream = streams.value(row);
             let slot = *by_stream.entry(stream).or_insert_with(|| {
-                let attributes = map_pairs(labels, row)
-                    .into_iter()
-                    .map(|(k, v)| key_value(&attribute_of(&k), v))
-                    .collect();
                 resources.push(ResourceSpans {
-                    resource: Some(Resource {
-                        attributes,
-                        ..Default::default()
-                    }),
+                    resource: Some(resource(labels, row, label_attributes)),
                     ..Default::default()
                 });
                 resources.len() - 1
@@ -72,10 +161,7 @@ pub fn traces_data(batches: &[RecordBatch], label_attributes: &[String]) -> Resu
                 Some(i) => i,
                 None => {
                     scope_spans.push(ScopeSpans {
-                        scope: Some(InstrumentationScope {
-                            name: scope_name,
-                            ..Default::default()
-                        }),
+                        scope: scope(scope_name),
                         ..Default::default()
                     });
                     scope_spans.len() - 1

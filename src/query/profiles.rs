@@ -147,7 +147,10 @@ impl QueryEngine {
             merged.time_nanos = start;
             merged.duration_nanos = end.saturating_sub(start);
         }
-        let Some(df) = self.scoped_samples(tenant, &ctx, query).await? else {
+        let Some(df) = self
+            .scoped_samples(tenant, &ctx, &query.selector, query.range, &query.scope)
+            .await?
+        else {
             return Ok(MergeResult {
                 merged,
                 samples: 0,
@@ -180,33 +183,35 @@ impl QueryEngine {
         &self,
         tenant: &Tenant,
         ctx: &SessionContext,
-        query: &ProfileQuery,
+        selector: &Selector,
+        range: Option<(i64, i64)>,
+        scope: &Scope,
     ) -> Result<Option<DataFrame>> {
         let signal = Signal::ProfileSamples;
-        let (condition, range) = match &query.scope {
-            Scope::All => (None, query.range),
+        let (condition, range) = match scope {
+            Scope::All => (None, range),
             Scope::Trace(trace_id) => {
                 let spans = trace_spans(self, ctx, *trace_id).await?;
                 let condition = trace_condition(*trace_id, &spans.span_ids);
-                (Some(condition), intersect(spans.window, query.range))
+                (Some(condition), intersect(spans.window, range))
             }
             Scope::Spans(trace_id, ids) => {
                 let spans = trace_spans(self, ctx, *trace_id).await?;
                 let list = ids.iter().map(|id| lit(id.to_hex())).collect();
                 (
                     Some(col("span_id").in_list(list, false)),
-                    intersect(spans.window, query.range),
+                    intersect(spans.window, range),
                 )
             }
             Scope::SpanIds(ids) => {
-                if query.range.is_none() {
+                if range.is_none() {
                     return Err(QueryError::Invalid("span IDs need a time range".into()));
                 }
                 let list = ids.iter().map(|id| lit(id.to_hex())).collect();
-                (Some(col("span_id").in_list(list, false)), query.range)
+                (Some(col("span_id").in_list(list, false)), range)
             }
             Scope::SpanPredicate(predicate) => {
-                let range = query.range.ok_or_else(|| {
+                let range = range.ok_or_else(|| {
                     QueryError::Invalid("a span predicate needs a time range".into())
                 })?;
                 let spans = matching_spans(self, ctx, predicate, range).await?;
@@ -222,17 +227,17 @@ impl QueryEngine {
         };
         let df = match range {
             Some(range) => {
-                let selected = self.select_streams(tenant, signal, &query.selector, range);
+                let selected = self.select_streams(tenant, signal, selector, range);
                 if selected.is_empty() {
                     return Ok(None);
                 }
                 selected.scan(ctx, signal, range).await?
             }
-            None if matches!(query.scope, Scope::Trace(_)) => {
+            None if matches!(scope, Scope::Trace(_)) => {
                 // No spans to place the trace in time: the trace-ID index finds the
                 // chunks whose samples carry the ID.
                 let df = ctx.table(signal.as_str()).await?;
-                if query.selector.matchers.is_empty() {
+                if selector.matchers.is_empty() {
                     df
                 } else {
                     return Err(QueryError::Invalid(
@@ -251,6 +256,24 @@ impl QueryEngine {
             Some(condition) => df.filter(condition)?,
             None => df,
         }))
+    }
+
+    /// Every profile sample of a trace: those carrying its ID, and those of its spans
+    /// near the trace's time.
+    pub async fn trace_profile_rows(
+        &self,
+        tenant: &Tenant,
+        ctx: &SessionContext,
+        id: TraceId,
+    ) -> Result<Vec<RecordBatch>> {
+        let selector = Selector::default();
+        match self
+            .scoped_samples(tenant, ctx, &selector, None, &Scope::Trace(id))
+            .await?
+        {
+            Some(df) => Ok(self.collect(df).await?.1),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The profile types with samples in the range, sorted.

@@ -33,10 +33,27 @@ pub struct TraceDocument {
     /// Spans (at their start), log lines and exemplars (each with its series' labels),
     /// oldest first; each item has `signal`.
     pub timeline: Vec<Map<String, Value>>,
+    /// The spans as a tree, depth first: each after its parent, children in start
+    /// order; spans whose parent is missing are roots.
+    pub tree: Vec<TreeSpan>,
     /// The trace's profile samples per span and profile type, most value first.
     pub profiles: Vec<SpanProfile>,
     #[serde(skip)]
     pub stats: Arc<ScanStats>,
+}
+
+/// One span's place in the trace's tree.
+#[derive(Debug, Serialize)]
+pub struct TreeSpan {
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub depth: usize,
+    pub name: String,
+    pub service_name: Option<String>,
+    pub start_time: String,
+    pub duration_ns: i64,
+    pub status_code: String,
+    pub children: Vec<String>,
 }
 
 impl QueryEngine {
@@ -55,6 +72,7 @@ impl QueryEngine {
         let mut counts = BTreeMap::new();
         let mut span_ids = Vec::new();
         let mut span_range = (i64::MAX, i64::MIN);
+        let mut tree = Vec::new();
         // Spans first: the profile lookup after the loop needs their IDs and times.
         let timeline_signals = [Signal::Spans, Signal::Logs, Signal::Exemplars];
         for signal in timeline_signals {
@@ -62,6 +80,7 @@ impl QueryEngine {
             let batches = self.trace_rows(&ctx, signal, &hex).await?;
             let times = time_values(&batches, time)?;
             if signal == Signal::Spans {
+                tree = span_tree(&batches)?;
                 for batch in &batches {
                     span_ids.extend(
                         columns::string(batch, "span_id")?
@@ -109,6 +128,7 @@ impl QueryEngine {
             log_count: counts.get(&Signal::Logs).copied().unwrap_or(0),
             exemplar_count: counts.get(&Signal::Exemplars).copied().unwrap_or(0),
             timeline: items.into_iter().map(|(_, row)| row).collect(),
+            tree,
             profile_sample_count: profiles.iter().map(|p| p.samples).sum(),
             profiles,
             stats,
@@ -127,6 +147,27 @@ impl QueryEngine {
         .await
     }
 
+    /// Every row about a trace, per signal: its spans, log lines, exemplars and profile
+    /// samples (the trace bundle). Empty when nothing mentions the trace.
+    pub async fn trace_bundle(
+        &self,
+        tenant: &Tenant,
+        id: TraceId,
+    ) -> Result<Vec<(Signal, Vec<RecordBatch>)>> {
+        self.counted(async {
+            let ctx = self.session(tenant, Arc::new(ScanStats::default()))?;
+            let hex = id.to_hex();
+            let mut out = Vec::new();
+            for signal in [Signal::Spans, Signal::Logs, Signal::Exemplars] {
+                out.push((signal, self.trace_rows(&ctx, signal, &hex).await?));
+            }
+            let samples = self.trace_profile_rows(tenant, &ctx, id).await?;
+            out.push((Signal::ProfileSamples, samples));
+            Ok(out)
+        })
+        .await
+    }
+
     /// The rows of `signal` naming a trace (lowercase hex), in time order.
     pub async fn trace_rows(
         &self,
@@ -141,6 +182,80 @@ impl QueryEngine {
             .sort(vec![col(signal.time_column()).sort(true, false)])?;
         Ok(self.collect(df).await?.1)
     }
+}
+
+/// The spans of a trace (in start order) as a depth-first tree, built without
+/// recursion: a trace may nest deeply.
+fn span_tree(batches: &[RecordBatch]) -> Result<Vec<TreeSpan>> {
+    let mut spans = Vec::new();
+    for batch in batches {
+        let ids = columns::string(batch, "span_id")?;
+        let parents = columns::string(batch, "parent_span_id")?;
+        let names = columns::string(batch, "name")?;
+        let services = columns::string(batch, "service_name")?;
+        let starts = columns::primitive::<TimestampNanosecondType>(batch, "start_time")?;
+        let durations = columns::primitive::<arrow::datatypes::Int64Type>(batch, "duration_ns")?;
+        let statuses = columns::string(batch, "status_code")?;
+        for row in 0..batch.num_rows() {
+            spans.push(TreeSpan {
+                span_id: ids.value(row).to_owned(),
+                parent_span_id: columns::optional(parents, row).filter(|p| !p.is_empty()),
+                depth: 0,
+                name: names.value(row).to_owned(),
+                service_name: columns::optional(services, row),
+                start_time: format_time(starts.value(row)),
+                duration_ns: durations.value(row),
+                status_code: statuses.value(row).to_owned(),
+                children: Vec::new(),
+            });
+        }
+    }
+    let index: std::collections::HashMap<String, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id.clone(), i))
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    let mut roots = Vec::new();
+    for (i, span) in spans.iter().enumerate() {
+        match span.parent_span_id.as_ref().and_then(|p| index.get(p)) {
+            Some(&parent) if parent != i => children[parent].push(i),
+            _ => roots.push(i),
+        }
+    }
+    // Spans are in start order, so each child list is too.
+    let mut order = Vec::with_capacity(spans.len());
+    let mut visited = vec![false; spans.len()];
+    let mut pending: Vec<(usize, usize)> = roots.iter().rev().map(|&r| (r, 0)).collect();
+    while let Some((i, depth)) = pending.pop() {
+        if std::mem::replace(&mut visited[i], true) {
+            continue;
+        }
+        order.push((i, depth));
+        pending.extend(children[i].iter().rev().map(|&c| (c, depth + 1)));
+    }
+    // A parent cycle leaves spans unreached: they become roots.
+    order.extend(
+        visited
+            .iter()
+            .enumerate()
+            .filter(|(_, seen)| !**seen)
+            .map(|(i, _)| (i, 0)),
+    );
+    let child_ids: Vec<Vec<String>> = children
+        .iter()
+        .map(|list| list.iter().map(|&c| spans[c].span_id.clone()).collect())
+        .collect();
+    let mut slots: Vec<Option<TreeSpan>> = spans.into_iter().map(Some).collect();
+    Ok(order
+        .into_iter()
+        .filter_map(|(i, depth)| {
+            let mut span = slots[i].take()?;
+            span.depth = depth;
+            span.children = child_ids[i].clone();
+            Some(span)
+        })
+        .collect())
 }
 
 fn signal_item(signal: Signal) -> &'static str {
