@@ -530,3 +530,49 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Span metrics count what happened: a span kept with probability p counts 1 / p,
+/// from its tracestate threshold or its `sampling.probability` attribute.
+#[tokio::test]
+async fn span_metrics_correct_for_sampling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let t = now_ns();
+    let span = |id: &str, name: &str, extra: serde_json::Value| {
+        let mut span = json!({
+            "traceId": TRACE, "spanId": id, "name": name, "kind": 2,
+            "startTimeUnixNano": t.to_string(),
+            "endTimeUnixNano": (t + 20_000_000_000i64).to_string(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            span[k] = v.clone();
+        }
+        span
+    };
+    let request = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "pay"}}]},
+        "scopeSpans": [{"spans": [
+            span("eee19b7ec3c1b174", "quarter", json!({"traceState": "ot=th:c"})),
+            span("eee19b7ec3c1b175", "half", json!({"attributes": [
+                {"key": "sampling.probability", "value": {"doubleValue": 0.5}}]})),
+            span("eee19b7ec3c1b176", "all", json!({})),
+        ]}]
+    }]});
+    server.push_json("/v1/traces", &request).await;
+    let rows = server
+        .rows("SELECT operation, requests, sampled_spans FROM span_metrics ORDER BY operation")
+        .await;
+    assert_eq!(
+        rows,
+        [
+            json!({"operation": "all", "requests": 1.0, "sampled_spans": 1}),
+            json!({"operation": "half", "requests": 2.0, "sampled_spans": 1}),
+            json!({"operation": "quarter", "requests": 4.0, "sampled_spans": 1}),
+        ]
+    );
+    // Twenty seconds is past the last bound.
+    let rows = server
+        .rows("SELECT DISTINCT CAST(le_ms AS VARCHAR) AS le, exemplar_trace_id FROM span_duration_histogram")
+        .await;
+    assert_eq!(rows, [json!({"le": "inf", "exemplar_trace_id": TRACE})]);
+}

@@ -11,6 +11,7 @@ pub mod otlp;
 pub mod profiles;
 pub mod promql;
 pub mod samples;
+pub mod sampling;
 pub mod series;
 pub mod streams;
 pub mod table;
@@ -75,7 +76,7 @@ impl From<DataFusionError> for QueryError {
             | DataFusionError::Shared(_) => Self::Execution(message),
             DataFusionError::Plan(m) if m.starts_with("table '") && m.ends_with("not found") => {
                 Self::Invalid(format!(
-                    "{message}; the tables are logs, spans, samples, exemplars, profiles and profile_samples, the views traces and log_streams"
+                    "{message}; the tables are logs, spans, samples, exemplars, profiles and profile_samples, the views traces, log_streams, span_metrics and span_duration_histogram"
                 ))
             }
             _ => Self::Invalid(message),
@@ -153,6 +154,7 @@ impl QueryEngine {
             ctx.register_table(signal.as_str(), Arc::new(table))?;
         }
         ctx.register_udf(grep::line_contains_udf());
+        ctx.register_udf(sampling::span_weight_udf());
         Ok(ctx)
     }
 
