@@ -127,6 +127,8 @@ fn profile_bench(c: &mut Criterion) {
             timeout: Duration::from_secs(60),
             max_memory_bytes: 1 << 30,
             max_result_rows: 1000,
+            max_range: Duration::from_secs(31 * 86_400),
+            max_concurrent: 32,
         },
     );
     let query = ProfileQuery {

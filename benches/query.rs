@@ -40,6 +40,8 @@ fn engine(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Arc<QueryEngin
             timeout: Duration::from_secs(300),
             max_memory_bytes: 4 << 30,
             max_result_rows: 100_000,
+            max_range: Duration::from_secs(31 * 86_400),
+            max_concurrent: 32,
         },
     ))
 }

@@ -23,6 +23,8 @@ use crate::scrape::{ScrapeJob, StaticTarget};
 use crate::wal::SyncPolicy;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
+/// Queries run at once by default: a dashboard's worth.
+pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -96,6 +98,12 @@ pub struct RawConfig {
     /// Most rows a SQL query returns.
     #[arg(long, env = "THREADLINE_QUERY_MAX_ROWS")]
     pub query_max_rows: Option<usize>,
+    /// Longest time range a query may cover (e.g. 31d).
+    #[arg(long, env = "THREADLINE_QUERY_MAX_RANGE")]
+    pub query_max_range: Option<String>,
+    /// Queries run at once; more wait for a slot, up to the query timeout.
+    #[arg(long, env = "THREADLINE_QUERY_MAX_CONCURRENT")]
+    pub query_max_concurrent: Option<usize>,
     /// Scrape jobs: only the config file can list them.
     #[arg(skip)]
     #[serde(skip)]
@@ -199,6 +207,8 @@ struct FileQuery {
     timeout: Option<String>,
     max_memory_bytes: Option<usize>,
     max_rows: Option<usize>,
+    max_range: Option<String>,
+    max_concurrent: Option<usize>,
 }
 
 impl RawConfig {
@@ -226,6 +236,8 @@ impl RawConfig {
             query_timeout: file.query.timeout,
             query_max_memory_bytes: file.query.max_memory_bytes,
             query_max_rows: file.query.max_rows,
+            query_max_range: file.query.max_range,
+            query_max_concurrent: file.query.max_concurrent,
             scrape_configs: file.scrape_configs,
         })
     }
@@ -247,6 +259,8 @@ impl RawConfig {
             query_timeout: over.query_timeout.or(self.query_timeout),
             query_max_memory_bytes: over.query_max_memory_bytes.or(self.query_max_memory_bytes),
             query_max_rows: over.query_max_rows.or(self.query_max_rows),
+            query_max_range: over.query_max_range.or(self.query_max_range),
+            query_max_concurrent: over.query_max_concurrent.or(self.query_max_concurrent),
             scrape_configs: if over.scrape_configs.is_empty() {
                 self.scrape_configs
             } else {
@@ -345,6 +359,13 @@ impl Config {
                     1 << 30,
                 )?,
                 max_result_rows: positive("query_max_rows", raw.query_max_rows, 100_000)?,
+                max_range: parse_duration(raw.query_max_range.as_deref().unwrap_or("31d"))
+                    .map_err(|e| invalid("query_max_range", e))?,
+                max_concurrent: positive(
+                    "query_max_concurrent",
+                    raw.query_max_concurrent,
+                    DEFAULT_MAX_CONCURRENT_QUERIES,
+                )?,
             },
         })
     }
@@ -512,28 +533,11 @@ fn profiling(file: &FileProfiling, job_interval: Duration) -> Result<Profiling, 
 /// `250ms`, `30s`, `5m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: use e.g. 250ms, 30s, 5m, 2h"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => {
-            return Err(format!(
-                "invalid duration {text:?}: use e.g. 250ms, 30s, 5m, 2h"
-            ));
-        }
-    };
-    if duration.is_zero() {
+    let ns = crate::logql::parse_duration(text)?;
+    if ns <= 0 {
         return Err(format!("duration {text:?} must be greater than 0"));
     }
-    Ok(duration)
+    Ok(Duration::from_nanos(ns as u64))
 }
 
 #[cfg(test)]

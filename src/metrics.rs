@@ -50,6 +50,8 @@ metrics! {
     query_chunks_pruned_total: "counter", "Chunks skipped by the indexes, over all queries.";
     queries_total: "counter", "Queries run (SQL, label-matcher and trace lookups).";
     query_errors_total: "counter", "Queries that failed.";
+    query_cancelled_total: "counter", "Queries stopped because their client went away.";
+    query_rejected_total: "counter", "Queries refused because every concurrency slot stayed busy.";
 }
 
 impl Metrics {

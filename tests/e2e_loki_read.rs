@@ -508,7 +508,7 @@ async fn errors_are_plain_text_with_loki_statuses() {
             "/loki/api/v1/query_range",
             &[
                 ("query", r#"count_over_time({app="api"}[1m])"#),
-                ("start", "0"),
+                ("start", &(t0 - 86_400 * S).to_string()),
                 ("end", &t0.to_string()),
                 ("step", "1"),
             ],

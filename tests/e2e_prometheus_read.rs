@@ -304,7 +304,7 @@ async fn promql_queries() {
             "/api/v1/query_range",
             &[
                 ("query", "up"),
-                ("start", "0"),
+                ("start", &secs(at - 86_400 * S)),
                 ("end", &secs(at)),
                 ("step", "1"),
             ],

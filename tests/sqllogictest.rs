@@ -278,6 +278,8 @@ async fn sql_logic_tests() {
             timeout: Duration::from_secs(60),
             max_memory_bytes: 256 << 20,
             max_result_rows: 1000,
+            max_range: Duration::from_secs(31 * 86_400),
+            max_concurrent: 32,
         },
     ));
     let sql_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");

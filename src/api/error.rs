@@ -96,7 +96,9 @@ impl From<QueryError> for ApiError {
             QueryError::ResourcesExhausted(_) => {
                 ApiError::new(ErrorCode::LimitExceeded, e.to_string())
             }
-            QueryError::Timeout(_) => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+            QueryError::Timeout(_) | QueryError::Busy(_) => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string())
+            }
             QueryError::Execution(_) => {
                 error!(error = %e, "query failed");
                 ApiError::new(

@@ -60,6 +60,10 @@ impl QueryEngine {
         request: &MetricRequest,
     ) -> Result<MetricResult> {
         let steps = Steps::new(request.start, request.end, request.step)?;
+        self.check_range((
+            request.start.saturating_sub(request.expr.lookback_ns()),
+            request.end,
+        ))?;
         let stats = Arc::new(ScanStats::default());
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         let mut evaluation = Evaluation {

@@ -227,6 +227,7 @@ impl QueryEngine {
     }
 
     async fn run_logs(&self, tenant: &Tenant, request: &LogRequest) -> Result<LogResult> {
+        self.check_range((request.start, request.end))?;
         let stats = Arc::new(ScanStats::default());
         let range = (request.start, request.end);
         let selected = self.select_streams(tenant, Signal::Logs, &request.query.selector, range);

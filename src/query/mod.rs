@@ -45,6 +45,10 @@ pub struct QueryConfig {
     pub max_memory_bytes: usize,
     /// Most rows a SQL query may return (the rest is cut and reported).
     pub max_result_rows: usize,
+    /// Longest time range a LogQL, PromQL, TraceQL or profile query may cover.
+    pub max_range: Duration,
+    /// Queries run at once; more wait for a slot, up to `timeout`.
+    pub max_concurrent: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,10 @@ pub enum QueryError {
     Invalid(String),
     #[error("query timed out after {0:?}")]
     Timeout(Duration),
+    #[error(
+        "{0} queries are running (query.max_concurrent) and none finished in time; retry later"
+    )]
+    Busy(usize),
     #[error("query exceeded its memory limit: {0}")]
     ResourcesExhausted(String),
     /// Reading or computing failed for a reason that is not the query's.
@@ -100,6 +108,8 @@ pub struct QueryEngine {
     db: Arc<Db>,
     config: QueryConfig,
     chunk_metadata: Arc<FileMetadataCache>,
+    /// One permit per query allowed to run at once.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl QueryEngine {
@@ -108,6 +118,7 @@ impl QueryEngine {
             DefaultCache::new(CHUNK_METADATA_CACHE_BYTES).with_name("threadline_chunk_metadata");
         Self {
             db,
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent)),
             config,
             chunk_metadata: Arc::new(cache),
         }
@@ -201,17 +212,75 @@ impl QueryEngine {
         }
     }
 
-    /// Counts a query and its failure in the metrics.
+    /// Runs a query in one of the concurrency slots, within the time limit, and
+    /// counts it, its failure, or its cancellation (the caller dropped it: the client
+    /// went away) in the metrics.
     pub async fn counted<T>(&self, run: impl Future<Output = Result<T>>) -> Result<T> {
-        Metrics::add(&self.db.metrics().queries_total, 1);
-        let result = match tokio::time::timeout(self.config.timeout, run).await {
-            Ok(result) => result,
-            Err(_) => Err(QueryError::Timeout(self.config.timeout)),
+        let metrics = self.db.metrics();
+        Metrics::add(&metrics.queries_total, 1);
+        let mut guard = Unfinished {
+            metrics,
+            finished: false,
         };
+        let result = async {
+            let _slot = match tokio::time::timeout(self.config.timeout, self.slots.acquire()).await
+            {
+                Ok(Ok(slot)) => slot,
+                _ => {
+                    Metrics::add(&metrics.query_rejected_total, 1);
+                    return Err(QueryError::Busy(self.config.max_concurrent));
+                }
+            };
+            match tokio::time::timeout(self.config.timeout, run).await {
+                Ok(result) => result,
+                Err(_) => Err(QueryError::Timeout(self.config.timeout)),
+            }
+        }
+        .await;
+        guard.finished = true;
         if result.is_err() {
-            Metrics::add(&self.db.metrics().query_errors_total, 1);
+            Metrics::add(&metrics.query_errors_total, 1);
         }
         result
+    }
+
+    /// Refuses a time range longer than `query.max_range`.
+    pub fn check_range(&self, (start, end): (i64, i64)) -> Result<()> {
+        let span = (end as i128 - start as i128).max(0) as u128;
+        let max = self.config.max_range.as_nanos();
+        if span > max {
+            return Err(QueryError::Invalid(format!(
+                "the query covers {}; at most {} (query.max_range) may be queried at once: narrow start and end",
+                human_duration(span),
+                human_duration(max)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counts a query as cancelled when dropped before it finished.
+struct Unfinished<'a> {
+    metrics: &'a Metrics,
+    finished: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            Metrics::add(&self.metrics.query_cancelled_total, 1);
+        }
+    }
+}
+
+fn human_duration(ns: u128) -> String {
+    let hours = ns / 3_600_000_000_000;
+    if hours >= 48 {
+        format!("{}d{}h", hours / 24, hours % 24)
+    } else if hours > 0 {
+        format!("{hours}h{}m", ns / 60_000_000_000 % 60)
+    } else {
+        format!("{}s", ns / 1_000_000_000)
     }
 }
 

@@ -140,6 +140,9 @@ impl QueryEngine {
         query: &ProfileQuery,
         with_lines: bool,
     ) -> Result<MergeResult> {
+        if let Some(range) = query.range {
+            self.check_range(range)?;
+        }
         let stats = Arc::new(ScanStats::default());
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         let mut merged = Merged::new(query.profile_type.clone());
@@ -320,6 +323,7 @@ impl QueryEngine {
             let (start, end) = query
                 .range
                 .ok_or_else(|| QueryError::Invalid("a series query needs a time range".into()))?;
+            self.check_range((start, end))?;
             if step <= 0 || (end - start) / step > crate::query::series::MAX_STEPS as i64 {
                 return Err(QueryError::Invalid(format!(
                     "step must be positive and give at most {} points",

@@ -86,6 +86,7 @@ impl QueryEngine {
         label_attributes: &[String],
     ) -> Result<SearchResult> {
         let stats = Arc::new(ScanStats::default());
+        self.check_range((request.start, request.end))?;
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         let mut trace_conditions = Vec::new();
         let matches = self

@@ -55,6 +55,7 @@ impl QueryEngine {
         step: i64,
     ) -> Result<PromResult> {
         self.counted(async {
+            self.check_range((start, end))?;
             let steps = Steps::new(start, end, step)?;
             let stats = Arc::new(ScanStats::default());
             let ctx = self.session(tenant, Arc::clone(&stats))?;
