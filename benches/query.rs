@@ -26,6 +26,8 @@ use data::{Rng, SERVICES, T0, line, logs_request, open_db, remote_write_request,
 use threadline::ingest::IngestRules;
 use threadline::ingest::{otlp, remote_write};
 use threadline::logql;
+use threadline::query::log_metrics::MetricRequest;
+use threadline::query::otlp::traces_data;
 use threadline::model::{Signal, Tenant, TraceId};
 use threadline::query::grep::contains;
 use threadline::query::logql::{Direction, LogRequest};
@@ -72,8 +74,9 @@ fn grep_query(c: &mut Criterion) {
     let rules = IngestRules::default();
     let mut rng = Rng::new(5);
     let mut body_bytes = 0u64;
+    // 100 requests of 10k lines, 36 s apart: 1M lines over an hour, 10 chunks.
     for i in 0..100 {
-        let request = logs_request(&mut rng, 10_000, T0 + i * 100_000_000);
+        let request = logs_request(&mut rng, 10_000, T0 + i * 36_000_000_000);
         let batch = otlp::logs_to_batch(&request, &rules, T0).batch;
         body_bytes += batch
             .column_by_name("body")
@@ -105,6 +108,37 @@ fn grep_query(c: &mut Criterion) {
     let sql = "SELECT count(*) FROM logs WHERE body LIKE '%needle-not-there%'";
     group.bench_function("grep_query_1m_lines_sql_like_baseline", |b| {
         b.iter(|| rt.block_on(engine.sql(&tenant, sql)).unwrap())
+    });
+    group.finish();
+
+    // What Grafana's Explore sends for one service over the hour: the newest 1,000
+    // matching lines, and the log-volume histogram beside them.
+    let mut group = c.benchmark_group("loki_query_range");
+    group.sample_size(20);
+    let mut selective = request(r#"{service_name="checkout"} |= "slow query""#);
+    selective.limit = 1_000;
+    selective.end = T0 + 3_600_000_000_000;
+    group.bench_function("loki_query_range_1h_1m_lines_one_service_grep", |b| {
+        b.iter(|| {
+            let result = rt.block_on(engine.logs(&tenant, &selective)).unwrap();
+            assert_eq!(result.counts.returned, 1_000);
+        })
+    });
+    let volume = MetricRequest {
+        expr: match logql::parse(
+            r#"sum by (severity) (count_over_time({service_name="checkout"} |= "slow query" [1m]))"#,
+        )
+        .unwrap()
+        {
+            logql::Query::Metric(m) => m,
+            logql::Query::Log(_) => unreachable!("a metric query"),
+        },
+        start: T0,
+        end: T0 + 3_600_000_000_000,
+        step: 60_000_000_000,
+    };
+    group.bench_function("loki_volume_1h_1m_lines_one_service_grep", |b| {
+        b.iter(|| rt.block_on(engine.log_metrics(&tenant, &volume)).unwrap())
     });
     group.finish();
     let _ = SERVICES;
@@ -142,6 +176,45 @@ fn trace_lookup(c: &mut Criterion) {
             let id = TraceId::from_bytes(&ids[pick.below(ids.len() as u64) as usize]).unwrap();
             let doc = rt.block_on(engine.trace(&tenant, id)).unwrap().unwrap();
             assert_eq!(doc.span_count, 10);
+        })
+    });
+    group.finish();
+}
+
+/// Tempo's trace by ID (the spans as OTLP) among 10M spans in 1,000 chunks.
+fn tempo_trace_by_id(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &rt);
+    let tenant = Tenant::default_tenant();
+    let rules = IngestRules::default();
+    let mut rng = Rng::new(11);
+    let mut ids = Vec::new();
+    for i in 0..1_000 {
+        let service = SERVICES[i % SERVICES.len()];
+        let (request, trace_ids) = traces_request(
+            &mut rng,
+            service,
+            1_000,
+            10,
+            T0 + i as i64 * 3_600_000_000_000 / 100,
+        );
+        ids.extend(trace_ids);
+        let batch = otlp::traces_to_batch(&request, &rules).batch;
+        rt.block_on(engine.db().write(&tenant, Signal::Spans, batch))
+            .unwrap();
+        rt.block_on(engine.db().flush(true)).unwrap();
+    }
+    let mut group = c.benchmark_group("tempo_trace_by_id");
+    group.sample_size(50);
+    let mut pick = Rng::new(2);
+    let labels = rules.label_attributes.clone();
+    group.bench_function("tempo_trace_by_id_10m_spans_1000_chunks", |b| {
+        b.iter(|| {
+            let id = TraceId::from_bytes(&ids[pick.below(ids.len() as u64) as usize]).unwrap();
+            let batches = rt.block_on(engine.trace_spans(&tenant, id)).unwrap();
+            let trace = traces_data(&batches, &labels).unwrap();
+            assert_eq!(trace.resource_spans[0].scope_spans[0].spans.len(), 10);
         })
     });
     group.finish();
@@ -185,6 +258,7 @@ criterion_group!(
     grep_kernel,
     grep_query,
     trace_lookup,
+    tempo_trace_by_id,
     exemplar_lookup
 );
 criterion_main!(benches);
