@@ -26,11 +26,11 @@ use data::{Rng, SERVICES, T0, line, logs_request, open_db, remote_write_request,
 use threadline::ingest::IngestRules;
 use threadline::ingest::{otlp, remote_write};
 use threadline::logql;
-use threadline::query::log_metrics::MetricRequest;
-use threadline::query::otlp::traces_data;
 use threadline::model::{Signal, Tenant, TraceId};
 use threadline::query::grep::contains;
+use threadline::query::log_metrics::MetricRequest;
 use threadline::query::logql::{Direction, LogRequest};
+use threadline::query::otlp::traces_data;
 use threadline::query::{QueryConfig, QueryEngine};
 use threadline::wal::SyncPolicy;
 

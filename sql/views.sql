@@ -67,6 +67,7 @@ FROM (
         service_name,
         name AS operation,
         CASE
+            WHEN duration_ns <= 0 THEN 0.0
             WHEN duration_ns <= 5000000 THEN 5.0
             WHEN duration_ns <= 10000000 THEN 10.0
             WHEN duration_ns <= 25000000 THEN 25.0

@@ -253,6 +253,21 @@ async fn promql_queries() {
             vec![240.0, 300.0]
         )]
     );
+    // Set operators match series by their labels other than the name.
+    let gated = range("rate(http_requests_total[1m]) and http_requests_total > 200").await;
+    assert_eq!(gated.len(), 1, "{gated:?}");
+    assert_eq!(gated[0].0, json!({"code": "200", "job": "api"}));
+    assert_eq!(gated[0].1.len(), 2);
+    let (status, body) = server
+        .get(
+            "/api/v1/query",
+            &[
+                ("query", "http_requests_total / on_missing_metric_total"),
+                ("time", &secs(at)),
+            ],
+        )
+        .await;
+    assert_eq!((status, body["data"]["result"].clone()), (200, json!([])));
     let increase = range(r#"increase(http_requests_total{code="200"}[2m])"#).await;
     assert!(
         increase[0].1.iter().all(|v| close(*v, 120.0)),

@@ -91,7 +91,7 @@ async fn a_dropped_client_cancels_its_query_and_frees_its_slot() {
 }
 
 #[tokio::test]
-async fn queries_past_the_concurrency_limit_wait_then_get_503() {
+async fn queries_waiting_past_the_concurrency_limit_get_503() {
     let dir = tempfile::tempdir().unwrap();
     let raw = RawConfig {
         query_max_concurrent: Some(1),
@@ -100,8 +100,8 @@ async fn queries_past_the_concurrency_limit_wait_then_get_503() {
     };
     let server = TestServer::start_with(raw).await;
     let long = Duration::from_secs(30);
-    // The first holds the slot until its time limit; the second waits for it and then
-    // holds it; the third waits past its own limit.
+    // The first holds the only slot until its time limit; the others spend most of
+    // theirs waiting for it.
     let first = sql_with_timeout(&server, ENDLESS, long);
     let second = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -112,7 +112,7 @@ async fn queries_past_the_concurrency_limit_wait_then_get_503() {
         let response = server
             .http
             .post(format!("{}/threadline/v1/sql", server.url))
-            .body("SELECT 1")
+            .body(ENDLESS)
             .send()
             .await
             .unwrap();

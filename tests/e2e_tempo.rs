@@ -333,6 +333,29 @@ async fn traceql_search() {
         .await;
     assert!(trace_ids(&body).is_empty());
 
+    let (status, body) = server
+        .get("/api/search", &[("q", r#"{ rootName = "x" } && {}"#)])
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("one spanset filter"),
+        "{body}"
+    );
+    assert_eq!(
+        trace_ids(
+            &search(
+                &server,
+                t,
+                r#"{ rootName = "GET /q" || rootName = "POST /cart" }"#,
+                &[]
+            )
+            .await
+        ),
+        [SEARCH, CART]
+    );
     let (status, body) = server.get("/api/search", &[("q", "{ nope = 1 }")]).await;
     assert_eq!(status, 400);
     assert!(

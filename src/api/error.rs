@@ -18,8 +18,11 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// Limits on what a query may use.
     LimitExceeded,
-    /// Temporarily unable (WAL or object store trouble, timeouts): retrying may work.
+    /// Temporarily unable (WAL or object store trouble, no query slot): retrying may
+    /// work.
     Unavailable,
+    /// A query ran out of time.
+    Timeout,
     Internal,
 }
 
@@ -32,7 +35,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable | ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -47,6 +50,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "not_acceptable",
             ErrorCode::LimitExceeded => "execution",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -96,9 +100,8 @@ impl From<QueryError> for ApiError {
             QueryError::ResourcesExhausted(_) => {
                 ApiError::new(ErrorCode::LimitExceeded, e.to_string())
             }
-            QueryError::Timeout(_) | QueryError::Busy(_) => {
-                ApiError::new(ErrorCode::Unavailable, e.to_string())
-            }
+            QueryError::Timeout(_) => ApiError::new(ErrorCode::Timeout, e.to_string()),
+            QueryError::Busy(_) => ApiError::new(ErrorCode::Unavailable, e.to_string()),
             QueryError::Execution(_) => {
                 error!(error = %e, "query failed");
                 ApiError::new(
@@ -129,7 +132,7 @@ impl ApiError {
             warn!(status = status.as_u16(), message = %self.message, "request failed");
         }
         let mut response = body(status, &self.message);
-        if self.code == ErrorCode::Unavailable {
+        if matches!(self.code, ErrorCode::Unavailable | ErrorCode::Timeout) {
             response
                 .headers_mut()
                 .insert("retry-after", HeaderValue::from_static("5"));

@@ -50,8 +50,13 @@ impl From<crate::query::QueryError> for LokiError {
 }
 
 impl IntoResponse for LokiError {
+    /// Loki answers a query over its limits with 400, like any other bad query.
     fn into_response(self) -> Response {
-        self.0.into_text_response()
+        let mut error = self.0;
+        if error.code == ErrorCode::LimitExceeded {
+            error.code = ErrorCode::BadRequest;
+        }
+        error.into_text_response()
     }
 }
 
@@ -481,8 +486,9 @@ pub async fn volume(
 ) -> Result<Response> {
     let tenant = tenant(&headers)?;
     let range = params.range(now_ns(), HOUR_NS)?;
-    let groups = volume_groups(&state, &tenant, &params, range).await?;
-    let result: Vec<Value> = groups
+    let request = VolumeRequest::new(&params).await?;
+    let result: Vec<Value> = request
+        .groups(&state, &tenant, range)
         .into_iter()
         .map(|(labels, bytes)| {
             json!({ "metric": labels, "value": [seconds(range.1), bytes.to_string()] })
@@ -499,21 +505,22 @@ pub async fn volume_range(
 ) -> Result<Response> {
     let tenant = tenant(&headers)?;
     let (start, end) = params.range(now_ns(), HOUR_NS)?;
+    let span = end as i128 - start as i128;
     let step = params
         .duration("step")?
-        .unwrap_or(((end - start) / 250).max(1_000_000_000));
-    let count = (end - start) / step + 1;
-    if count > MAX_STEPS as i64 {
+        .unwrap_or(((span / 250) as i64).max(1_000_000_000));
+    let count = span / step as i128 + 1;
+    if count > MAX_STEPS as i128 {
         return Err(bad(format!(
-            "exceeded maximum resolution of {} points; increase step",
-            MAX_STEPS
+            "exceeded maximum resolution of {MAX_STEPS} points; increase step"
         )));
     }
+    let request = VolumeRequest::new(&params).await?;
     let mut series: BTreeMap<String, (Map<String, Value>, Vec<Value>)> = BTreeMap::new();
-    for i in 0..count {
+    for i in 0..count as i64 {
         let t = start + i * step;
         let window = (t.saturating_sub(step).saturating_add(1), t);
-        for (labels, bytes) in volume_groups(&state, &tenant, &params, window).await? {
+        for (labels, bytes) in request.groups(&state, &tenant, window) {
             let key = Value::Object(labels.clone()).to_string();
             series
                 .entry(key)
@@ -529,78 +536,97 @@ pub async fn volume_range(
     Ok(success(json!({ "resultType": "matrix", "result": result })))
 }
 
-/// Stored bytes per group, largest first, at most `limit` groups. Groups are the
-/// values of `targetLabels` (default: the labels the selector names); with
-/// `aggregateBy=labels`, one group per label name.
-async fn volume_groups(
-    state: &AppState,
-    tenant: &Tenant,
-    params: &Params,
-    range: (i64, i64),
-) -> Result<Vec<(Map<String, Value>, u64)>> {
-    let selector = log_selector(params.required("query")?).await?;
-    let limit = params.count("limit", 100, 10_000)?;
-    let by_labels = match params.get("aggregateBy") {
-        None | Some("series") => false,
-        Some("labels") => true,
-        Some(other) => {
-            return Err(bad(format!(
-                "aggregateBy must be series or labels, not {other:?}"
-            )));
-        }
-    };
-    let targets: Vec<String> = match params.get("targetLabels") {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        None => selector.matchers.iter().map(|m| m.name.clone()).collect(),
-    };
-    let ids = streams(state, tenant, Some(&selector), range);
-    let volumes = state
-        .db
-        .stream_volumes(tenant, Signal::Logs, Some(&ids), range);
-    let catalog = state.db.read_catalog();
-    let Some(table) = catalog.table(tenant, Signal::Logs) else {
-        return Ok(Vec::new());
-    };
-    let mut groups: BTreeMap<Vec<(String, String)>, u64> = BTreeMap::new();
-    for (id, (_, bytes)) in &volumes.streams {
-        let Some(labels) = table.labels.labels(*id) else {
-            continue;
-        };
-        if by_labels {
-            for (name, _) in labels.iter() {
-                if targets.is_empty() || targets.iter().any(|t| t == name) {
-                    *groups
-                        .entry(vec![(name.to_owned(), String::new())])
-                        .or_default() += bytes;
-                }
+/// A volume query's parameters, read once.
+struct VolumeRequest {
+    selector: Selector,
+    limit: usize,
+    by_labels: bool,
+    targets: Vec<String>,
+}
+
+impl VolumeRequest {
+    async fn new(params: &Params) -> Result<Self> {
+        let selector = log_selector(params.required("query")?).await?;
+        let by_labels = match params.get("aggregateBy") {
+            None | Some("series") => false,
+            Some("labels") => true,
+            Some(other) => {
+                return Err(bad(format!(
+                    "aggregateBy must be series or labels, not {other:?}"
+                )));
             }
-        } else {
-            let key: Vec<(String, String)> = labels
-                .iter()
-                .filter(|(name, _)| targets.iter().any(|t| t == name))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            *groups.entry(key).or_default() += bytes;
-        }
-    }
-    let mut sorted: Vec<_> = groups.into_iter().collect();
-    sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    sorted.truncate(limit);
-    Ok(sorted
-        .into_iter()
-        .map(|(labels, bytes)| {
-            let object = labels
-                .into_iter()
-                .map(|(k, v)| (k, Value::from(v)))
-                .collect();
-            (object, bytes)
+        };
+        let targets = match params.get("targetLabels") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => selector.matchers.iter().map(|m| m.name.clone()).collect(),
+        };
+        Ok(Self {
+            limit: params.count("limit", 100, 10_000)?,
+            selector,
+            by_labels,
+            targets,
         })
-        .collect())
+    }
+
+    /// Stored bytes per group in `range`, largest first, at most `limit` groups.
+    /// Groups are the values of `targetLabels` (default: the labels the selector
+    /// names); with `aggregateBy=labels`, one group per label name.
+    fn groups(
+        &self,
+        state: &AppState,
+        tenant: &Tenant,
+        range: (i64, i64),
+    ) -> Vec<(Map<String, Value>, u64)> {
+        let ids = streams(state, tenant, Some(&self.selector), range);
+        let volumes = state
+            .db
+            .stream_volumes(tenant, Signal::Logs, Some(&ids), range);
+        let catalog = state.db.read_catalog();
+        let Some(table) = catalog.table(tenant, Signal::Logs) else {
+            return Vec::new();
+        };
+        let mut groups: BTreeMap<Vec<(String, String)>, u64> = BTreeMap::new();
+        for (id, (_, bytes)) in &volumes.streams {
+            let Some(labels) = table.labels.labels(*id) else {
+                continue;
+            };
+            let targeted = |name: &str| self.targets.iter().any(|t| t == name);
+            if self.by_labels {
+                for (name, _) in labels.iter() {
+                    if self.targets.is_empty() || targeted(name) {
+                        *groups
+                            .entry(vec![(name.to_owned(), String::new())])
+                            .or_default() += bytes;
+                    }
+                }
+            } else {
+                let key: Vec<(String, String)> = labels
+                    .iter()
+                    .filter(|(name, _)| targeted(name))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                *groups.entry(key).or_default() += bytes;
+            }
+        }
+        let mut sorted: Vec<_> = groups.into_iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        sorted.truncate(self.limit);
+        sorted
+            .into_iter()
+            .map(|(labels, bytes)| {
+                let object = labels
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect();
+                (object, bytes)
+            })
+            .collect()
+    }
 }
 
 /// `GET /loki/api/v1/status/buildinfo`

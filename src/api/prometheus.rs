@@ -365,11 +365,11 @@ pub async fn query_range(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let expr = parse_promql(params.required("query")?).await?;
-    let start = params.time("start", i64::MIN)?;
-    let end = params.time("end", i64::MIN)?;
-    if start == i64::MIN || end == i64::MIN {
+    if params.get("start").is_none() || params.get("end").is_none() {
         return Err(ApiError::bad_request("start and end are required"));
     }
+    let start = params.time("start", 0)?;
+    let end = params.time("end", 0)?;
     if end < start {
         return Err(ApiError::bad_request(
             "invalid parameter \"end\": end timestamp must not be before start time",
@@ -528,7 +528,11 @@ pub async fn metadata(
         .engine
         .metric_metadata(&tenant, (start, end), params.get("metric"))
         .await?;
-    let limit = params.count("limit", usize::MAX, usize::MAX)?;
+    // As in Prometheus, a limit of 0 (or none) means no limit.
+    let limit = match params.get("limit") {
+        None | Some("0") => usize::MAX,
+        Some(_) => params.count("limit", usize::MAX, usize::MAX)?,
+    };
     let mut out = serde_json::Map::new();
     for (metric, kind, unit) in rows.into_iter().take(limit) {
         if let Some(list) = out

@@ -36,10 +36,15 @@ impl<E: Into<ApiError>> From<E> for ConnectError {
 
 impl IntoResponse for ConnectError {
     fn into_response(self) -> Response {
+        if self.0.code == ErrorCode::UnsupportedMediaType {
+            // Connect answers a content type it cannot read with a bare 415.
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, self.0.message).into_response();
+        }
         let (status, code) = match self.0.code {
             ErrorCode::BadRequest | ErrorCode::UnsupportedMediaType => {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
+            ErrorCode::Timeout => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             ErrorCode::PayloadTooLarge | ErrorCode::LimitExceeded => {
                 (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted")
             }

@@ -483,7 +483,7 @@ pub struct BehindParams {
     exemplars: Option<String>,
     start: Option<String>,
     end: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
 /// Most log lines read to find the traces behind a log query.
@@ -499,7 +499,14 @@ pub async fn traces_behind(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
-    let limit = params.limit.unwrap_or(20).clamp(1, 1000);
+    let limit = match params.limit.as_deref() {
+        None => 20,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit must be a number from 1 to 1000"))?,
+    };
     // trace ID -> (count, first, last)
     let mut found: std::collections::HashMap<String, (u64, i64, i64)> = Default::default();
     let mut note = |trace: &str, time: i64| {

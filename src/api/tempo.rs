@@ -283,17 +283,28 @@ async fn span_tags(
     tenant: &Tenant,
     range: (i64, i64),
 ) -> Result<BTreeSet<String>, ApiError> {
+    Ok(engine
+        .counted(async {
+            engine.check_range(range)?;
+            distinct_keys(engine, tenant, range).await
+        })
+        .await?)
+}
+
+async fn distinct_keys(
+    engine: &QueryEngine,
+    tenant: &Tenant,
+    range: (i64, i64),
+) -> crate::query::Result<BTreeSet<String>> {
     let ctx = engine.session(tenant, Default::default())?;
     let df = ctx
         .table(Signal::Spans.as_str())
-        .await
-        .map_err(crate::query::QueryError::from)?
-        .filter(col("start_time").between(ts_literal(range.0), ts_literal(range.1)))
-        .and_then(|df| df.select(vec![map_keys(col("attributes")).alias("key")]))
-        .and_then(|df| df.unnest_columns(&["key"]))
-        .and_then(|df| df.aggregate(vec![col("key")], vec![]))
-        .and_then(|df| df.limit(0, Some(MAX_TAG_RESULTS)))
-        .map_err(crate::query::QueryError::from)?;
+        .await?
+        .filter(col("start_time").between(ts_literal(range.0), ts_literal(range.1)))?
+        .select(vec![map_keys(col("attributes")).alias("key")])?
+        .unnest_columns(&["key"])?
+        .aggregate(vec![col("key")], vec![])?
+        .limit(0, Some(MAX_TAG_RESULTS))?;
     let (_, batches) = engine.collect(df).await?;
     let mut out = BTreeSet::new();
     for batch in &batches {
@@ -392,39 +403,41 @@ async fn tag_values(
             }
         }
     };
-    let ctx = state.engine.session(tenant, Default::default())?;
-    let df = ctx
-        .table(Signal::Spans.as_str())
-        .await
-        .map_err(crate::query::QueryError::from)?
-        .filter(col("start_time").between(ts_literal(range.0), ts_literal(range.1)))
-        .map_err(crate::query::QueryError::from)?;
-    let value = df
-        .parse_sql_expr(&column)
-        .map_err(crate::query::QueryError::from)?;
-    let df = df
-        .select(vec![value.alias("value")])
-        .and_then(|df| df.filter(col("value").is_not_null()))
-        .and_then(|df| df.aggregate(vec![col("value")], vec![]))
-        .and_then(|df| df.limit(0, Some(MAX_TAG_RESULTS)))
-        .map_err(crate::query::QueryError::from)?;
-    let (_, batches) = state.engine.collect(df).await?;
-    let mut values = BTreeSet::new();
-    for batch in &batches {
-        if let Some(array) = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-        {
-            values.extend(
-                array
-                    .iter()
-                    .flatten()
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-    }
+    let engine = &state.engine;
+    let values = engine
+        .counted(async {
+            engine.check_range(range)?;
+            let ctx = engine.session(tenant, Default::default())?;
+            let df = ctx
+                .table(Signal::Spans.as_str())
+                .await?
+                .filter(col("start_time").between(ts_literal(range.0), ts_literal(range.1)))?;
+            let value = df.parse_sql_expr(&column)?;
+            let df = df
+                .select(vec![value.alias("value")])?
+                .filter(col("value").is_not_null())?
+                .aggregate(vec![col("value")], vec![])?
+                .limit(0, Some(MAX_TAG_RESULTS))?;
+            let (_, batches) = engine.collect(df).await?;
+            let mut values = BTreeSet::new();
+            for batch in &batches {
+                if let Some(array) = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                {
+                    values.extend(
+                        array
+                            .iter()
+                            .flatten()
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
+            }
+            Ok(values)
+        })
+        .await?;
     Ok(values.into_iter().map(|v| ("string", v)).collect())
 }
 
@@ -460,11 +473,6 @@ pub async fn tag_values_v2(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let range = params.range(now_ns(), HOUR_NS)?;
-    // Older Grafana encodes the tag twice.
-    let tag = url::form_urlencoded::parse(format!("t={tag}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or(tag);
     let values: Vec<Value> = tag_values(&state, &tenant, &tag, range)
         .await?
         .into_iter()

@@ -979,7 +979,9 @@ fn parse_pattern(text: &str) -> std::result::Result<Pattern, String> {
                 rest = after;
             }
             None => {
-                let next = rest[1..].find('<').map_or(rest.len(), |i| i + 1);
+                // The literal runs to the next '<' after its first character.
+                let first = rest.chars().next().map_or(0, char::len_utf8);
+                let next = rest[first..].find('<').map_or(rest.len(), |i| i + first);
                 match parts.last_mut() {
                     Some(PatternPart::Literal(l)) => l.push_str(&rest[..next]),
                     _ => parts.push(PatternPart::Literal(rest[..next].to_owned())),
@@ -1047,6 +1049,8 @@ mod tests {
             }
         ));
         assert!(parse_log("{}").unwrap().stages.is_empty());
+        // Literals may start with any character.
+        assert!(parse_log(r#"{a="b"} | pattern "é<x>ü <_>""#).is_ok());
     }
 
     #[test]
@@ -1250,6 +1254,7 @@ mod tests {
                 Just("offset"), Just("topk"), Just("3"), Just("and"), Just("or"),
                 Just("line_format"), Just("\"{{.x}}\""), Just("quantile_over_time"),
                 Just("0.5"), Just("pattern"), Just("\"<a> <b>\""), Just("=~"), Just("1.5s"),
+                Just("\"é<a>ü\""), Just("\"<é>\""),
             ], 0..24)
         ) {
             let _ = parse(&parts.join(" "));

@@ -29,6 +29,10 @@ use crate::logql::{
 };
 use crate::model::{Signal, StreamId, Tenant};
 
+/// Distinct (stream, metadata) pairs whose series is remembered in one range
+/// aggregation.
+const MAX_KNOWN_LABEL_SETS: usize = 65_536;
+
 #[derive(Debug, Clone)]
 pub struct MetricRequest {
     pub expr: MetricExpr,
@@ -120,7 +124,7 @@ impl Evaluation<'_> {
                 MetricExpr::Binary(b) => {
                     let lhs = self.eval(&b.lhs).await?;
                     let rhs = self.eval(&b.rhs).await?;
-                    binary(b.op, b.return_bool, lhs, rhs)?
+                    binary(b.op, b.return_bool, lhs, rhs, SeriesLabels::clone)?
                 }
             })
         })
@@ -129,8 +133,11 @@ impl Evaluation<'_> {
     async fn range(&mut self, r: &RangeAggregation) -> Result<Vec<Series>> {
         let steps = self.steps;
         // Samples in (first window start, last step], shifted back by the offset.
-        let lo = steps.start - r.offset_ns - r.range_ns;
-        let hi = steps.last() - r.offset_ns;
+        let lo = steps
+            .start
+            .saturating_sub(r.offset_ns)
+            .saturating_sub(r.range_ns);
+        let hi = steps.last().saturating_sub(r.offset_ns);
         let selected = self.engine.select_streams(
             self.tenant,
             Signal::Logs,
@@ -159,6 +166,11 @@ impl Evaluation<'_> {
                 self.counts.bytes += body.len() as u64;
                 let bytes = body.len() as f64;
                 if by_labels_only {
+                    // Per-line metadata (trace IDs) makes every key new: keep the
+                    // cache bounded.
+                    if known.len() >= MAX_KNOWN_LABEL_SETS {
+                        known.clear();
+                    }
                     let key = (id, lines.metadata_fingerprint(row));
                     let slot = match known.get(&key) {
                         Some(slot) => *slot,
@@ -289,8 +301,8 @@ impl Samples {
             let mut values = Vec::with_capacity(steps.count);
             let (mut from, mut to) = (0, 0);
             for i in 0..steps.count {
-                let end = steps.time(i) - r.offset_ns;
-                let start = end - r.range_ns;
+                let end = steps.time(i).saturating_sub(r.offset_ns);
+                let start = end.saturating_sub(r.range_ns);
                 while to < points.len() && points[to].0 <= end {
                     to += 1;
                 }

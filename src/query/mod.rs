@@ -47,7 +47,7 @@ pub struct QueryConfig {
     pub max_result_rows: usize,
     /// Longest time range a LogQL, PromQL, TraceQL or profile query may cover.
     pub max_range: Duration,
-    /// Queries run at once; more wait for a slot, up to `timeout`.
+    /// Queries run at once; more wait for a slot, within their `timeout`.
     pub max_concurrent: usize,
 }
 
@@ -222,17 +222,23 @@ impl QueryEngine {
             metrics,
             finished: false,
         };
+        // Waiting for a slot and running share one time limit. A query that spent
+        // most of it waiting is reported as refused for lack of a slot.
+        let queued = tokio::time::Instant::now();
+        let deadline = queued + self.config.timeout;
+        let busy = || {
+            Metrics::add(&metrics.query_rejected_total, 1);
+            Err(QueryError::Busy(self.config.max_concurrent))
+        };
         let result = async {
-            let _slot = match tokio::time::timeout(self.config.timeout, self.slots.acquire()).await
-            {
-                Ok(Ok(slot)) => slot,
-                _ => {
-                    Metrics::add(&metrics.query_rejected_total, 1);
-                    return Err(QueryError::Busy(self.config.max_concurrent));
-                }
+            let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await
+            else {
+                return busy();
             };
-            match tokio::time::timeout(self.config.timeout, run).await {
+            let waited = queued.elapsed();
+            match tokio::time::timeout_at(deadline, run).await {
                 Ok(result) => result,
+                Err(_) if waited > self.config.timeout / 2 => busy(),
                 Err(_) => Err(QueryError::Timeout(self.config.timeout)),
             }
         }

@@ -286,6 +286,7 @@ impl QueryEngine {
         (start, end): (i64, i64),
     ) -> Result<Vec<String>> {
         self.counted(async {
+            self.check_range((start, end))?;
             let ctx = self.session(tenant, Arc::default())?;
             let df = ctx
                 .table(Signal::ProfileSamples.as_str())
@@ -373,6 +374,9 @@ impl QueryEngine {
             }
             let mut series: HashMap<SeriesLabels, Vec<(i64, f64)>> = HashMap::new();
             for ((key, bucket), (total, profiles)) in cells {
+                if series.len() >= crate::query::series::MAX_SERIES && !series.contains_key(&key) {
+                    return Err(crate::query::series::too_many_series());
+                }
                 let value = if average {
                     total / profiles as f64
                 } else {

@@ -36,6 +36,7 @@ impl QueryEngine {
         metric: Option<&str>,
     ) -> Result<Vec<(String, String, String)>> {
         self.counted(async {
+            self.check_range((start, end))?;
             let ctx = self.session(tenant, Arc::default())?;
             let mut df = ctx
                 .table(Signal::Samples.as_str())

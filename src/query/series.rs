@@ -253,10 +253,16 @@ pub fn combine(op: VectorOp, values: &[f64]) -> f64 {
     }
 }
 
-/// Applies an operator between two values: arithmetic and comparisons match series
-/// with equal labels (the left side's labels are kept), `and`, `or` and `unless`
-/// combine series by label set.
-pub fn binary(op: BinaryOp, return_bool: bool, lhs: Value, rhs: Value) -> Result<Value> {
+/// Applies an operator between two values. Series match when `key` of their labels
+/// is equal; results keep the left side's labels (and, for `or`, the right side's
+/// series that match none on the left).
+pub fn binary(
+    op: BinaryOp,
+    return_bool: bool,
+    lhs: Value,
+    rhs: Value,
+    key: impl Fn(&SeriesLabels) -> SeriesLabels,
+) -> Result<Value> {
     let compare = matches!(op, BinaryOp::Cmp(_));
     // `x > y` keeps x where it holds; with `bool` it is 1 or 0.
     let apply = |x: f64, y: f64, keep: f64| -> Option<f64> {
@@ -310,47 +316,92 @@ pub fn binary(op: BinaryOp, return_bool: bool, lhs: Value, rhs: Value) -> Result
             Value::Vector(non_empty(series))
         }
         (Value::Vector(left), Value::Vector(right)) => {
-            let index: HashMap<&SeriesLabels, usize> = right
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (&s.labels, i))
-                .collect();
-            let mut out = Vec::new();
-            for mut one in left.iter().cloned() {
-                let other = index.get(&one.labels).map(|&i| &right[i]);
-                for (step, point) in one.points.iter_mut().enumerate() {
-                    let y = other.and_then(|o| o.points[step]);
-                    *point = match op {
-                        BinaryOp::And => point.filter(|_| y.is_some()),
-                        BinaryOp::Unless => point.filter(|_| y.is_none()),
-                        BinaryOp::Or => *point,
-                        _ => point.and_then(|x| y.and_then(|y| apply(x, y, x))),
-                    };
-                }
-                out.push(one);
-            }
-            if op == BinaryOp::Or {
-                let left_index: HashMap<&SeriesLabels, usize> = left
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (&s.labels, i))
-                    .collect();
-                for mut one in right.iter().cloned() {
-                    if let Some(&i) = left_index.get(&one.labels) {
-                        // Same labels: the left side wins where it has a value.
-                        for (step, point) in one.points.iter_mut().enumerate() {
-                            if out[i].points[step].is_none() {
-                                out[i].points[step] = *point;
-                            }
-                        }
-                        continue;
-                    }
-                    out.push(one);
-                }
-            }
-            Value::Vector(non_empty(out))
+            Value::Vector(non_empty(vectors(op, left, right, key, apply)?))
         }
     })
+}
+
+/// An operator between two sets of series, which match when their keys are equal.
+/// Arithmetic and comparisons match one to one; `and`, `unless` and `or` match any
+/// number per key, step by step.
+fn vectors(
+    op: BinaryOp,
+    left: Vec<Series>,
+    right: Vec<Series>,
+    key: impl Fn(&SeriesLabels) -> SeriesLabels,
+    apply: impl Fn(f64, f64, f64) -> Option<f64>,
+) -> Result<Vec<Series>> {
+    let steps = left.first().or(right.first()).map_or(0, |s| s.points.len());
+    if op.is_set_op() {
+        // Per key, the steps where the other side has a value.
+        let presence = |side: &[Series]| {
+            let mut present: HashMap<SeriesLabels, Vec<bool>> = HashMap::new();
+            for series in side {
+                let slot = present
+                    .entry(key(&series.labels))
+                    .or_insert_with(|| vec![false; steps]);
+                for (seen, point) in slot.iter_mut().zip(&series.points) {
+                    *seen |= point.is_some();
+                }
+            }
+            present
+        };
+        let on_right = presence(&right);
+        let on_left = presence(&left);
+        let mut out = Vec::new();
+        for mut series in left {
+            let other = on_right.get(&key(&series.labels));
+            for (step, point) in series.points.iter_mut().enumerate() {
+                let matched = other.is_some_and(|o| o[step]);
+                *point = match op {
+                    BinaryOp::And => point.filter(|_| matched),
+                    BinaryOp::Unless => point.filter(|_| !matched),
+                    _ => *point,
+                };
+            }
+            out.push(series);
+        }
+        if op == BinaryOp::Or {
+            for mut series in right {
+                let other = on_left.get(&key(&series.labels));
+                for (step, point) in series.points.iter_mut().enumerate() {
+                    if other.is_some_and(|o| o[step]) {
+                        *point = None;
+                    }
+                }
+                out.push(series);
+            }
+        }
+        return Ok(out);
+    }
+    let mut index: HashMap<SeriesLabels, usize> = HashMap::with_capacity(right.len());
+    for (i, series) in right.iter().enumerate() {
+        if index.insert(key(&series.labels), i).is_some() {
+            return Err(many_to_many());
+        }
+    }
+    let mut seen = std::collections::HashSet::with_capacity(left.len());
+    let mut out = Vec::with_capacity(left.len());
+    for mut series in left {
+        let k = key(&series.labels);
+        let other = index.get(&k).map(|&i| &right[i]);
+        if !seen.insert(k) {
+            return Err(many_to_many());
+        }
+        for (step, point) in series.points.iter_mut().enumerate() {
+            let y = other.and_then(|o| o.points[step]);
+            *point = point.and_then(|x| y.and_then(|y| apply(x, y, x)));
+        }
+        out.push(series);
+    }
+    Ok(out)
+}
+
+fn many_to_many() -> QueryError {
+    QueryError::Invalid(
+        "series on one side of an operator have the same labels: aggregate them first (sum by (…))"
+            .into(),
+    )
 }
 
 pub fn non_empty(series: Vec<Series>) -> Vec<Series> {

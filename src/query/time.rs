@@ -2,7 +2,22 @@
 //! unit follows from its size (seconds, milliseconds, microseconds or nanoseconds; a
 //! fractional number is seconds), as Loki and Prometheus clients send them.
 
+/// Latest and earliest times accepted: 2^62 ns either side of the epoch (the years
+/// 1823 to 2116), so that differences of two times never overflow.
+pub const MAX_TIME_NS: i64 = 1 << 62;
+
 pub fn parse_time(text: &str) -> Result<i64, String> {
+    let ns = parse_unbounded(text)?;
+    if ns.unsigned_abs() > MAX_TIME_NS as u64 {
+        return Err(format!(
+            "time out of range: {:?} (years 1823 to 2116 are accepted)",
+            text.trim()
+        ));
+    }
+    Ok(ns)
+}
+
+fn parse_unbounded(text: &str) -> Result<i64, String> {
     let text = text.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return t
@@ -59,6 +74,8 @@ mod tests {
             assert_eq!(parse_time(text), Ok(ns), "{text}");
         }
         assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("-9223372036854775808").is_err());
+        assert!(parse_time("4000000000").is_ok());
         assert_eq!(format_time(ns), "2023-11-14T22:13:20Z");
         assert_eq!(format_time(ns + 250_000_000), "2023-11-14T22:13:20.250Z");
     }

@@ -24,8 +24,9 @@ use crate::traceql::{Comparison, Condition, Field, Literal, Scope, Search, Spans
 
 /// Most matching spans one spanset filter reads (the most recent ones).
 pub const MAX_MATCHED_SPANS: usize = 100_000;
-/// Most traces summarised to answer one search.
+/// Traces summarised per trace a search returns, and at most in all.
 const MAX_SUMMARIES_PER_RESULT: usize = 10;
+const MAX_SUMMARIES: usize = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -88,6 +89,19 @@ impl QueryEngine {
         let stats = Arc::new(ScanStats::default());
         self.check_range((request.start, request.end))?;
         let ctx = self.session(tenant, Arc::clone(&stats))?;
+        let single_filter = matches!(request.search.spansets, Spanset::Filter(_));
+        let trace_level = request
+            .search
+            .spansets
+            .filters()
+            .into_iter()
+            .flatten()
+            .any(Condition::is_trace_level);
+        if trace_level && !single_filter {
+            return Err(QueryError::Invalid(
+                "rootName, rootServiceName and traceDuration are supported in a query of one spanset filter".into(),
+            ));
+        }
         let mut trace_conditions = Vec::new();
         let matches = self
             .spanset(
@@ -114,7 +128,10 @@ impl QueryEngine {
         }
         let earliest = |spans: &[MatchedSpan]| spans.last().map_or(i64::MIN, |s| s.start_ns);
         candidates.sort_by(|a, b| earliest(&b.1).cmp(&earliest(&a.1)).then(a.0.cmp(&b.0)));
-        let budget = request.limit.saturating_mul(MAX_SUMMARIES_PER_RESULT);
+        let budget = request
+            .limit
+            .saturating_mul(MAX_SUMMARIES_PER_RESULT)
+            .min(MAX_SUMMARIES);
         let mut summaries = futures::stream::iter(candidates.into_iter().take(budget))
             .map(|(trace_id, spans)| {
                 let ctx = &ctx;
@@ -334,8 +351,12 @@ fn split(
             trace_level.push(condition.clone());
             Ok(())
         }
+        Condition::Or(..) if condition.is_all_trace_level() => {
+            trace_level.push(condition.clone());
+            Ok(())
+        }
         Condition::Or(..) if condition.is_trace_level() => Err(QueryError::Invalid(
-            "rootName, rootServiceName and traceDuration can only be joined with &&".into(),
+            "rootName, rootServiceName and traceDuration can be joined with span conditions by && only".into(),
         )),
         _ => {
             span_level.push(condition.clone());
@@ -530,5 +551,15 @@ mod tests {
             panic!()
         };
         assert!(split(&c, &mut span, &mut trace).is_err());
+        let Spanset::Filter(Some(c)) = parse(r#"{ rootName = "x" || rootServiceName = "api" }"#)
+            .unwrap()
+            .spansets
+        else {
+            panic!()
+        };
+        let (mut span, mut trace) = (Vec::new(), Vec::new());
+        split(&c, &mut span, &mut trace).unwrap();
+        assert_eq!((span.len(), trace.len()), (0, 1));
+        assert!(trace_holds(&trace[0], &summary));
     }
 }

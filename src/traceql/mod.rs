@@ -60,6 +60,16 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// True when every comparison in the condition reads a trace-level intrinsic.
+    pub fn is_all_trace_level(&self) -> bool {
+        match self {
+            Condition::And(a, b) | Condition::Or(a, b) => {
+                a.is_all_trace_level() && b.is_all_trace_level()
+            }
+            Condition::Compare { field, .. } => field.is_trace_level(),
+        }
+    }
+
     /// True when the condition reads a trace-level intrinsic.
     pub fn is_trace_level(&self) -> bool {
         match self {

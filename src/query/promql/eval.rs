@@ -26,7 +26,7 @@ use crate::logql::{BinaryOp, CompareOp, Grouping, VectorOp};
 use crate::model::{Signal, StreamId, Tenant};
 use crate::query::series::{
     MAX_SERIES, Series, SeriesLabels, Steps, Value, aggregate, binary, check_cells,
-    extrapolated_rate, quantile, too_many_series,
+    extrapolated_rate, non_empty, quantile, too_many_series,
 };
 use crate::query::streams::SelectedStreams;
 use crate::query::table::ScanStats;
@@ -55,7 +55,7 @@ impl QueryEngine {
         step: i64,
     ) -> Result<PromResult> {
         self.counted(async {
-            self.check_range((start, end))?;
+            self.check_range((start.saturating_sub(lookback_ns(expr)), end))?;
             let steps = Steps::new(start, end, step)?;
             let stats = Arc::new(ScanStats::default());
             let ctx = self.session(tenant, Arc::clone(&stats))?;
@@ -89,11 +89,43 @@ struct Raw {
     points: Vec<(i64, f64)>,
 }
 
+/// How far before an evaluation instant the expression reads: its widest range
+/// selector or lookback, plus offset.
+fn lookback_ns(root: &Expr) -> i64 {
+    let mut widest = 0i64;
+    let mut pending = vec![root];
+    while let Some(expr) = pending.pop() {
+        match expr {
+            Expr::VectorSelector(vs) => {
+                widest = widest.max(LOOKBACK_NS.saturating_add(offset_ns(&vs.offset)));
+            }
+            Expr::MatrixSelector(ms) => {
+                widest = widest.max(nanos(&ms.range).saturating_add(offset_ns(&ms.vs.offset)));
+            }
+            Expr::Aggregate(a) => {
+                pending.push(&a.expr);
+                pending.extend(a.param.as_deref());
+            }
+            Expr::Unary(u) => pending.push(&u.expr),
+            Expr::Binary(b) => pending.extend([b.lhs.as_ref(), b.rhs.as_ref()]),
+            Expr::Paren(p) => pending.push(&p.expr),
+            Expr::Subquery(s) => pending.push(&s.expr),
+            Expr::Call(call) => pending.extend(call.args.args.iter().map(|a| a.as_ref())),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    widest
+}
+
+fn nanos(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
 fn offset_ns(offset: &Option<Offset>) -> i64 {
     match offset {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_nanos() as i64,
-        Some(Offset::Neg(d)) => -(d.as_nanos() as i64),
+        Some(Offset::Pos(d)) => nanos(d),
+        Some(Offset::Neg(d)) => -nanos(d),
     }
 }
 
@@ -200,7 +232,13 @@ impl Evaluation<'_> {
     async fn instant(&mut self, vs: &VectorSelector) -> Result<Value> {
         let steps = self.steps;
         let offset = offset_ns(&vs.offset);
-        let window = (steps.start - offset - LOOKBACK_NS, steps.last() - offset);
+        let window = (
+            steps
+                .start
+                .saturating_sub(offset)
+                .saturating_sub(LOOKBACK_NS),
+            steps.last().saturating_sub(offset),
+        );
         let raw = self.fetch(vs, window).await?;
         check_cells(raw.len(), steps.count)?;
         let series = raw
@@ -209,11 +247,11 @@ impl Evaluation<'_> {
                 let mut next = 0;
                 let points = (0..steps.count)
                     .map(|i| {
-                        let t = steps.time(i) - offset;
+                        let t = steps.time(i).saturating_sub(offset);
                         while next < r.points.len() && r.points[next].0 <= t {
                             next += 1;
                         }
-                        (next > 0 && r.points[next - 1].0 > t - LOOKBACK_NS)
+                        (next > 0 && r.points[next - 1].0 > t.saturating_sub(LOOKBACK_NS))
                             .then(|| r.points[next - 1].1)
                     })
                     .collect();
@@ -235,11 +273,14 @@ impl Evaluation<'_> {
     ) -> Result<Value> {
         let steps = self.steps;
         let offset = offset_ns(&ms.vs.offset);
-        let range = ms.range.as_nanos() as i64;
+        let range = nanos(&ms.range);
         let raw = self
             .fetch(
                 &ms.vs,
-                (steps.start - offset - range, steps.last() - offset),
+                (
+                    steps.start.saturating_sub(offset).saturating_sub(range),
+                    steps.last().saturating_sub(offset),
+                ),
             )
             .await?;
         check_cells(raw.len(), steps.count)?;
@@ -249,8 +290,8 @@ impl Evaluation<'_> {
                 let (mut from, mut to) = (0, 0);
                 let points = (0..steps.count)
                     .map(|i| {
-                        let end = steps.time(i) - offset;
-                        let start = end - range;
+                        let end = steps.time(i).saturating_sub(offset);
+                        let start = end.saturating_sub(range);
                         while to < r.points.len() && r.points[to].0 <= end {
                             to += 1;
                         }
@@ -536,15 +577,13 @@ impl Evaluation<'_> {
         }
         let lhs = self.eval(&b.lhs).await?;
         let rhs = self.eval(&b.rhs).await?;
-        let drops_name = !matches!(op, BinaryOp::Cmp(_)) || return_bool;
-        let both_vectors = matches!((&lhs, &rhs), (Value::Vector(_), Value::Vector(_)));
-        let (lhs, rhs) = if both_vectors && !op.is_set_op() {
-            (strip_names(lhs), strip_names(rhs))
-        } else {
-            (lhs, rhs)
-        };
-        let result = binary(op, return_bool, lhs, rhs)?;
-        Ok(if drops_name && !op.is_set_op() {
+        // Series match on their labels other than `__name__`. Arithmetic, and
+        // comparisons with `bool`, drop the name; filters and set operators keep it.
+        let result = binary(op, return_bool, lhs, rhs, |labels| {
+            without_name(labels.clone())
+        })?;
+        let drops_name = !op.is_set_op() && (!matches!(op, BinaryOp::Cmp(_)) || return_bool);
+        Ok(if drops_name {
             strip_names(result)
         } else {
             result
@@ -588,10 +627,6 @@ fn map_values(value: Value, f: impl Fn(f64) -> f64, drop_name: bool) -> Value {
                 .collect(),
         ),
     }
-}
-
-fn non_empty(series: Vec<Series>) -> Vec<Series> {
-    crate::query::series::non_empty(series)
 }
 
 /// `histogram_quantile` over classic buckets: series grouped by their labels other
