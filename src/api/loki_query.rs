@@ -19,17 +19,17 @@ use serde_json::{Map, Value, json};
 use super::params::Params;
 use super::prometheus::{float_text, seconds};
 use super::query::{DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT};
-use super::{ApiError, AppState, ErrorCode, now_ns, tenant};
+use super::{ApiError, AppState, ErrorCode, labels_json, now_ns, parse_query, success, tenant};
 use crate::logql::{self, Labels, Origin, Query};
 use crate::model::{Selector, Signal, StreamId, Tenant};
 use crate::query::log_metrics::MetricRequest;
 use crate::query::logql::{Direction, LineCounts, LogRequest};
 use crate::query::series::{MAX_STEPS, Series, Value as MetricValue};
 use crate::query::table::ScanStats;
+use crate::query::time::HOUR_NS;
 
 /// The Loki API version these endpoints follow, reported by `status/buildinfo`.
 pub const LOKI_API_VERSION: &str = "3.0.0";
-const HOUR_NS: i64 = 3_600_000_000_000;
 /// Loki's default window for label and series lookups.
 const METADATA_RANGE_NS: i64 = 6 * HOUR_NS;
 const CATEGORIZE_HEADER: &str = "x-loki-response-encoding-flags";
@@ -66,13 +66,9 @@ fn bad(message: impl Into<String>) -> LokiError {
     LokiError(ApiError::bad_request(message))
 }
 
-/// Parses a query off the async workers: it compiles the query's regexes.
 async fn parse(text: &str) -> Result<Query> {
     let text = text.to_owned();
-    tokio::task::spawn_blocking(move || logql::parse(&text))
-        .await
-        .map_err(|e| LokiError(ApiError::new(ErrorCode::Internal, e.to_string())))?
-        .map_err(|e| bad(format!("parse error: {e}")))
+    Ok(parse_query("parse error: ", move || logql::parse(&text)).await?)
 }
 
 fn direction(params: &Params) -> Result<Direction> {
@@ -154,7 +150,7 @@ pub async fn query_range(
                             p.map(|v| json!([seconds(result.steps.time(i)), float_text(v)]))
                         })
                         .collect();
-                    json!({ "metric": pairs_object(&s.labels), "values": values })
+                    json!({ "metric": labels_json(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))), "values": values })
                 })
                 .collect();
             Ok(data("matrix", Value::Array(matrix), Some(stats)))
@@ -196,7 +192,7 @@ pub async fn query(
                 .iter()
                 .filter_map(|s| {
                     s.points[0].map(|v| {
-                        json!({ "metric": pairs_object(&s.labels), "value": [seconds(time), float_text(v)] })
+                        json!({ "metric": labels_json(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))), "value": [seconds(time), float_text(v)] })
                     })
                 })
                 .collect();
@@ -233,7 +229,7 @@ fn streams_response(
                     }
                 })
                 .collect();
-            json!({ "stream": labels_object(&stream.labels), "values": values })
+            json!({ "stream": labels_json(stream.labels.iter().map(|(k, v, _)| (k, v))), "values": values })
         })
         .collect();
     let mut data = json!({ "resultType": "streams", "result": result, "stats": stats });
@@ -263,24 +259,6 @@ fn categorized(labels: &Labels) -> Value {
         out.insert("parsed".into(), Value::Object(parsed));
     }
     Value::Object(out)
-}
-
-fn labels_object(labels: &Labels) -> Value {
-    Value::Object(
-        labels
-            .iter()
-            .map(|(k, v, _)| (k.to_owned(), Value::from(v)))
-            .collect(),
-    )
-}
-
-fn pairs_object(pairs: &[(String, String)]) -> Value {
-    Value::Object(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-            .collect(),
-    )
 }
 
 /// Loki's `stats` block, filled with what Threadline measured: lines and bytes that
@@ -361,10 +339,6 @@ fn streams(
 
 fn optional_selector(params: &Params) -> Result<Option<Selector>> {
     params.get("query").map(selector).transpose()
-}
-
-fn success(data: Value) -> Response {
-    axum::Json(json!({ "status": "success", "data": data })).into_response()
 }
 
 /// `GET /loki/api/v1/labels`

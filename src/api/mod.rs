@@ -270,6 +270,38 @@ pub fn metric_batches(
     Ok(rows.finish())
 }
 
+/// Parses a query off the async workers (parsing compiles its regexes); a parse error
+/// is a 400 with `context` before the parser's message.
+pub async fn parse_query<T, E>(
+    context: &'static str,
+    parse: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    tokio::task::spawn_blocking(parse)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("query parsing failed: {e}")))?
+        .map_err(|e| ApiError::bad_request(format!("{context}{e}")))
+}
+
+/// `{"status": "success", "data": …}`, the envelope of the Prometheus and Loki APIs.
+pub fn success(data: serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    axum::Json(serde_json::json!({ "status": "success", "data": data })).into_response()
+}
+
+/// Label pairs as a JSON object.
+pub fn labels_json<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> serde_json::Value {
+    serde_json::Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+            .collect(),
+    )
+}
+
 pub fn content_type(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::CONTENT_TYPE)

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use super::params::Params;
 use super::{
-    ApiError, AppState, ErrorCode, content_type, metric_batches, now_ns, read_decoded_body, store,
-    tenant,
+    ApiError, AppState, ErrorCode, content_type, labels_json, metric_batches, now_ns, parse_query,
+    read_decoded_body, store, success, tenant,
 };
 use crate::ingest::ContentEncoding;
 use crate::ingest::remote_write::{self, Counts, Version};
@@ -130,11 +130,7 @@ pub async fn query_exemplars(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
     let query = query_param(&params)?.to_owned();
-    // Parsing compiles the query's regexes: off the async workers.
-    let selectors = tokio::task::spawn_blocking(move || promql::selectors(&query))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("query parsing failed: {e}")))?
-        .map_err(ApiError::bad_request)?;
+    let selectors = parse_query("", move || promql::selectors(&query)).await?;
     let time = |name: &str, default: i64| match params.get(name).filter(|v| !v.is_empty()) {
         Some(text) => parse_time(text).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
         None => Ok(default),
@@ -196,7 +192,7 @@ pub async fn samples(
         .iter()
         .map(|s| {
             json!({
-                "metric": label_object(&s.series),
+                "metric": labels_json(s.series.iter()),
                 "values": s.points.iter().map(|(t, v)| json!([seconds(*t), float_text(*v)])).collect::<Vec<_>>(),
             })
         })
@@ -211,17 +207,13 @@ pub async fn samples(
 
 const DEFAULT_SAMPLE_LIMIT: usize = 100_000;
 
-fn success(data: Value) -> Response {
-    axum::Json(json!({ "status": "success", "data": data })).into_response()
-}
-
 fn exemplar_data(series: &[SeriesExemplars]) -> Value {
     Value::Array(
         series
             .iter()
             .map(|s| {
                 json!({
-                    "seriesLabels": label_object(&s.series),
+                    "seriesLabels": labels_json(s.series.iter()),
                     "exemplars": s.exemplars.iter().map(|e| json!({
                         "labels": e.labels,
                         "value": float_text(e.value),
@@ -229,15 +221,6 @@ fn exemplar_data(series: &[SeriesExemplars]) -> Value {
                     })).collect::<Vec<_>>(),
                 })
             })
-            .collect(),
-    )
-}
-
-fn label_object(labels: &LabelSet) -> Value {
-    Value::Object(
-        labels
-            .iter()
-            .map(|(k, v)| (k.to_owned(), Value::from(v)))
             .collect(),
     )
 }
@@ -319,13 +302,12 @@ fn humantime(d: std::time::Duration) -> String {
 /// The Prometheus API version these endpoints follow, reported by `status/buildinfo`.
 pub const PROMETHEUS_API_VERSION: &str = "3.0.0";
 
-/// Parses PromQL off the async workers: parsing compiles the query's regexes.
 async fn parse_promql(text: &str) -> Result<promql_parser::parser::Expr, ApiError> {
     let text = text.to_owned();
-    tokio::task::spawn_blocking(move || promql::parse(&text))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("query parsing failed: {e}")))?
-        .map_err(|e| ApiError::bad_request(format!("invalid parameter \"query\": {e}")))
+    parse_query("invalid parameter \"query\": ", move || {
+        promql::parse(&text)
+    })
+    .await
 }
 
 /// `GET|POST /api/v1/query?query=&time=`
@@ -348,7 +330,7 @@ pub async fn query(
                 .iter()
                 .filter_map(|s| {
                     s.points[0].map(|v| {
-                        json!({ "metric": pairs(&s.labels), "value": [seconds(time), float_text(v)] })
+                        json!({ "metric": labels_json(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))), "value": [seconds(time), float_text(v)] })
                     })
                 })
                 .collect();
@@ -402,7 +384,7 @@ pub async fn query_range(
                 .collect();
             (
                 &s.labels,
-                json!({ "metric": pairs(&s.labels), "values": values }),
+                json!({ "metric": labels_json(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))), "values": values }),
             )
         })
         .collect();
@@ -411,15 +393,6 @@ pub async fn query_range(
         "resultType": "matrix",
         "result": matrix.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
     })))
-}
-
-fn pairs(labels: &[(String, String)]) -> Value {
-    Value::Object(
-        labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-            .collect(),
-    )
 }
 
 /// The metric series the `match[]` selectors name with samples in the range (all of
@@ -510,7 +483,7 @@ pub async fn series(
         .unwrap_or_default();
     sets.sort();
     Ok(success(Value::Array(
-        sets.into_iter().map(label_object).collect(),
+        sets.into_iter().map(|l| labels_json(l.iter())).collect(),
     )))
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, ErrorCode, bundle, now_ns, read_body, tenant};
+use super::{ApiError, AppState, ErrorCode, bundle, now_ns, parse_query, read_body, tenant};
 use crate::logql::{self, Origin};
 use crate::model::{Selector, Signal, StreamId, Tenant, TraceId};
 use crate::query::logql::{Direction, Entry, LogRequest};
@@ -209,10 +209,7 @@ pub async fn logs(
     let text = params
         .query
         .ok_or_else(|| ApiError::bad_request("missing query parameter: query"))?;
-    let query = tokio::task::spawn_blocking(move || logql::parse_log(&text))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let query = parse_query("", move || logql::parse_log(&text)).await?;
     let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
     let limit = match params.limit.as_deref() {
         None => DEFAULT_LOG_LIMIT,
@@ -517,10 +514,7 @@ pub async fn traces_behind(
     };
     match (params.logs, params.exemplars) {
         (Some(text), None) => {
-            let query = tokio::task::spawn_blocking(move || logql::parse_log(&text))
-                .await
-                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let query = parse_query("", move || logql::parse_log(&text)).await?;
             let request = LogRequest {
                 query,
                 start,
@@ -538,11 +532,7 @@ pub async fn traces_behind(
             }
         }
         (None, Some(text)) => {
-            let selectors =
-                tokio::task::spawn_blocking(move || crate::query::promql::selectors(&text))
-                    .await
-                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-                    .map_err(ApiError::bad_request)?;
+            let selectors = parse_query("", move || crate::query::promql::selectors(&text)).await?;
             let result = state
                 .engine
                 .exemplars(&tenant, &selectors, start, end)

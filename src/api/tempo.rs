@@ -15,18 +15,18 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::params::Params;
-use super::{ApiError, AppState, ErrorCode, now_ns, tenant};
+use super::{ApiError, AppState, ErrorCode, now_ns, parse_query, tenant};
 use crate::ingest::label_name_for_attribute;
 use crate::model::{Signal, Tenant, TraceId};
 use crate::query::QueryEngine;
 use crate::query::logql::ts_literal;
+use crate::query::time::HOUR_NS;
 use crate::query::traceql::SearchRequest;
 use crate::traceql::{self, INTRINSICS, KINDS, STATUSES};
 
 /// The Tempo API version these endpoints follow, reported by `status/buildinfo`.
 pub const TEMPO_API_VERSION: &str = "2.8.0";
 const PROTOBUF: &str = "application/protobuf";
-const HOUR_NS: i64 = 3_600_000_000_000;
 /// Most tag names or values returned.
 const MAX_TAG_RESULTS: usize = 5_000;
 
@@ -174,10 +174,7 @@ pub async fn search(
             text = format!("({text}) && {{ {} }}", conditions.join(" && "));
         }
     }
-    let search = tokio::task::spawn_blocking(move || traceql::parse(&text))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| ApiError::bad_request(format!("invalid TraceQL query: {e}")))?;
+    let search = parse_query("invalid TraceQL query: ", move || traceql::parse(&text)).await?;
     let (start, end) = params.range(now_ns(), HOUR_NS)?;
     let duration = |name: &str| -> Result<Option<i64>, ApiError> {
         params

@@ -2,6 +2,8 @@
 //! unit follows from its size (seconds, milliseconds, microseconds or nanoseconds; a
 //! fractional number is seconds), as Loki and Prometheus clients send them.
 
+pub const HOUR_NS: i64 = 3_600_000_000_000;
+
 /// Latest and earliest times accepted: 2^62 ns either side of the epoch (the years
 /// 1823 to 2116), so that differences of two times never overflow.
 pub const MAX_TIME_NS: i64 = 1 << 62;
