@@ -358,6 +358,10 @@ async fn labels_series_and_metadata() {
     assert_eq!(body["data"], json!(["200", "500"]));
     let (_, body) = server.get("/api/v1/labels", &matched).await;
     assert_eq!(body["data"], json!(["__name__", "code", "job"]));
+    let mut limited = matched.clone();
+    limited.push(("limit", "2"));
+    let (_, body) = server.get("/api/v1/labels", &limited).await;
+    assert_eq!(body["data"], json!(["__name__", "code"]));
 
     let mut series = range.clone();
     series.push(("match[]", r#"http_requests_total{code="500"}"#));

@@ -129,7 +129,7 @@ pub async fn merge(
             "profile_type": merged.profile_type.to_string(),
             "unit": merged.profile_type.sample.unit,
             "samples": result.samples,
-            "flamegraph": merged.flame_graph(),
+            "flamegraph": merged.flame_graph(None),
             "stats": result.stats.to_json(),
         }))
         .into_response(),

@@ -438,6 +438,15 @@ fn matched_series(
     Ok((tenant, ids))
 }
 
+/// The `limit` parameter of the metadata endpoints; as in Prometheus, 0 or none
+/// means no limit.
+fn result_limit(params: &Params) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None | Some("0") => Ok(usize::MAX),
+        Some(_) => params.count("limit", usize::MAX, usize::MAX),
+    }
+}
+
 /// `GET|POST /api/v1/labels`
 pub async fn labels(
     State(state): State<AppState>,
@@ -450,7 +459,10 @@ pub async fn labels(
         .table(&tenant, crate::model::Signal::Samples)
         .map(|t| t.labels.names(Some(&ids)))
         .unwrap_or_default();
-    Ok(success(json!(names)))
+    let limit = result_limit(&params)?;
+    Ok(success(json!(
+        names.into_iter().take(limit).collect::<Vec<_>>()
+    )))
 }
 
 /// `GET /api/v1/label/{name}/values`
@@ -466,7 +478,10 @@ pub async fn label_values(
         .table(&tenant, crate::model::Signal::Samples)
         .map(|t| t.labels.values(&name, Some(&ids)))
         .unwrap_or_default();
-    Ok(success(json!(values)))
+    let limit = result_limit(&params)?;
+    Ok(success(json!(
+        values.into_iter().take(limit).collect::<Vec<_>>()
+    )))
 }
 
 /// `GET|POST /api/v1/series?match[]=`
@@ -482,8 +497,12 @@ pub async fn series(
         .map(|t| ids.iter().filter_map(|id| t.labels.labels(*id)).collect())
         .unwrap_or_default();
     sets.sort();
+    let limit = result_limit(&params)?;
     Ok(success(Value::Array(
-        sets.into_iter().map(|l| labels_json(l.iter())).collect(),
+        sets.into_iter()
+            .take(limit)
+            .map(|l| labels_json(l.iter()))
+            .collect(),
     )))
 }
 
@@ -501,11 +520,7 @@ pub async fn metadata(
         .engine
         .metric_metadata(&tenant, (start, end), params.get("metric"))
         .await?;
-    // As in Prometheus, a limit of 0 (or none) means no limit.
-    let limit = match params.get("limit") {
-        None | Some("0") => usize::MAX,
-        Some(_) => params.count("limit", usize::MAX, usize::MAX)?,
-    };
+    let limit = result_limit(&params)?;
     let mut out = serde_json::Map::new();
     for (metric, kind, unit) in rows.into_iter().take(limit) {
         if let Some(list) = out

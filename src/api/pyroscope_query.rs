@@ -439,13 +439,16 @@ fn flame_graph_json(graph: &pb::FlameGraph) -> Value {
     }})
 }
 
+/// The merged flame graph, folded to `max_nodes` nodes when given, as Pyroscope does.
 async fn merged_flame_graph(
     state: &AppState,
     tenant: &Tenant,
     query: ProfileQuery,
+    max_nodes: Option<i64>,
 ) -> Result<pb::FlameGraph> {
     let result = state.engine.merge_profile(tenant, &query, false).await?;
-    Ok(flame_graph(result.merged.flame_graph()))
+    let max_nodes = max_nodes.filter(|n| *n > 0).map(|n| n as usize);
+    Ok(flame_graph(result.merged.flame_graph(max_nodes)))
 }
 
 /// `SelectMergeStacktraces`: the merged flame graph of a profile type.
@@ -471,7 +474,7 @@ pub async fn select_merge_stacktraces(
         range: Some(range(req.start, req.end)?),
         scope: Scope::All,
     };
-    let graph = merged_flame_graph(&state, &tenant, query).await?;
+    let graph = merged_flame_graph(&state, &tenant, query, req.max_nodes).await?;
     let response = pb::SelectMergeStacktracesResponse {
         flamegraph: Some(graph),
     };
@@ -518,7 +521,7 @@ pub async fn select_merge_span_profile(
         range: Some(range(req.start, req.end)?),
         scope: Scope::SpanIds(spans),
     };
-    let graph = merged_flame_graph(&state, &tenant, query).await?;
+    let graph = merged_flame_graph(&state, &tenant, query, req.max_nodes).await?;
     let response = pb::SelectMergeSpanProfileResponse {
         flamegraph: Some(graph),
     };

@@ -456,8 +456,8 @@ impl Db {
     /// What the rows of some streams in `[start, end]` amount to, from chunk
     /// metadata and the head's batches, without reading any chunk: per stream its
     /// rows and stored bytes (a chunk's size shared by row count; a head batch's
-    /// memory likewise), and how many chunks hold them. Chunks overlapping the range
-    /// count whole, as a scan would read them.
+    /// memory likewise), and how many chunks hold them. A stream that only partly
+    /// overlaps the range counts for the share of its time span inside it.
     pub fn stream_volumes(
         &self,
         tenant: &Tenant,
@@ -481,9 +481,13 @@ impl Db {
                     continue;
                 }
                 touched = true;
-                let bytes = chunk.size as u128 * stream.rows as u128 / chunk.rows.max(1) as u128;
+                let span = (stream.max_time as i128 - stream.min_time as i128 + 1) as u128;
+                let inside = (stream.max_time.min(end) as i128 - stream.min_time.max(start) as i128
+                    + 1) as u128;
+                let rows = (stream.rows as u128 * inside).div_ceil(span);
+                let bytes = chunk.size as u128 * rows / chunk.rows.max(1) as u128;
                 let entry = volumes.streams.entry(stream.id).or_default();
-                entry.0 += stream.rows;
+                entry.0 += rows as u64;
                 entry.1 += bytes as u64;
             }
             volumes.chunks += usize::from(touched);
@@ -493,15 +497,20 @@ impl Db {
                 continue;
             }
             for batch in &head.batches {
-                let Some(ids) = batch
-                    .column_by_name("stream_id")
-                    .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>())
-                else {
+                let (Some(ids), Some(times)) = (
+                    batch
+                        .column_by_name("stream_id")
+                        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>()),
+                    batch.column_by_name(signal.time_column()).and_then(|c| {
+                        c.as_primitive_opt::<arrow::datatypes::TimestampNanosecondType>()
+                    }),
+                ) else {
                     continue;
                 };
                 let per_row = batch.get_array_memory_size() as u64 / batch.num_rows().max(1) as u64;
-                for id in ids.values().iter().map(|v| StreamId(*v)) {
-                    if wanted(&id) {
+                for (id, time) in ids.values().iter().zip(times.values()) {
+                    let id = StreamId(*id);
+                    if wanted(&id) && (start..=end).contains(time) {
                         let entry = volumes.streams.entry(id).or_default();
                         entry.0 += 1;
                         entry.1 += per_row;

@@ -109,9 +109,11 @@ impl Merged {
         out
     }
 
-    /// The call tree by function name, as flame-graph levels.
-    pub fn flame_graph(&self) -> FlameGraph {
-        FlameGraph::build(self)
+    /// The call tree by function name, as flame-graph levels. With `max_nodes`, the
+    /// smallest nodes beyond that many are folded into one `other` node per parent,
+    /// as Pyroscope does.
+    pub fn flame_graph(&self, max_nodes: Option<usize>) -> FlameGraph {
+        FlameGraph::build(self, max_nodes)
     }
 }
 
@@ -136,7 +138,7 @@ struct Node {
 }
 
 impl FlameGraph {
-    fn build(merged: &Merged) -> Self {
+    fn build(merged: &Merged, max_nodes: Option<usize>) -> Self {
         let mut names = vec!["total".to_owned()];
         let mut name_index: HashMap<&str, u32> = HashMap::new();
         let mut nodes = vec![Node {
@@ -181,6 +183,10 @@ impl FlameGraph {
             nodes[i].children = children;
         }
 
+        if let Some(max) = max_nodes.filter(|m| nodes.len() > *m) {
+            fold_small_nodes(&mut nodes, &mut names, max);
+        }
+
         let mut levels: Vec<Vec<i64>> = Vec::new();
         // Where the last node written on each level ends.
         let mut level_end: Vec<i64> = Vec::new();
@@ -214,6 +220,36 @@ impl FlameGraph {
             total: nodes[0].total,
             max_self,
             levels,
+        }
+    }
+}
+
+/// Keeps the `max` nodes with the largest totals (ties kept) and folds each parent's
+/// other children into one `other` child with their total, so totals still add up.
+fn fold_small_nodes(nodes: &mut Vec<Node>, names: &mut Vec<String>, max: usize) {
+    let mut totals: Vec<i64> = nodes.iter().map(|n| n.total).collect();
+    totals.sort_unstable_by(|a, b| b.cmp(a));
+    let min_total = totals[max.saturating_sub(1).min(totals.len() - 1)];
+    let other = names.len() as u32;
+    names.push("other".to_owned());
+    for i in 0..nodes.len() {
+        let children = std::mem::take(&mut nodes[i].children);
+        let (kept, folded): (Vec<u32>, Vec<u32>) = children
+            .into_iter()
+            .partition(|c| nodes[*c as usize].total >= min_total);
+        let folded_total = folded
+            .iter()
+            .fold(0i64, |sum, c| sum.saturating_add(nodes[*c as usize].total));
+        nodes[i].children = kept;
+        if folded_total > 0 {
+            nodes.push(Node {
+                name: other,
+                total: folded_total,
+                own: folded_total,
+                children: Vec::new(),
+            });
+            let id = nodes.len() as u32 - 1;
+            nodes[i].children.push(id);
         }
     }
 }
@@ -259,7 +295,7 @@ mod tests {
             (&["main"], 2),
             (&["gc"], 3),
         ]);
-        let g = m.flame_graph();
+        let g = m.flame_graph(None);
         let name = |n: &str| g.names.iter().position(|x| x == n).unwrap() as i64;
         assert_eq!(g.total, 40);
         assert_eq!(g.max_self, 30);
@@ -269,6 +305,32 @@ mod tests {
         // idle (5) then work (30), both under main, which starts at x = 3.
         assert_eq!(g.levels[2], [3, 5, 5, name("idle"), 0, 30, 0, name("work")]);
         assert_eq!(g.levels[3], [8, 30, 30, name("hash")]);
+    }
+
+    #[test]
+    fn max_nodes_folds_the_smallest_into_other() {
+        let m = merged(&[
+            (&["main", "work", "hash"], 30),
+            (&["main", "idle"], 5),
+            (&["main"], 2),
+            (&["gc"], 3),
+        ]);
+        // Six nodes (total, main, work, hash, idle, gc); keep the four largest.
+        let g = m.flame_graph(Some(4));
+        let name = |n: &str| g.names.iter().position(|x| x == n).unwrap() as i64;
+        assert_eq!(g.total, 40);
+        assert_eq!(g.levels[0], [0, 40, 0, 0]);
+        // gc folds into the root's other; idle into main's.
+        assert_eq!(
+            g.levels[1],
+            [0, 37, 2, name("main"), 0, 3, 3, name("other")]
+        );
+        assert_eq!(
+            g.levels[2],
+            [0, 30, 0, name("work"), 0, 5, 5, name("other")]
+        );
+        assert_eq!(g.levels[3], [0, 30, 30, name("hash")]);
+        assert_eq!(m.flame_graph(Some(100)), m.flame_graph(None));
     }
 
     #[test]
