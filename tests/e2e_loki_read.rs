@@ -185,6 +185,13 @@ async fn log_queries_in_loki_shape() {
     let result = body["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 2, "{body}");
     assert_eq!(result[0]["stream"], json!({"app": "web", "ms": "200"}));
+    // Newest first through a pipeline that drops lines: read window by window from the
+    // end of the range.
+    let (_, body) = range(r#"{app="api"} | logfmt | level="error""#, &[("limit", "2")]).await;
+    assert_eq!(lines(&body), [api_line(11), api_line(9)]);
+    let stream = &body["data"]["result"][0];
+    assert_eq!(stream["values"][0][0], (t0 + 110 * S).to_string());
+    assert_eq!(stream["values"][1][0], (t0 + 90 * S).to_string());
     let (_, body) = range(r#"{app="web"} | json | __error__!="""#, &[]).await;
     assert!(lines(&body).is_empty());
     let (_, body) = range(r#"{app="api"} | logfmt --strict | __error__!="""#, &[]).await;

@@ -242,49 +242,83 @@ impl QueryEngine {
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         let pipeline = Pipeline::new(request.query.remaining_stages());
         let descending = request.direction == Direction::Backward;
-        let mut df = scan_lines(&ctx, &selected, &request.query, range)
-            .await?
-            .sort(vec![col("timestamp").sort(!descending, false)])?;
-        if !pipeline.can_drop() {
-            df = df.limit(0, Some(request.limit))?;
-        }
+        // A pipeline that can drop lines cannot push the limit into the sort: read
+        // growing windows from the requested end instead, so the newest (or oldest)
+        // lines are found without sorting the whole range.
+        let windows = if pipeline.can_drop() {
+            windows(range, request.direction)
+        } else {
+            vec![range]
+        };
         let labels = LineLabels::new(&selected);
         let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut batches = df.execute_stream().await?;
-        'batches: while let Some(batch) = batches.next().await {
-            let batch = batch?;
-            let lines = LineBatch::new(&batch)?;
-            for row in 0..lines.rows() {
-                let id = StreamId(lines.streams.value(row));
-                let mut line_labels = lines.labels(row, labels.stream(id));
-                let mut line = Cow::Borrowed(lines.bodies.value(row));
-                let timestamp_ns = lines.timestamps.value(row);
-                result.counts.lines += 1;
-                result.counts.bytes += line.len() as u64;
-                if !pipeline.run(&mut line, timestamp_ns, &mut line_labels) {
-                    continue;
-                }
-                let (key, entry_labels) = split(line_labels, request.categorize);
-                let slot = *index.entry(key.clone()).or_insert_with(|| {
-                    result.streams.push(LogStream {
-                        labels: key,
-                        entries: Vec::new(),
+        'windows: for window in windows {
+            let mut df = scan_lines(&ctx, &selected, &request.query, window)
+                .await?
+                .sort(vec![col("timestamp").sort(!descending, false)])?;
+            if !pipeline.can_drop() {
+                df = df.limit(0, Some(request.limit))?;
+            }
+            let mut batches = df.execute_stream().await?;
+            while let Some(batch) = batches.next().await {
+                let batch = batch?;
+                let lines = LineBatch::new(&batch)?;
+                for row in 0..lines.rows() {
+                    let id = StreamId(lines.streams.value(row));
+                    let mut line_labels = lines.labels(row, labels.stream(id));
+                    let mut line = Cow::Borrowed(lines.bodies.value(row));
+                    let timestamp_ns = lines.timestamps.value(row);
+                    result.counts.lines += 1;
+                    result.counts.bytes += line.len() as u64;
+                    if !pipeline.run(&mut line, timestamp_ns, &mut line_labels) {
+                        continue;
+                    }
+                    let (key, entry_labels) = split(line_labels, request.categorize);
+                    let slot = *index.entry(key.clone()).or_insert_with(|| {
+                        result.streams.push(LogStream {
+                            labels: key,
+                            entries: Vec::new(),
+                        });
+                        result.streams.len() - 1
                     });
-                    result.streams.len() - 1
-                });
-                result.streams[slot].entries.push(Entry {
-                    timestamp_ns,
-                    line: line.into_owned(),
-                    labels: entry_labels,
-                });
-                result.counts.returned += 1;
-                if result.counts.returned as usize >= request.limit {
-                    break 'batches;
+                    result.streams[slot].entries.push(Entry {
+                        timestamp_ns,
+                        line: line.into_owned(),
+                        labels: entry_labels,
+                    });
+                    result.counts.returned += 1;
+                    if result.counts.returned as usize >= request.limit {
+                        break 'windows;
+                    }
                 }
             }
         }
         Ok(result)
     }
+}
+
+/// Windows covering `[start, end)` from the end a query reads first, each twice as
+/// long as the one before: the first is 1/256 of the range (at least a second).
+fn windows((start, end): (i64, i64), direction: Direction) -> Vec<(i64, i64)> {
+    let mut width = ((end - start) / 256).max(1_000_000_000);
+    let mut out = Vec::new();
+    let (mut low, mut high) = (start, end);
+    while low < high {
+        match direction {
+            Direction::Backward => {
+                let from = high.saturating_sub(width).max(low);
+                out.push((from, high));
+                high = from;
+            }
+            Direction::Forward => {
+                let to = low.saturating_add(width).min(high);
+                out.push((low, to));
+                low = to;
+            }
+        }
+        width = width.saturating_mul(2);
+    }
+    out
 }
 
 /// A line's stream key and the labels it carries itself: with `categorize`, the stream
@@ -303,4 +337,26 @@ fn split(labels: Labels, categorize: bool) -> (Labels, Labels) {
         }
     }
     (stream, own)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_grow_from_the_end_read_first() {
+        let s = 1_000_000_000;
+        let back = windows((0, 1024 * s), Direction::Backward);
+        assert_eq!(back[0], (1020 * s, 1024 * s));
+        assert_eq!(back[1], (1012 * s, 1020 * s));
+        assert_eq!(back.last().unwrap().0, 0);
+        // Adjacent, no gaps, no overlaps.
+        assert!(back.windows(2).all(|w| w[1].1 == w[0].0));
+        let forward = windows((0, 10 * s), Direction::Forward);
+        assert_eq!(
+            forward,
+            [(0, s), (s, 3 * s), (3 * s, 7 * s), (7 * s, 10 * s)]
+        );
+        assert!(windows((5, 5), Direction::Forward).is_empty());
+    }
 }
