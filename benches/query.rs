@@ -129,12 +129,15 @@ fn grep_query(c: &mut Criterion) {
     let mut parsed =
         request(r#"{service_name="checkout"} |= "request served" | json | duration_ms > 1500"#);
     parsed.end = T0 + 3_600_000_000_000;
-    group.bench_function("loki_query_range_1h_1m_lines_one_service_json_filter", |b| {
-        b.iter(|| {
-            let result = rt.block_on(engine.logs(&tenant, &parsed)).unwrap();
-            assert_eq!(result.counts.returned, 100);
-        })
-    });
+    group.bench_function(
+        "loki_query_range_1h_1m_lines_one_service_json_filter",
+        |b| {
+            b.iter(|| {
+                let result = rt.block_on(engine.logs(&tenant, &parsed)).unwrap();
+                assert_eq!(result.counts.returned, 100);
+            })
+        },
+    );
     let volume = MetricRequest {
         expr: match logql::parse(
             r#"sum by (severity) (count_over_time({service_name="checkout"} |= "slow query" [1m]))"#,

@@ -75,12 +75,7 @@ impl Params {
 
     /// `start` and `end`, defaulting to `default_ns` before now and now.
     pub fn range(&self, now: i64, default_ns: i64) -> Result<(i64, i64), ApiError> {
-        let end = self.time("end", now)?;
-        let start = self.time("start", end.saturating_sub(default_ns))?;
-        if start > end {
-            return Err(ApiError::bad_request("start must not be after end"));
-        }
-        Ok((start, end))
+        resolve_range(self.get("start"), self.get("end"), now, default_ns)
     }
 
     /// A positive integer parameter, at most `max`, or `default`.
@@ -114,6 +109,28 @@ impl Params {
         }
         Ok(Some(ns))
     }
+}
+
+/// A time range from optional `start` and `end` texts: `end` defaults to `now`,
+/// `start` to `default_ns` before `end`.
+pub fn resolve_range(
+    start: Option<&str>,
+    end: Option<&str>,
+    now: i64,
+    default_ns: i64,
+) -> Result<(i64, i64), ApiError> {
+    let time = |name: &str, text: Option<&str>, default: i64| match text {
+        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+        None => Ok(default),
+    };
+    let end = time("end", end, now)?;
+    let start = time("start", start, end.saturating_sub(default_ns))?;
+    if start > end {
+        return Err(ApiError::bad_request(
+            "start must not be after end (end defaults to now)",
+        ));
+    }
+    Ok((start, end))
 }
 
 impl From<Vec<(String, String)>> for Params {

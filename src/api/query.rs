@@ -16,14 +16,13 @@ use super::{ApiError, AppState, ErrorCode, bundle, now_ns, parse_query, read_bod
 use crate::logql::{self, Origin};
 use crate::model::{Selector, Signal, StreamId, Tenant, TraceId};
 use crate::query::logql::{Direction, Entry, LogRequest};
-use crate::query::time::{format_time, parse_time};
+use crate::query::time::{HOUR_NS, format_time};
 use crate::query::{QueryOutput, to_json_rows};
 
 /// Largest SQL text accepted.
 const MAX_SQL_BYTES: usize = 1 << 20;
 pub const DEFAULT_LOG_LIMIT: usize = 100;
 pub const MAX_LOG_LIMIT: usize = 10_000;
-const DEFAULT_RANGE_NS: i64 = 3_600_000_000_000;
 
 #[derive(Debug, Deserialize)]
 pub struct SqlParams {
@@ -180,21 +179,9 @@ pub struct LogParams {
     direction: Option<String>,
 }
 
+/// `start` and `end`, defaulting to the hour before now.
 pub fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), ApiError> {
-    let end = match end {
-        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("end: {e}")))?,
-        None => now_ns(),
-    };
-    let start = match start {
-        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("start: {e}")))?,
-        None => end.saturating_sub(DEFAULT_RANGE_NS),
-    };
-    if start > end {
-        return Err(ApiError::bad_request(
-            "start must not be after end (end defaults to now, start to one hour before end)",
-        ));
-    }
-    Ok((start, end))
+    super::params::resolve_range(start, end, now_ns(), HOUR_NS)
 }
 
 /// `GET /threadline/v1/query`: a LogQL log query, newest first by default. Lines are
