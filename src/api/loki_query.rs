@@ -325,16 +325,10 @@ fn streams(
     selector: Option<&Selector>,
     range: (i64, i64),
 ) -> HashSet<StreamId> {
-    let mut ids = state.db.streams_in_range(tenant, Signal::Logs, Some(range));
-    if let Some(selector) = selector.filter(|s| !s.matchers.is_empty()) {
-        let catalog = state.db.read_catalog();
-        let chosen = catalog
-            .table(tenant, Signal::Logs)
-            .map(|t| t.labels.select(selector))
-            .unwrap_or_default();
-        ids.retain(|id| chosen.contains(id));
-    }
-    ids
+    let selectors: Vec<Selector> = selector.into_iter().cloned().collect();
+    state
+        .db
+        .streams_matching(tenant, Signal::Logs, &selectors, range)
 }
 
 fn optional_selector(params: &Params) -> Result<Option<Selector>> {

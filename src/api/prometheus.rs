@@ -411,30 +411,25 @@ fn matched_series(
 > {
     let tenant = tenant(headers)?;
     let end = params.time("end", now_ns())?;
-    let start = params.time("start", i64::MIN + 1)?;
-    let mut ids =
-        state
-            .db
-            .streams_in_range(&tenant, crate::model::Signal::Samples, Some((start, end)));
+    let start = params.time("start", -crate::query::time::MAX_TIME_NS)?;
     let texts = params.all("match[]");
     if texts.is_empty() && required {
         return Err(ApiError::bad_request("no match[] parameter provided"));
     }
-    if !texts.is_empty() {
-        let catalog = state.db.read_catalog();
-        let mut chosen = std::collections::HashSet::new();
-        if let Some(table) = catalog.table(&tenant, crate::model::Signal::Samples) {
-            for text in texts {
-                let selectors = promql::selectors(text).map_err(|e| {
-                    ApiError::bad_request(format!("invalid parameter \"match[]\": {e}"))
-                })?;
-                for selector in selectors {
-                    chosen.extend(table.labels.select(&selector));
-                }
-            }
-        }
-        ids.retain(|id| chosen.contains(id));
+    let mut selectors = Vec::new();
+    for text in texts {
+        selectors.extend(
+            promql::selectors(text).map_err(|e| {
+                ApiError::bad_request(format!("invalid parameter \"match[]\": {e}"))
+            })?,
+        );
     }
+    let ids = state.db.streams_matching(
+        &tenant,
+        crate::model::Signal::Samples,
+        &selectors,
+        (start, end),
+    );
     Ok((tenant, ids))
 }
 

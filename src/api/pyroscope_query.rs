@@ -232,24 +232,17 @@ fn streams(
     matchers: &[String],
     range: (i64, i64),
 ) -> Result<Vec<crate::model::LabelSet>> {
-    let mut ids = state
-        .db
-        .streams_in_range(tenant, Signal::ProfileSamples, Some(range));
     let selectors = matchers
         .iter()
         .map(|m| selector(m))
         .collect::<Result<Vec<_>>>()?;
+    let ids = state
+        .db
+        .streams_matching(tenant, Signal::ProfileSamples, &selectors, range);
     let catalog = state.db.read_catalog();
     let Some(table) = catalog.table(tenant, Signal::ProfileSamples) else {
         return Ok(Vec::new());
     };
-    if selectors.iter().any(|s| !s.matchers.is_empty()) {
-        let mut chosen = std::collections::HashSet::new();
-        for selector in &selectors {
-            chosen.extend(table.labels.select(selector));
-        }
-        ids.retain(|id| chosen.contains(id));
-    }
     let mut sets: Vec<_> = ids
         .iter()
         .filter_map(|id| table.labels.labels(*id).cloned())

@@ -24,7 +24,7 @@ use head::{HeadBuffer, Part, split_by_partition, split_by_window};
 
 use crate::index::{LabelIndex, TraceIndex};
 use crate::metrics::Metrics;
-use crate::model::{Signal, StreamId, Tenant};
+use crate::model::{Selector, Signal, StreamId, Tenant};
 use crate::storage::{ChunkError, ChunkId, ChunkMeta, ChunkStore, PartitionKey, StoreError};
 use crate::wal::{self, SyncPolicy, Wal, WalConfig, WalRecord};
 
@@ -451,6 +451,28 @@ impl Db {
             }
         }
         out
+    }
+
+    /// Streams with rows in `range` that any of the selectors selects: every stream
+    /// in the range when there is no selector or one without matchers.
+    pub fn streams_matching(
+        &self,
+        tenant: &Tenant,
+        signal: Signal,
+        selectors: &[Selector],
+        range: (i64, i64),
+    ) -> HashSet<StreamId> {
+        let mut ids = self.streams_in_range(tenant, signal, Some(range));
+        if selectors.is_empty() || selectors.iter().any(|s| s.matchers.is_empty()) {
+            return ids;
+        }
+        let catalog = self.read_catalog();
+        let chosen: HashSet<StreamId> = catalog
+            .table(tenant, signal)
+            .map(|t| selectors.iter().flat_map(|s| t.labels.select(s)).collect())
+            .unwrap_or_default();
+        ids.retain(|id| chosen.contains(id));
+        ids
     }
 
     /// What the rows of some streams in `[start, end]` amount to, from chunk
