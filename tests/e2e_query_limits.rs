@@ -134,3 +134,47 @@ async fn queries_waiting_past_the_concurrency_limit_get_503() {
     );
     assert!(server.metric("query_rejected_total").await >= 1);
 }
+
+/// The samples a metric query holds count against one budget for the whole query, not
+/// one per range aggregation.
+#[tokio::test]
+async fn a_metric_query_holds_its_samples_against_one_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = RawConfig {
+        // 256 samples of 16 bytes.
+        query_max_memory_bytes: Some(4096),
+        ..settings(dir.path())
+    };
+    let server = TestServer::start_with(raw).await;
+    let t = now_ns() - 60_000_000_000;
+    let values: Vec<serde_json::Value> = (0..200)
+        .map(|i| serde_json::json!([(t + i * 1_000_000).to_string(), format!("line {i}")]))
+        .collect();
+    let push = serde_json::json!({"streams": [{"stream": {"app": "a"}, "values": values}]});
+    let response = server
+        .post("/loki/api/v1/push", "application/json", push.to_string())
+        .await;
+    assert_eq!(response.status(), 204);
+    let query = |q: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .get(
+                    "/loki/api/v1/query",
+                    &[("query", q), ("time", &(t + 1_000_000_000).to_string())],
+                )
+                .await
+        }
+    };
+    let (status, body) = query(r#"sum(count_over_time({app="a"}[10m]))"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"][0]["value"][1], "200");
+    let (status, body) =
+        query(r#"sum(count_over_time({app="a"}[10m])) + sum(count_over_time({app="a"}[10m]))"#)
+            .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.as_str().unwrap().contains("query.max_memory_bytes"),
+        "{body}"
+    );
+}

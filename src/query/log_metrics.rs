@@ -76,6 +76,7 @@ impl QueryEngine {
             tenant,
             steps,
             counts: LineCounts::default(),
+            held: 0,
         };
         let value = evaluation.eval(&request.expr).await?;
         Ok(MetricResult {
@@ -93,6 +94,8 @@ struct Evaluation<'a> {
     tenant: &'a Tenant,
     steps: Steps,
     counts: LineCounts,
+    /// Samples read by the query's range aggregations so far, against one budget.
+    held: usize,
 }
 
 impl Evaluation<'_> {
@@ -151,7 +154,7 @@ impl Evaluation<'_> {
         let pipeline = Pipeline::new(r.log.remaining_stages());
         let by_labels_only = !pipeline.reads_line() && r.unwrap.is_none();
         let labels = LineLabels::new(&selected);
-        let mut samples = Samples::new(self.engine.config().max_memory_bytes);
+        let mut samples = Samples::new(self.engine.config().max_memory_bytes, self.held);
         // (stream, metadata fingerprint) → series, for pipelines that read only labels.
         let mut known: HashMap<(StreamId, u128), Option<usize>> = HashMap::new();
         let mut batches = df.execute_stream().await?;
@@ -218,6 +221,7 @@ impl Evaluation<'_> {
                 self.counts.returned += 1;
             }
         }
+        self.held = samples.held;
         samples.windows(r, &steps)
     }
 }
@@ -258,11 +262,13 @@ struct Samples {
 }
 
 impl Samples {
-    fn new(max_memory_bytes: usize) -> Self {
+    /// A budget of `query.max_memory_bytes` worth of samples for the whole query, of
+    /// which earlier range aggregations hold `held`.
+    fn new(max_memory_bytes: usize, held: usize) -> Self {
         Self {
             index: HashMap::new(),
             series: Vec::new(),
-            held: 0,
+            held,
             max_held: max_memory_bytes / std::mem::size_of::<(i64, f64)>(),
         }
     }

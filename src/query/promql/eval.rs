@@ -64,6 +64,7 @@ impl QueryEngine {
                 ctx: &ctx,
                 tenant,
                 steps,
+                held: 0,
             };
             let value = evaluation.eval(expr).await?;
             Ok(PromResult {
@@ -81,6 +82,8 @@ struct Evaluation<'a> {
     ctx: &'a SessionContext,
     tenant: &'a Tenant,
     steps: Steps,
+    /// Samples read by the query's selectors so far, against one budget.
+    held: usize,
 }
 
 /// One stored series: labels and samples in time order.
@@ -184,7 +187,6 @@ impl Evaluation<'_> {
             .await?
             .select_columns(&["stream_id", "timestamp", "value"])?;
         let max_points = self.engine.config().max_memory_bytes / 16;
-        let mut held = 0usize;
         let mut by_stream: HashMap<StreamId, Vec<(i64, f64)>> = HashMap::new();
         let mut batches = df.execute_stream().await?;
         while let Some(batch) = batches.next().await {
@@ -192,8 +194,8 @@ impl Evaluation<'_> {
             let ids = columns::primitive::<UInt64Type>(&batch, "stream_id")?;
             let times = columns::primitive::<TimestampNanosecondType>(&batch, "timestamp")?;
             let values = columns::primitive::<Float64Type>(&batch, "value")?;
-            held += batch.num_rows();
-            if held > max_points {
+            self.held += batch.num_rows();
+            if self.held > max_points {
                 return Err(QueryError::ResourcesExhausted(format!(
                     "the query reads more than {max_points} samples (query.max_memory_bytes); narrow the selector or the range"
                 )));
