@@ -432,16 +432,24 @@ fn flame_graph_json(graph: &pb::FlameGraph) -> Value {
     }})
 }
 
-/// The merged flame graph, folded to `max_nodes` nodes when given, as Pyroscope does.
-async fn merged_flame_graph(
+/// Answers with the merged flame graph of a query, folded to `max_nodes` nodes when
+/// given, as Pyroscope does. Both merge responses are `flamegraph = 1` alone, so one
+/// message encodes either.
+async fn flame_graph_response(
     state: &AppState,
     tenant: &Tenant,
+    codec: Codec,
     query: ProfileQuery,
     max_nodes: Option<i64>,
-) -> Result<pb::FlameGraph> {
+) -> Result<Response> {
     let result = state.engine.merge_profile(tenant, &query, false).await?;
     let max_nodes = max_nodes.filter(|n| *n > 0).map(|n| n as usize);
-    Ok(flame_graph(result.merged.flame_graph(max_nodes)))
+    let graph = flame_graph(result.merged.flame_graph(max_nodes));
+    let json = flame_graph_json(&graph);
+    let response = pb::SelectMergeStacktracesResponse {
+        flamegraph: Some(graph),
+    };
+    Ok(respond(codec, &response, || json))
 }
 
 /// `SelectMergeStacktraces`: the merged flame graph of a profile type.
@@ -467,18 +475,7 @@ pub async fn select_merge_stacktraces(
         range: Some(range(req.start, req.end)?),
         scope: Scope::All,
     };
-    let graph = merged_flame_graph(&state, &tenant, query, req.max_nodes).await?;
-    let response = pb::SelectMergeStacktracesResponse {
-        flamegraph: Some(graph),
-    };
-    Ok(respond(codec, &response, || {
-        flame_graph_json(
-            response
-                .flamegraph
-                .as_ref()
-                .unwrap_or(&pb::FlameGraph::default()),
-        )
-    }))
+    flame_graph_response(&state, &tenant, codec, query, req.max_nodes).await
 }
 
 /// `SelectMergeSpanProfile`: the flame graph of the samples labelled with the given
@@ -514,18 +511,7 @@ pub async fn select_merge_span_profile(
         range: Some(range(req.start, req.end)?),
         scope: Scope::SpanIds(spans),
     };
-    let graph = merged_flame_graph(&state, &tenant, query, req.max_nodes).await?;
-    let response = pb::SelectMergeSpanProfileResponse {
-        flamegraph: Some(graph),
-    };
-    Ok(respond(codec, &response, || {
-        flame_graph_json(
-            response
-                .flamegraph
-                .as_ref()
-                .unwrap_or(&pb::FlameGraph::default()),
-        )
-    }))
+    flame_graph_response(&state, &tenant, codec, query, req.max_nodes).await
 }
 
 /// `SelectSeries`: the value of a profile type over time, per `groupBy` labels.

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use arrow::array::AsArray;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -274,46 +275,58 @@ fn resource_tags(state: &AppState, tenant: &Tenant, range: (i64, i64)) -> BTreeS
         .collect()
 }
 
-/// Distinct attribute keys of the spans in the range.
-async fn span_tags(
+/// What to list the distinct values of, over the spans of a time range.
+enum SpanValues<'a> {
+    /// The attribute names.
+    AttributeKeys,
+    /// A SQL expression over `spans`.
+    Sql(&'a str),
+}
+
+/// The distinct non-empty values, at most `MAX_TAG_RESULTS`.
+async fn distinct_span_values(
     engine: &QueryEngine,
     tenant: &Tenant,
     range: (i64, i64),
+    values: SpanValues<'_>,
 ) -> Result<BTreeSet<String>, ApiError> {
     Ok(engine
         .counted(async {
             engine.check_range(range)?;
-            distinct_keys(engine, tenant, range).await
+            let ctx = engine.session(tenant, Default::default())?;
+            let df = ctx
+                .table(Signal::Spans.as_str())
+                .await?
+                .filter(col("start_time").between(ts_literal(range.0), ts_literal(range.1)))?;
+            let df = match values {
+                SpanValues::AttributeKeys => df
+                    .select(vec![map_keys(col("attributes")).alias("value")])?
+                    .unnest_columns(&["value"])?,
+                SpanValues::Sql(sql) => {
+                    let value = df.parse_sql_expr(sql)?;
+                    df.select(vec![value.alias("value")])?
+                }
+            };
+            let df = df
+                .filter(col("value").is_not_null())?
+                .aggregate(vec![col("value")], vec![])?
+                .limit(0, Some(MAX_TAG_RESULTS))?;
+            let (_, batches) = engine.collect(df).await?;
+            let mut out = BTreeSet::new();
+            for batch in &batches {
+                if let Some(array) = batch.column(0).as_string_opt::<i32>() {
+                    out.extend(
+                        array
+                            .iter()
+                            .flatten()
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
+            }
+            Ok(out)
         })
         .await?)
-}
-
-async fn distinct_keys(
-    engine: &QueryEngine,
-    tenant: &Tenant,
-    range: (i64, i64),
-) -> crate::query::Result<BTreeSet<String>> {
-    let ctx = engine.session(tenant, Default::default())?;
-    let df = ctx
-        .table(Signal::Spans.as_str())
-        .await?
-        .filter(col("start_time").between(ts_literal(range.0), ts_literal(range.1)))?
-        .select(vec![map_keys(col("attributes")).alias("key")])?
-        .unnest_columns(&["key"])?
-        .aggregate(vec![col("key")], vec![])?
-        .limit(0, Some(MAX_TAG_RESULTS))?;
-    let (_, batches) = engine.collect(df).await?;
-    let mut out = BTreeSet::new();
-    for batch in &batches {
-        if let Some(keys) = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-        {
-            out.extend(keys.iter().flatten().map(str::to_owned));
-        }
-    }
-    Ok(out)
 }
 
 /// `GET /api/search/tags`: every tag name.
@@ -325,7 +338,9 @@ pub async fn tags_v1(
     let tenant = tenant(&headers)?;
     let range = params.range(now_ns(), HOUR_NS)?;
     let mut names = resource_tags(&state, &tenant, range);
-    names.extend(span_tags(&state.engine, &tenant, range).await?);
+    names.extend(
+        distinct_span_values(&state.engine, &tenant, range, SpanValues::AttributeKeys).await?,
+    );
     Ok(axum::Json(json!({ "tagNames": names, "metrics": {} })).into_response())
 }
 
@@ -344,7 +359,7 @@ pub async fn tags_v2(
     }
     if matches!(scope, "all" | "span") {
         scopes.push(
-            json!({ "name": "span", "tags": span_tags(&state.engine, &tenant, range).await? }),
+            json!({ "name": "span", "tags": distinct_span_values(&state.engine, &tenant, range, SpanValues::AttributeKeys).await? }),
         );
     }
     if matches!(scope, "all" | "intrinsic") {
@@ -400,41 +415,8 @@ async fn tag_values(
             }
         }
     };
-    let engine = &state.engine;
-    let values = engine
-        .counted(async {
-            engine.check_range(range)?;
-            let ctx = engine.session(tenant, Default::default())?;
-            let df = ctx
-                .table(Signal::Spans.as_str())
-                .await?
-                .filter(col("start_time").between(ts_literal(range.0), ts_literal(range.1)))?;
-            let value = df.parse_sql_expr(&column)?;
-            let df = df
-                .select(vec![value.alias("value")])?
-                .filter(col("value").is_not_null())?
-                .aggregate(vec![col("value")], vec![])?
-                .limit(0, Some(MAX_TAG_RESULTS))?;
-            let (_, batches) = engine.collect(df).await?;
-            let mut values = BTreeSet::new();
-            for batch in &batches {
-                if let Some(array) = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::StringArray>()
-                {
-                    values.extend(
-                        array
-                            .iter()
-                            .flatten()
-                            .filter(|v| !v.is_empty())
-                            .map(str::to_owned),
-                    );
-                }
-            }
-            Ok(values)
-        })
-        .await?;
+    let values =
+        distinct_span_values(&state.engine, tenant, range, SpanValues::Sql(&column)).await?;
     Ok(values.into_iter().map(|v| ("string", v)).collect())
 }
 
