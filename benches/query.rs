@@ -158,30 +158,39 @@ fn grep_query(c: &mut Criterion) {
     let _ = SERVICES;
 }
 
-fn trace_lookup(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &rt);
+/// `flushes` chunks of 10k spans (1,000 traces of 10 spans, one service each), each
+/// `spacing` after the last; the trace IDs.
+fn load_traces(
+    engine: &QueryEngine,
+    rt: &tokio::runtime::Runtime,
+    seed: u64,
+    flushes: usize,
+    spacing: i64,
+) -> Vec<Vec<u8>> {
     let tenant = Tenant::default_tenant();
     let rules = IngestRules::default();
-    let mut rng = Rng::new(9);
+    let mut rng = Rng::new(seed);
     let mut ids = Vec::new();
-    // 100 flushes of 10k spans (1,000 traces of 10 spans): 100 chunks, 1M spans.
-    for i in 0..100 {
+    for i in 0..flushes {
         let service = SERVICES[i % SERVICES.len()];
-        let (request, trace_ids) = traces_request(
-            &mut rng,
-            service,
-            1_000,
-            10,
-            T0 + i as i64 * 3_600_000_000_000 / 10,
-        );
+        let (request, trace_ids) =
+            traces_request(&mut rng, service, 1_000, 10, T0 + i as i64 * spacing);
         ids.extend(trace_ids);
         let batch = otlp::traces_to_batch(&request, &rules).batch;
         rt.block_on(engine.db().write(&tenant, Signal::Spans, batch))
             .unwrap();
         rt.block_on(engine.db().flush(true)).unwrap();
     }
+    ids
+}
+
+fn trace_lookup(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &rt);
+    let tenant = Tenant::default_tenant();
+    // 1M spans in 100 chunks.
+    let ids = load_traces(&engine, &rt, 9, 100, 3_600_000_000_000 / 10);
     let mut group = c.benchmark_group("trace_lookup");
     group.sample_size(50);
     let mut pick = Rng::new(1);
@@ -201,28 +210,12 @@ fn tempo_trace_by_id(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), &rt);
     let tenant = Tenant::default_tenant();
-    let rules = IngestRules::default();
-    let mut rng = Rng::new(11);
-    let mut ids = Vec::new();
-    for i in 0..1_000 {
-        let service = SERVICES[i % SERVICES.len()];
-        let (request, trace_ids) = traces_request(
-            &mut rng,
-            service,
-            1_000,
-            10,
-            T0 + i as i64 * 3_600_000_000_000 / 100,
-        );
-        ids.extend(trace_ids);
-        let batch = otlp::traces_to_batch(&request, &rules).batch;
-        rt.block_on(engine.db().write(&tenant, Signal::Spans, batch))
-            .unwrap();
-        rt.block_on(engine.db().flush(true)).unwrap();
-    }
+    // 10M spans in 1,000 chunks.
+    let ids = load_traces(&engine, &rt, 11, 1_000, 3_600_000_000_000 / 100);
+    let labels = IngestRules::default().label_attributes;
     let mut group = c.benchmark_group("tempo_trace_by_id");
     group.sample_size(50);
     let mut pick = Rng::new(2);
-    let labels = rules.label_attributes.clone();
     group.bench_function("tempo_trace_by_id_10m_spans_1000_chunks", |b| {
         b.iter(|| {
             let id = TraceId::from_bytes(&ids[pick.below(ids.len() as u64) as usize]).unwrap();
