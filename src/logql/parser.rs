@@ -171,39 +171,30 @@ impl LogqlParser<'_> {
     }
 
     fn binary_op(&mut self) -> Option<BinaryOp> {
-        let rest = self.rest();
-        let (op, len) = if rest.starts_with("==") {
-            (BinaryOp::Cmp(CompareOp::Eq), 2)
-        } else if rest.starts_with("!=") {
-            (BinaryOp::Cmp(CompareOp::Ne), 2)
-        } else if rest.starts_with(">=") {
-            (BinaryOp::Cmp(CompareOp::Ge), 2)
-        } else if rest.starts_with("<=") {
-            (BinaryOp::Cmp(CompareOp::Le), 2)
-        } else {
-            match rest.chars().next()? {
-                '>' => (BinaryOp::Cmp(CompareOp::Gt), 1),
-                '<' => (BinaryOp::Cmp(CompareOp::Lt), 1),
-                '+' => (BinaryOp::Add, 1),
-                '-' => (BinaryOp::Sub, 1),
-                '*' => (BinaryOp::Mul, 1),
-                '/' => (BinaryOp::Div, 1),
-                '%' => (BinaryOp::Mod, 1),
-                '^' => (BinaryOp::Pow, 1),
-                _ => {
-                    return [
-                        ("and", BinaryOp::And),
-                        ("or", BinaryOp::Or),
-                        ("unless", BinaryOp::Unless),
-                    ]
-                    .into_iter()
-                    .find(|(w, _)| self.keyword(w))
-                    .map(|(_, op)| op);
-                }
-            }
-        };
-        self.c.pos += len;
-        Some(op)
+        let symbol = self.c.take_token(&[
+            ("==", BinaryOp::Cmp(CompareOp::Eq)),
+            ("!=", BinaryOp::Cmp(CompareOp::Ne)),
+            (">=", BinaryOp::Cmp(CompareOp::Ge)),
+            ("<=", BinaryOp::Cmp(CompareOp::Le)),
+            (">", BinaryOp::Cmp(CompareOp::Gt)),
+            ("<", BinaryOp::Cmp(CompareOp::Lt)),
+            ("+", BinaryOp::Add),
+            ("-", BinaryOp::Sub),
+            ("*", BinaryOp::Mul),
+            ("/", BinaryOp::Div),
+            ("%", BinaryOp::Mod),
+            ("^", BinaryOp::Pow),
+        ]);
+        symbol.or_else(|| {
+            [
+                ("and", BinaryOp::And),
+                ("or", BinaryOp::Or),
+                ("unless", BinaryOp::Unless),
+            ]
+            .into_iter()
+            .find(|(w, _)| self.keyword(w))
+            .map(|(_, op)| op)
+        })
     }
 
     fn unary(&mut self) -> Result<MetricExpr> {
@@ -494,31 +485,25 @@ impl LogqlParser<'_> {
         loop {
             self.c.skip_ws();
             let at = self.c.pos;
-            let rest = self.rest();
-            let line_op = if rest.starts_with("|=") {
-                Some(LineFilterOp::Contains)
-            } else if rest.starts_with("!=") {
-                Some(LineFilterOp::NotContains)
-            } else if rest.starts_with("|~") {
-                Some(LineFilterOp::Regex)
-            } else if rest.starts_with("!~") {
-                Some(LineFilterOp::NotRegex)
-            } else {
-                None
-            };
             if stages.len() >= MAX_STAGES {
                 return Err(self
                     .c
                     .error(&format!("the pipeline has more than {MAX_STAGES} stages")));
             }
+            let line_op = self.c.take_token(&[
+                ("|=", LineFilterOp::Contains),
+                ("!=", LineFilterOp::NotContains),
+                ("|~", LineFilterOp::Regex),
+                ("!~", LineFilterOp::NotRegex),
+            ]);
             if let Some(op) = line_op {
                 if unwrap.is_some() {
-                    return Err(self.c.error("only label filters may follow unwrap"));
+                    return Err(self.error_at(at, "only label filters may follow unwrap"));
                 }
-                self.c.pos += 2;
                 stages.push(Stage::LineFilter(self.line_filter(op)?));
                 continue;
             }
+            let rest = self.rest();
             if rest.starts_with("|>") || rest.starts_with("!>") {
                 return Err(self
                     .c

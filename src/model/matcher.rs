@@ -276,6 +276,15 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Consumes the first of `tokens` the text continues with (list a token before
+    /// any token that is a prefix of it).
+    pub(crate) fn take_token<T: Copy>(&mut self, tokens: &[(&str, T)]) -> Option<T> {
+        let rest = &self.text[self.pos..];
+        let (token, value) = tokens.iter().find(|(t, _)| rest.starts_with(t))?;
+        self.pos += token.len();
+        Some(*value)
+    }
+
     pub(crate) fn expect(&mut self, want: char, what: &str) -> Result<(), ParseError> {
         self.skip_ws();
         if self.peek() == Some(want) {

@@ -299,28 +299,16 @@ impl TraceqlParser<'_> {
     }
 
     fn comparison(&mut self) -> Option<Comparison> {
-        let rest = &self.c.text[self.c.pos..];
-        let (op, len) = if rest.starts_with("=~") {
-            (Comparison::Regex, 2)
-        } else if rest.starts_with("!~") {
-            (Comparison::NotRegex, 2)
-        } else if rest.starts_with("!=") {
-            (Comparison::Ne, 2)
-        } else if rest.starts_with(">=") {
-            (Comparison::Ge, 2)
-        } else if rest.starts_with("<=") {
-            (Comparison::Le, 2)
-        } else if rest.starts_with('=') {
-            (Comparison::Eq, 1)
-        } else if rest.starts_with('>') {
-            (Comparison::Gt, 1)
-        } else if rest.starts_with('<') {
-            (Comparison::Lt, 1)
-        } else {
-            return None;
-        };
-        self.c.pos += len;
-        Some(op)
+        self.c.take_token(&[
+            ("=~", Comparison::Regex),
+            ("!~", Comparison::NotRegex),
+            ("!=", Comparison::Ne),
+            (">=", Comparison::Ge),
+            ("<=", Comparison::Le),
+            ("=", Comparison::Eq),
+            (">", Comparison::Gt),
+            ("<", Comparison::Lt),
+        ])
     }
 
     fn field(&mut self) -> Result<Field> {

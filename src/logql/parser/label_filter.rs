@@ -7,22 +7,13 @@ use crate::model::{MatchOp, Matcher};
 
 impl LogqlParser<'_> {
     pub(super) fn match_op(&mut self) -> Option<MatchOp> {
-        let rest = self.rest();
-        let (op, len) = if rest.starts_with("=~") {
-            (MatchOp::Regex, 2)
-        } else if rest.starts_with("!~") {
-            (MatchOp::NotRegex, 2)
-        } else if rest.starts_with("!=") {
-            (MatchOp::NotEqual, 2)
-        } else if rest.starts_with("==") {
-            (MatchOp::Equal, 2)
-        } else if rest.starts_with('=') {
-            (MatchOp::Equal, 1)
-        } else {
-            return None;
-        };
-        self.c.pos += len;
-        Some(op)
+        self.c.take_token(&[
+            ("=~", MatchOp::Regex),
+            ("!~", MatchOp::NotRegex),
+            ("!=", MatchOp::NotEqual),
+            ("==", MatchOp::Equal),
+            ("=", MatchOp::Equal),
+        ])
     }
 
     pub(super) fn label_predicate(&mut self) -> Result<LabelPredicate> {
@@ -71,23 +62,14 @@ impl LogqlParser<'_> {
         })?;
         self.c.skip_ws();
         let op_at = self.c.pos;
-        let rest = self.rest();
-        let ordering = if rest.starts_with(">=") {
-            Some((CompareOp::Ge, 2))
-        } else if rest.starts_with("<=") {
-            Some((CompareOp::Le, 2))
-        } else if rest.starts_with('>') {
-            Some((CompareOp::Gt, 1))
-        } else if rest.starts_with('<') {
-            Some((CompareOp::Lt, 1))
-        } else {
-            None
-        };
+        let ordering = self.c.take_token(&[
+            (">=", CompareOp::Ge),
+            ("<=", CompareOp::Le),
+            (">", CompareOp::Gt),
+            ("<", CompareOp::Lt),
+        ]);
         let (op, text_op) = match ordering {
-            Some((op, len)) => {
-                self.c.pos += len;
-                (op, None)
-            }
+            Some(op) => (op, None),
             None => match self.match_op() {
                 Some(MatchOp::Equal) => (CompareOp::Eq, Some(MatchOp::Equal)),
                 Some(MatchOp::NotEqual) => (CompareOp::Ne, Some(MatchOp::NotEqual)),
