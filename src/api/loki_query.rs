@@ -23,7 +23,7 @@ use super::{ApiError, AppState, ErrorCode, labels_json, now_ns, parse_query, suc
 use crate::logql::{self, Labels, Origin, Query};
 use crate::model::{Selector, Signal, StreamId, Tenant};
 use crate::query::log_metrics::MetricRequest;
-use crate::query::logql::{Direction, LineCounts, LogRequest};
+use crate::query::logql::{LineCounts, LogRequest};
 use crate::query::series::{MAX_STEPS, Series, Value as MetricValue};
 use crate::query::table::ScanStats;
 use crate::query::time::HOUR_NS;
@@ -71,20 +71,6 @@ async fn parse(text: &str) -> Result<Query> {
     Ok(parse_query("parse error: ", move || logql::parse(&text)).await?)
 }
 
-fn direction(params: &Params) -> Result<Direction> {
-    match params
-        .get("direction")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("backward") => Ok(Direction::Backward),
-        Some("forward") => Ok(Direction::Forward),
-        Some(other) => Err(bad(format!(
-            "direction must be forward or backward, not {other:?}"
-        ))),
-    }
-}
-
 fn categorize(headers: &HeaderMap) -> bool {
     headers
         .get_all(CATEGORIZE_HEADER)
@@ -110,7 +96,7 @@ pub async fn query_range(
                 start,
                 end,
                 limit: params.count("limit", DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT)?,
-                direction: direction(&params)?,
+                direction: params.direction()?,
                 categorize: categorize(&headers),
             };
             let result = state.engine.logs(&tenant, &request).await?;

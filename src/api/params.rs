@@ -5,6 +5,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{Method, header};
 
 use super::{ApiError, read_body};
+use crate::query::logql::Direction;
 use crate::query::time::parse_time;
 
 /// Largest form body read for parameters.
@@ -88,6 +89,21 @@ impl Params {
                     "{name} must be a whole number from 1 to {max}, not {text:?}"
                 ))),
             },
+        }
+    }
+
+    /// `direction`: `backward` (newest first, the default) or `forward`.
+    pub fn direction(&self) -> Result<Direction, ApiError> {
+        match self
+            .get("direction")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("backward") => Ok(Direction::Backward),
+            Some("forward") => Ok(Direction::Forward),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "direction must be forward or backward, not {other:?}"
+            ))),
         }
     }
 

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::params::Params;
 use super::{ApiError, AppState, ErrorCode, bundle, now_ns, parse_query, read_body, tenant};
 use crate::logql::{self, Origin};
 use crate::model::{Selector, Signal, StreamId, Tenant, TraceId};
@@ -170,15 +171,6 @@ fn render(output: QueryOutput, format: Format) -> Result<Response, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct LogParams {
-    query: Option<String>,
-    start: Option<String>,
-    end: Option<String>,
-    limit: Option<String>,
-    direction: Option<String>,
-}
-
 /// `start` and `end`, defaulting to the hour before now.
 pub fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), ApiError> {
     super::params::resolve_range(start, end, now_ns(), HOUR_NS)
@@ -189,40 +181,15 @@ pub fn time_range(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), 
 /// labels.
 pub async fn logs(
     State(state): State<AppState>,
-    Query(params): Query<LogParams>,
     headers: HeaderMap,
+    params: Params,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&headers)?;
-    let text = params
-        .query
-        .ok_or_else(|| ApiError::bad_request("missing query parameter: query"))?;
+    let text = params.required("query")?.to_owned();
     let query = parse_query("", move || logql::parse_log(&text)).await?;
-    let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LOG_LIMIT,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_LOG_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit must be a number from 1 to {MAX_LOG_LIMIT}"
-                )));
-            }
-        },
-    };
-    let direction = match params
-        .direction
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("backward") => Direction::Backward,
-        Some("forward") => Direction::Forward,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "direction must be forward or backward, not {other:?}"
-            )));
-        }
-    };
+    let (start, end) = time_range(params.get("start"), params.get("end"))?;
+    let limit = params.count("limit", DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT)?;
+    let direction = params.direction()?;
     let result = state
         .engine
         .logs(
