@@ -175,15 +175,12 @@ impl QueryEngine {
         Box::pin(async move {
             Ok(match spanset {
                 Spanset::Filter(condition) => {
-                    let mut span_level = Vec::new();
-                    if let Some(condition) = condition {
-                        split(condition, &mut span_level, trace_conditions)?;
-                    }
-                    let predicate = span_level
-                        .iter()
-                        .map(|c| sql(c, label_attributes))
-                        .collect::<Result<Vec<_>>>()?;
-                    self.matching_spans(ctx, &predicate, request).await?
+                    let (predicates, trace_level) = match condition {
+                        Some(condition) => compile_filter(condition, label_attributes)?,
+                        None => Default::default(),
+                    };
+                    trace_conditions.extend(trace_level);
+                    self.matching_spans(ctx, &predicates, request).await?
                 }
                 Spanset::And(a, b) | Spanset::Or(a, b) => {
                     let both = matches!(spanset, Spanset::And(..));
@@ -334,6 +331,22 @@ impl QueryEngine {
             spans,
         })
     }
+}
+
+/// Compiles a spanset filter's condition: a SQL predicate over `spans` for each of
+/// its span-level conjuncts, and the trace-level conjuncts, which are checked on
+/// trace summaries. `label_attributes` are the resource attributes stored as labels.
+pub fn compile_filter(
+    condition: &Condition,
+    label_attributes: &[String],
+) -> Result<(Vec<String>, Vec<Condition>)> {
+    let (mut span_level, mut trace_level) = (Vec::new(), Vec::new());
+    split(condition, &mut span_level, &mut trace_level)?;
+    let predicates = span_level
+        .iter()
+        .map(|c| sql(c, label_attributes))
+        .collect::<Result<_>>()?;
+    Ok((predicates, trace_level))
 }
 
 /// Splits a filter's condition into its span-level and trace-level conjuncts.
@@ -487,7 +500,11 @@ fn anchored(pattern: &str) -> Option<Regex> {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::common::DFSchema;
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::model::schema::schema;
     use crate::traceql::parse;
 
     fn predicate(query: &str) -> String {
@@ -561,5 +578,55 @@ mod tests {
         split(&c, &mut span, &mut trace).unwrap();
         assert_eq!((span.len(), trace.len()), (0, 1));
         assert!(trace_holds(&trace[0], &summary));
+    }
+
+    proptest! {
+        /// Every condition the parser accepts compiles to predicates DataFusion plans
+        /// over `spans`: quoting holds and every literal has a type the column takes.
+        #[test]
+        fn accepted_conditions_plan_over_spans(
+            terms in prop::collection::vec((
+                prop_oneof![
+                    Just("name"), Just("status"), Just("kind"), Just("duration"),
+                    Just("statusMessage"), Just("span.http.status_code"),
+                    Just("resource.service.name"), Just(".k8s.namespace.name"),
+                    Just("span.\"a b\""), Just("rootName"), Just("traceDuration"),
+                ],
+                prop_oneof![
+                    Just("="), Just("!="), Just(">"), Just(">="), Just("<"), Just("<="),
+                    Just("=~"), Just("!~"),
+                ],
+                prop_oneof![
+                    Just("\"x\""), Just("\"it's\""), Just("'q'"), Just("`a\\b`"), Just("error"),
+                    Just("server"), Just("3"), Just("-2.5"), Just("1e300"), Just("1.5s"),
+                    Just("100ms"), Just("true"), Just("nil"), Just("\"[a-z]+\\\\d\""),
+                ],
+            ), 1..5),
+            joins in prop::collection::vec(prop_oneof![Just("&&"), Just("||")], 4),
+        ) {
+            let mut text = String::from("{ ");
+            for (i, (field, op, value)) in terms.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(&format!(" {} ", joins[i - 1]));
+                }
+                text.push_str(&format!("{field} {op} {value}"));
+            }
+            text.push_str(" }");
+            let Ok(search) = parse(&text) else { return Ok(()) };
+            let spans = DFSchema::try_from(schema(Signal::Spans).as_ref().clone()).unwrap();
+            let ctx = SessionContext::new();
+            for condition in search.spansets.filters().into_iter().flatten() {
+                let Ok((predicates, _)) = compile_filter(condition, &["k8s.namespace.name".into()])
+                else {
+                    continue;
+                };
+                for predicate in predicates {
+                    let expr = ctx.parse_sql_expr(&predicate, &spans);
+                    prop_assert!(expr.is_ok(), "{text} → {predicate}: {expr:?}");
+                    let planned = ctx.create_physical_expr(expr.unwrap(), &spans);
+                    prop_assert!(planned.is_ok(), "{text} → {predicate}: {:?}", planned.err());
+                }
+            }
+        }
     }
 }

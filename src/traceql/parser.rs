@@ -409,7 +409,8 @@ impl TraceqlParser<'_> {
             "nil" => Literal::Nil,
             t if t.starts_with(|c: char| c.is_ascii_alphabetic()) => Literal::Enum(t.to_owned()),
             t => match t.parse::<f64>() {
-                Ok(n) => Literal::Number(n),
+                Ok(n) if n.is_finite() => Literal::Number(n),
+                Ok(_) => return Err(self.c.error(&format!("number {t} is out of range"))),
                 Err(_) => Literal::Duration(parse_duration(t).map_err(|e| self.c.error(&e))?),
             },
         };
@@ -504,6 +505,8 @@ mod tests {
             ("{} | avg(duration) > 1s", "avg() is not supported"),
             (r#"{ span.x =~ "(" }"#, "invalid regex"),
             ("{ span.x > nil }", "nil compares"),
+            ("{ span.x > 1e999 }", "number 1e999 is out of range"),
+            ("{ span.x > -inf }", "number -inf is out of range"),
             ("{ name = \"a\" ", "'}'"),
             ("{} with (most_recent=true)", "hints"),
         ] {
