@@ -20,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod generate;
 pub mod index;
 pub mod ingest;
 pub mod logql;

@@ -1,5 +1,5 @@
 //! The `threadline` binary: `serve` runs the store; `sql`, `query` and `trace` ask a
-//! running server.
+//! running server; `generate` fills one with correlated telemetry.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use threadline::cli::Client;
 use threadline::config::{Config, RawConfig};
+use threadline::generate::{self, push::Run};
+use threadline::ingest::now_ns;
+use threadline::logql::parse_duration;
+use threadline::query::time::parse_time;
 use threadline::server::Server;
 
 #[derive(Parser)]
@@ -63,6 +67,30 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Fill a running server with telemetry from a simulated shop: logs, traces,
+    /// metrics with exemplars and CPU profiles, all of one request correlated.
+    Generate {
+        /// How much time to fill, ending now (or after --start).
+        #[arg(long, default_value = "5m")]
+        duration: String,
+        /// Requests per simulated second; each is about six spans and six lines.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// The same seed and start give the same telemetry.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where simulated time starts (RFC 3339 or Unix time); default: --duration ago.
+        #[arg(long)]
+        start: Option<String>,
+        /// After filling, go on in real time until stopped.
+        #[arg(long)]
+        follow: bool,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Ingest allocates many short-lived buffers; mimalloc handles that pattern far better
@@ -93,6 +121,37 @@ async fn main() -> anyhow::Result<()> {
                 .trace(&trace_id)
                 .await,
         ),
+        Command::Generate {
+            duration,
+            rate,
+            seed,
+            start,
+            follow,
+            concurrency,
+            client,
+        } => {
+            let duration = parse_duration(&duration).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(duration > 0, "--duration must be positive");
+            anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be positive");
+            let start_ns = match start {
+                Some(text) => parse_time(&text).map_err(anyhow::Error::msg)?,
+                None => now_ns() - duration,
+            };
+            let run = Run {
+                config: generate::Config {
+                    seed,
+                    start_ns,
+                    traces_per_second: rate,
+                    ..Default::default()
+                },
+                until_ns: start_ns + duration,
+                follow,
+                concurrency,
+            };
+            let summary = generate::push::run(run, &client.url, client.tenant).await?;
+            println!("{}", summary.report());
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,279 @@
+//! Sends generated telemetry to a server over its ingest APIs — OTLP/HTTP protobuf for
+//! logs, traces and metrics, pprof for profiles — a bounded number of requests at a
+//! time. A 429 or 503 is retried after the server's `Retry-After`; any other refusal
+//! stops the run with the server's message.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prost::Message;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{Batch, Config, Generator, SpanRecord, encode, text, topology};
+use crate::api::TENANT_HEADER;
+
+/// Retries of one request the server asked to slow down for.
+const MAX_RETRIES: u32 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("cannot reach {url}: {source}")]
+    Connect { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub logs: u64,
+    pub spans: u64,
+    pub histogram_points: u64,
+    pub profiles: u64,
+    pub requests: u64,
+    /// Request bytes sent.
+    pub bytes: u64,
+}
+
+pub struct Pusher {
+    http: reqwest::Client,
+    base: String,
+    tenant: Option<String>,
+    slots: Arc<Semaphore>,
+    in_flight: JoinSet<Result<(), PushError>>,
+    totals: Totals,
+}
+
+impl Pusher {
+    pub fn new(base: &str, tenant: Option<String>, concurrency: usize) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            tenant,
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            in_flight: JoinSet::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Encodes a batch and starts its requests; waits while all slots are busy.
+    pub async fn send(&mut self, batch: &Batch) -> Result<(), PushError> {
+        self.totals.logs += batch.logs.len() as u64;
+        self.totals.spans += batch.spans.len() as u64;
+        self.totals.histogram_points += batch.histograms.len() as u64;
+        self.totals.profiles += batch.profiles.len() as u64;
+        let mut requests = Vec::new();
+        if !batch.logs.is_empty() {
+            let body = encode::logs_request(&batch.logs).encode_to_vec();
+            requests.push(("/v1/logs".to_owned(), "application/x-protobuf", body));
+        }
+        if !batch.spans.is_empty() {
+            let body = encode::traces_request(&batch.spans).encode_to_vec();
+            requests.push(("/v1/traces".to_owned(), "application/x-protobuf", body));
+        }
+        if !batch.histograms.is_empty() {
+            let body = encode::metrics_request(&batch.histograms).encode_to_vec();
+            requests.push(("/v1/metrics".to_owned(), "application/x-protobuf", body));
+        }
+        for profile in &batch.profiles {
+            let path = format!(
+                "/threadline/v1/profiles?service_name={}&k8s_pod_name={}&k8s_namespace_name=shop",
+                profile.source.service_name(),
+                profile.source.instance_name()
+            );
+            let body = encode::pprof(profile).encode_to_vec();
+            requests.push((path, "application/octet-stream", body));
+        }
+        for (path, content_type, body) in requests {
+            self.reap()?;
+            let permit = Arc::clone(&self.slots)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            self.totals.requests += 1;
+            self.totals.bytes += body.len() as u64;
+            let mut request = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", content_type);
+            if let Some(t) = &self.tenant {
+                request = request.header(TENANT_HEADER, t);
+            }
+            let url = format!("{}{}", self.base, path.split('?').next().unwrap_or(""));
+            self.in_flight.spawn(async move {
+                let result = deliver(request, url, Bytes::from(body)).await;
+                drop(permit);
+                result
+            });
+        }
+        Ok(())
+    }
+
+    /// Surfaces the first failure among finished requests.
+    fn reap(&mut self) -> Result<(), PushError> {
+        while let Some(done) = self.in_flight.try_join_next() {
+            done.expect("push tasks do not panic")?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every request to be answered.
+    pub async fn finish(mut self) -> Result<Totals, PushError> {
+        while let Some(done) = self.in_flight.join_next().await {
+            done.expect("push tasks do not panic")?;
+        }
+        Ok(self.totals)
+    }
+}
+
+async fn deliver(
+    request: reqwest::RequestBuilder,
+    url: String,
+    body: Bytes,
+) -> Result<(), PushError> {
+    let mut retries = 0;
+    loop {
+        let attempt = request
+            .try_clone()
+            .expect("requests without a body clone")
+            .body(body.clone());
+        let response = attempt.send().await.map_err(|source| PushError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let busy = status.as_u16() == 429 || status.as_u16() == 503;
+        if busy && retries < MAX_RETRIES {
+            retries += 1;
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 30))).await;
+            continue;
+        }
+        let message = response.text().await.unwrap_or_default();
+        return Err(PushError::Refused {
+            url,
+            status: status.as_u16(),
+            message: message.trim().to_owned(),
+        });
+    }
+}
+
+/// What `threadline generate` does.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub config: Config,
+    /// Simulate until here as fast as the server takes it.
+    pub until_ns: i64,
+    /// Then go on in real time until stopped.
+    pub follow: bool,
+    pub concurrency: usize,
+}
+
+/// A trace worth looking at: the slowest failed checkout, or else the slowest request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Highlight {
+    pub trace_id: String,
+    pub name: &'static str,
+    pub duration_ms: f64,
+    pub failed: bool,
+}
+
+pub struct Summary {
+    pub totals: Totals,
+    pub elapsed: Duration,
+    pub highlight: Option<Highlight>,
+}
+
+impl Summary {
+    /// What was sent, how fast, and where to start exploring.
+    pub fn report(&self) -> String {
+        let t = &self.totals;
+        let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        let mut out = format!(
+            "sent {} log lines, {} spans, {} histogram points and {} profiles in {} requests \
+             ({:.1} MB) in {:.1} s: {:.1} MB/s",
+            t.logs,
+            t.spans,
+            t.histogram_points,
+            t.profiles,
+            t.requests,
+            t.bytes as f64 / 1e6,
+            seconds,
+            t.bytes as f64 / 1e6 / seconds,
+        );
+        if let Some(h) = &self.highlight {
+            out.push_str(&format!(
+                "\n{} request to explore: {} took {:.0} ms — threadline trace {}",
+                if h.failed { "a failed" } else { "a slow" },
+                h.name,
+                h.duration_ms,
+                h.trace_id
+            ));
+        }
+        out
+    }
+}
+
+pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary, PushError> {
+    let started = Instant::now();
+    let mut pusher = Pusher::new(url, tenant, run.concurrency);
+    let mut generator = Generator::new(run.config.clone());
+    // About 2,000 requests per batch: big enough requests, small enough memory.
+    let step_ns =
+        ((2_000.0 / run.config.traces_per_second.max(0.001)) * 1e9).clamp(1e9, 60e9) as i64;
+    let mut highlight = None;
+    while generator.now_ns() < run.until_ns {
+        let step = step_ns.min(run.until_ns - generator.now_ns());
+        let batch = generator.step(step);
+        notice(&batch.spans, &mut highlight);
+        pusher.send(&batch).await?;
+    }
+    if run.follow {
+        loop {
+            let batch = generator.step(1_000_000_000);
+            notice(&batch.spans, &mut highlight);
+            pusher.send(&batch).await?;
+            let ahead = generator.now_ns() - crate::ingest::now_ns();
+            if ahead > 0 {
+                tokio::time::sleep(Duration::from_nanos(ahead as u64)).await;
+            }
+        }
+    }
+    let totals = pusher.finish().await?;
+    Ok(Summary {
+        totals,
+        elapsed: started.elapsed(),
+        highlight,
+    })
+}
+
+/// Keeps the slowest failed request seen so far, or the slowest request.
+fn notice(spans: &[SpanRecord], best: &mut Option<Highlight>) {
+    for span in spans.iter().filter(|s| s.parent.is_none()) {
+        let candidate = Highlight {
+            trace_id: text::hex(&span.trace_id),
+            name: topology::OPERATIONS[span.operation].name,
+            duration_ms: (span.end_ns - span.start_ns) as f64 / 1e6,
+            failed: span.error.is_some(),
+        };
+        let better = best
+            .as_ref()
+            .is_none_or(|b| (candidate.failed, candidate.duration_ms) > (b.failed, b.duration_ms));
+        if better {
+            *best = Some(candidate);
+        }
+    }
+}

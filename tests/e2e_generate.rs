@@ -1,0 +1,153 @@
+//! `threadline generate` against a real server: everything it sends is stored exactly
+//! once, and a metric's exemplar leads to the request's spans, log lines and profile
+//! samples, as the README's quickstart promises.
+
+mod common;
+
+use common::*;
+use threadline::generate::push::{PushError, Run, run};
+use threadline::generate::{self};
+
+const S: i64 = 1_000_000_000;
+
+fn two_minutes(start_ns: i64) -> Run {
+    Run {
+        config: generate::Config {
+            seed: 5,
+            start_ns,
+            traces_per_second: 20.0,
+            ..Default::default()
+        },
+        until_ns: start_ns + 120 * S,
+        follow: false,
+        concurrency: 4,
+    }
+}
+
+async fn count(server: &TestServer, table: &str) -> u64 {
+    let rows = server
+        .rows(&format!("SELECT count(*) AS n FROM {table}"))
+        .await;
+    rows[0]["n"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn generated_telemetry_is_stored_once_and_correlated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let start = now_ns() - 150 * S;
+    let summary = run(two_minutes(start), &server.url, None).await.unwrap();
+    let totals = &summary.totals;
+    assert!(totals.spans > 10_000 && totals.logs > 10_000, "{totals:?}");
+    // Half of it in chunks, half still in the head: both are read.
+    server.flush().await;
+    let again = run(
+        Run {
+            until_ns: start + 150 * S,
+            ..two_minutes(start + 120 * S)
+        },
+        &server.url,
+        None,
+    )
+    .await
+    .unwrap()
+    .totals;
+    assert_eq!(count(&server, "logs").await, totals.logs + again.logs);
+    assert_eq!(count(&server, "spans").await, totals.spans + again.spans);
+    assert_eq!(
+        count(&server, "profiles").await,
+        totals.profiles + again.profiles
+    );
+
+    // The slowest requests' exemplars, as Grafana's exemplar markers show them.
+    let (status, body) = server
+        .get(
+            "/api/v1/query_exemplars",
+            &[
+                ("query", "http_server_request_duration_seconds_bucket"),
+                ("start", &(start / S).to_string()),
+                ("end", &(start / S + 150).to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut exemplars: Vec<(f64, String)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|series| series["exemplars"].as_array().unwrap())
+        .map(|e| {
+            (
+                e["value"].as_str().unwrap().parse().unwrap(),
+                e["labels"]["trace_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(exemplars.len() > 50, "{}", exemplars.len());
+    exemplars.sort_by(|a, b| b.0.total_cmp(&a.0));
+
+    // Each leads to its whole request; the slow ones spent CPU their profiles show.
+    let mut profiled = 0;
+    for (_, trace_id) in exemplars.iter().take(20) {
+        let (status, trace) = server
+            .get(&format!("/threadline/v1/traces/{trace_id}"), &[])
+            .await;
+        assert_eq!(status, 200, "{trace}");
+        assert!(trace["span_count"].as_u64().unwrap() >= 3, "{trace_id}");
+        assert!(trace["log_count"].as_u64().unwrap() >= 1, "{trace_id}");
+        assert!(trace["exemplar_count"].as_u64().unwrap() >= 1, "{trace_id}");
+        profiled += usize::from(trace["profile_sample_count"].as_u64().unwrap() > 0);
+    }
+    assert!(
+        profiled >= 10,
+        "{profiled} of 20 slow requests have profile samples"
+    );
+
+    // Their log lines answer Loki's queries in each service's own format.
+    let (status, body) = server
+        .get(
+            "/loki/api/v1/query_range",
+            &[
+                (
+                    "query",
+                    r#"{service_name="payments"} | logfmt | status >= 400"#,
+                ),
+                ("start", &start.to_string()),
+                ("end", &(start + 150 * S).to_string()),
+                ("limit", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let streams = body["data"]["result"].as_array().unwrap();
+    assert!(!streams.is_empty(), "payments declines cards: {body}");
+    assert!(streams.iter().all(|s| s["stream"]["status"] == "402"));
+}
+
+#[tokio::test]
+async fn refusals_and_unreachable_servers_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let start = now_ns() - 10 * S;
+    let short = Run {
+        until_ns: start + 10 * S,
+        ..two_minutes(start)
+    };
+    match run(short.clone(), &server.url, Some("../other".into())).await {
+        Err(PushError::Refused {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("tenant"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|s| s.totals)),
+    }
+    let gone = server.url.clone();
+    server.server.shutdown().await.unwrap();
+    match run(short, &gone, None).await {
+        Err(e @ PushError::Connect { .. }) => {
+            assert!(e.to_string().contains(&gone), "{e}");
+        }
+        other => panic!("{:?}", other.map(|s| s.totals)),
+    }
+}
