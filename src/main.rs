@@ -76,9 +76,9 @@ enum Command {
         /// Requests per simulated second; each is about six spans and six lines.
         #[arg(long, default_value_t = 50.0)]
         rate: f64,
-        /// The same seed and start give the same telemetry.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// The same seed and start give the same telemetry; default: the start time.
+        #[arg(long)]
+        seed: Option<u64>,
         /// Where simulated time starts (RFC 3339 or Unix time); default: --duration ago.
         #[arg(long)]
         start: Option<String>,
@@ -137,6 +137,8 @@ async fn main() -> anyhow::Result<()> {
                 Some(text) => parse_time(&text).map_err(anyhow::Error::msg)?,
                 None => now_ns() - duration,
             };
+            let seed = seed.unwrap_or(start_ns as u64 / 1_000_000_000);
+            println!("seed {seed}, start {start_ns}");
             let run = Run {
                 config: generate::Config {
                     seed,
