@@ -88,6 +88,14 @@ enum Command {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Write the requests and flat Parquet tables of the logs and spans to this
+        /// directory instead of sending them.
+        #[arg(long, conflicts_with_all = ["follow", "replay"])]
+        out: Option<PathBuf>,
+        /// Send the requests written to this directory by --out, as fast as the
+        /// server takes them.
+        #[arg(long, conflicts_with = "follow")]
+        replay: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -128,8 +136,16 @@ async fn main() -> anyhow::Result<()> {
             start,
             follow,
             concurrency,
+            out,
+            replay,
             client,
         } => {
+            if let Some(dir) = replay {
+                let pusher = generate::push::Pusher::new(&client.url, client.tenant, concurrency);
+                let summary = generate::files::replay(&dir, pusher).await?;
+                println!("{}", summary.report());
+                return Ok(());
+            }
             let duration = parse_duration(&duration).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(duration > 0, "--duration must be positive");
             anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be positive");
@@ -150,7 +166,10 @@ async fn main() -> anyhow::Result<()> {
                 follow,
                 concurrency,
             };
-            let summary = generate::push::run(run, &client.url, client.tenant).await?;
+            let summary = match out {
+                Some(dir) => generate::files::record(&run, &dir)?,
+                None => generate::push::run(run, &client.url, client.tenant).await?,
+            };
             println!("{}", summary.report());
             Ok(())
         }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use threadline::generate::push::{PushError, Run, run};
-use threadline::generate::{self};
+use threadline::generate::push::{Run, run};
+use threadline::generate::{self, GenerateError};
 
 const S: i64 = 1_000_000_000;
 
@@ -134,7 +134,7 @@ async fn refusals_and_unreachable_servers_are_reported() {
         ..two_minutes(start)
     };
     match run(short.clone(), &server.url, Some("../other".into())).await {
-        Err(PushError::Refused {
+        Err(GenerateError::Refused {
             status, message, ..
         }) => {
             assert_eq!(status, 400);
@@ -145,9 +145,66 @@ async fn refusals_and_unreachable_servers_are_reported() {
     let gone = server.url.clone();
     server.server.shutdown().await.unwrap();
     match run(short, &gone, None).await {
-        Err(e @ PushError::Connect { .. }) => {
+        Err(e @ GenerateError::Connect { .. }) => {
             assert!(e.to_string().contains(&gone), "{e}");
         }
         other => panic!("{:?}", other.map(|s| s.totals)),
     }
+}
+
+#[tokio::test]
+async fn recorded_telemetry_replays_to_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("recorded");
+    let start = now_ns() - 60 * S;
+    let run_spec = Run {
+        until_ns: start + 60 * S,
+        ..two_minutes(start)
+    };
+    let recorded = threadline::generate::files::record(&run_spec, &out)
+        .unwrap()
+        .totals;
+    let rows = |name: &str| {
+        let file = std::fs::File::open(out.join(name)).unwrap();
+        parquet::file::reader::SerializedFileReader::new(file)
+            .map(|r| {
+                use parquet::file::reader::FileReader;
+                r.metadata().file_metadata().num_rows() as u64
+            })
+            .unwrap()
+    };
+    assert_eq!(rows("logs.parquet"), recorded.logs);
+    assert_eq!(rows("spans.parquet"), recorded.spans);
+
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let pusher = threadline::generate::push::Pusher::new(&server.url, None, 4);
+    let replayed = threadline::generate::files::replay(&out, pusher)
+        .await
+        .unwrap()
+        .totals;
+    assert_eq!(replayed, recorded);
+    assert_eq!(count(&server, "logs").await, recorded.logs);
+    assert_eq!(count(&server, "spans").await, recorded.spans);
+    // What was recorded is what a live run sends.
+    let live_dir = tempfile::tempdir().unwrap();
+    let live = TestServer::start(live_dir.path()).await;
+    let sent = run(run_spec, &live.url, None).await.unwrap().totals;
+    assert_eq!(sent, recorded);
+    let sql = "SELECT trace_id, span_id, name, duration_ns FROM spans ORDER BY span_id";
+    assert_eq!(server.rows(sql).await, live.rows(sql).await);
+
+    std::fs::write(
+        out.join("requests/manifest.tsv"),
+        "00000000.body\t/v1/logs\n",
+    )
+    .unwrap();
+    let pusher = threadline::generate::push::Pusher::new(&server.url, None, 4);
+    let error = threadline::generate::files::replay(&out, pusher)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("line 1 has 2 fields, not 4"),
+        "{error}"
+    );
 }

@@ -15,9 +15,71 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, status};
 
+use prost::Message;
+
 use super::topology::{Kind, OPERATIONS, SERVICES};
-use super::{DURATION_BOUNDS, HistogramPoint, Profile, Source, SpanRecord};
+use super::{Batch, DURATION_BOUNDS, HistogramPoint, Profile, Source, SpanRecord};
 use crate::proto::perftools::profiles as pprof;
+
+/// One ingest request: where it goes, its body, and how many records it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Path and query, from the server's root.
+    pub path: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub records: u64,
+}
+
+impl Request {
+    /// The path without its query.
+    pub fn endpoint(&self) -> &str {
+        self.path.split('?').next().unwrap_or_default()
+    }
+}
+
+/// The requests a client would send for a batch: OTLP/HTTP protobuf for logs, traces
+/// and metrics; one pprof upload per profile.
+pub fn requests(batch: &Batch) -> Vec<Request> {
+    const PROTOBUF: &str = "application/x-protobuf";
+    let mut out = Vec::new();
+    let mut add = |path: String, content_type: &str, body: Vec<u8>, records: usize| {
+        if records > 0 {
+            out.push(Request {
+                path,
+                content_type: content_type.to_owned(),
+                body,
+                records: records as u64,
+            });
+        }
+    };
+    if !batch.logs.is_empty() {
+        let body = logs_request(&batch.logs).encode_to_vec();
+        add("/v1/logs".into(), PROTOBUF, body, batch.logs.len());
+    }
+    if !batch.spans.is_empty() {
+        let body = traces_request(&batch.spans).encode_to_vec();
+        add("/v1/traces".into(), PROTOBUF, body, batch.spans.len());
+    }
+    if !batch.histograms.is_empty() {
+        let body = metrics_request(&batch.histograms).encode_to_vec();
+        add("/v1/metrics".into(), PROTOBUF, body, batch.histograms.len());
+    }
+    for profile in &batch.profiles {
+        let path = format!(
+            "/threadline/v1/profiles?service_name={}&k8s_pod_name={}&k8s_namespace_name=shop",
+            profile.source.service_name(),
+            profile.source.instance_name()
+        );
+        add(
+            path,
+            "application/octet-stream",
+            pprof(profile).encode_to_vec(),
+            1,
+        );
+    }
+    out
+}
 
 fn kv(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {

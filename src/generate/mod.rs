@@ -8,13 +8,29 @@
 //! ingest APIs (`threadline generate`).
 
 pub mod encode;
+pub mod files;
 pub mod push;
 mod text;
 pub mod topology;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use topology::{ENTRIES, Kind, OPERATIONS, SERVICES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cannot reach {url}: {source}")]
+    Connect { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+}
 
 pub type TraceId = [u8; 16];
 pub type SpanId = [u8; 8];
@@ -327,6 +343,16 @@ impl Generator {
         }
         batch.logs.sort_by_key(|l| l.time_ns);
         batch
+    }
+
+    /// Batches up to `until_ns` of simulated time, each of about 2,000 requests: big
+    /// requests, bounded memory.
+    pub fn until(&mut self, until_ns: i64) -> impl Iterator<Item = Batch> + '_ {
+        let step_ns =
+            ((2_000.0 / self.config.traces_per_second.max(0.001)) * 1e9).clamp(1e9, 60e9) as i64;
+        std::iter::from_fn(move || {
+            (self.now_ns < until_ns).then(|| self.step(step_ns.min(until_ns - self.now_ns)))
+        })
     }
 
     fn request(&mut self, start_ns: i64, batch: &mut Batch) {

@@ -7,27 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prost::Message;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Batch, Config, Generator, SpanRecord, encode, text, topology};
+use super::encode::Request;
+use super::{Batch, Config, GenerateError, Generator, SpanRecord, encode, text, topology};
 use crate::api::TENANT_HEADER;
 
 /// Retries of one request the server asked to slow down for.
 const MAX_RETRIES: u32 = 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    #[error("cannot reach {url}: {source}")]
-    Connect { url: String, source: reqwest::Error },
-    #[error("{url} answered {status}: {message}")]
-    Refused {
-        url: String,
-        status: u16,
-        message: String,
-    },
-}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
@@ -36,8 +24,22 @@ pub struct Totals {
     pub histogram_points: u64,
     pub profiles: u64,
     pub requests: u64,
-    /// Request bytes sent.
+    /// Request body bytes.
     pub bytes: u64,
+}
+
+impl Totals {
+    pub fn count(&mut self, request: &Request) {
+        let records = match request.endpoint() {
+            "/v1/logs" => &mut self.logs,
+            "/v1/traces" => &mut self.spans,
+            "/v1/metrics" => &mut self.histogram_points,
+            _ => &mut self.profiles,
+        };
+        *records += request.records;
+        self.requests += 1;
+        self.bytes += request.body.len() as u64;
+    }
 }
 
 pub struct Pusher {
@@ -45,7 +47,7 @@ pub struct Pusher {
     base: String,
     tenant: Option<String>,
     slots: Arc<Semaphore>,
-    in_flight: JoinSet<Result<(), PushError>>,
+    in_flight: JoinSet<Result<(), GenerateError>>,
     totals: Totals,
 }
 
@@ -62,60 +64,40 @@ impl Pusher {
     }
 
     /// Encodes a batch and starts its requests; waits while all slots are busy.
-    pub async fn send(&mut self, batch: &Batch) -> Result<(), PushError> {
-        self.totals.logs += batch.logs.len() as u64;
-        self.totals.spans += batch.spans.len() as u64;
-        self.totals.histogram_points += batch.histograms.len() as u64;
-        self.totals.profiles += batch.profiles.len() as u64;
-        let mut requests = Vec::new();
-        if !batch.logs.is_empty() {
-            let body = encode::logs_request(&batch.logs).encode_to_vec();
-            requests.push(("/v1/logs".to_owned(), "application/x-protobuf", body));
-        }
-        if !batch.spans.is_empty() {
-            let body = encode::traces_request(&batch.spans).encode_to_vec();
-            requests.push(("/v1/traces".to_owned(), "application/x-protobuf", body));
-        }
-        if !batch.histograms.is_empty() {
-            let body = encode::metrics_request(&batch.histograms).encode_to_vec();
-            requests.push(("/v1/metrics".to_owned(), "application/x-protobuf", body));
-        }
-        for profile in &batch.profiles {
-            let path = format!(
-                "/threadline/v1/profiles?service_name={}&k8s_pod_name={}&k8s_namespace_name=shop",
-                profile.source.service_name(),
-                profile.source.instance_name()
-            );
-            let body = encode::pprof(profile).encode_to_vec();
-            requests.push((path, "application/octet-stream", body));
-        }
-        for (path, content_type, body) in requests {
-            self.reap()?;
-            let permit = Arc::clone(&self.slots)
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            self.totals.requests += 1;
-            self.totals.bytes += body.len() as u64;
-            let mut request = self
-                .http
-                .post(format!("{}{path}", self.base))
-                .header("content-type", content_type);
-            if let Some(t) = &self.tenant {
-                request = request.header(TENANT_HEADER, t);
-            }
-            let url = format!("{}{}", self.base, path.split('?').next().unwrap_or(""));
-            self.in_flight.spawn(async move {
-                let result = deliver(request, url, Bytes::from(body)).await;
-                drop(permit);
-                result
-            });
+    pub async fn send(&mut self, batch: &Batch) -> Result<(), GenerateError> {
+        for request in encode::requests(batch) {
+            self.post(request).await?;
         }
         Ok(())
     }
 
+    /// Starts one request; waits while all slots are busy.
+    pub async fn post(&mut self, request: Request) -> Result<(), GenerateError> {
+        self.reap()?;
+        let permit = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        self.totals.count(&request);
+        let url = format!("{}{}", self.base, request.endpoint());
+        let mut builder = self
+            .http
+            .post(format!("{}{}", self.base, request.path))
+            .header("content-type", request.content_type);
+        if let Some(t) = &self.tenant {
+            builder = builder.header(TENANT_HEADER, t);
+        }
+        let body = Bytes::from(request.body);
+        self.in_flight.spawn(async move {
+            let result = deliver(builder, url, body).await;
+            drop(permit);
+            result
+        });
+        Ok(())
+    }
+
     /// Surfaces the first failure among finished requests.
-    fn reap(&mut self) -> Result<(), PushError> {
+    fn reap(&mut self) -> Result<(), GenerateError> {
         while let Some(done) = self.in_flight.try_join_next() {
             done.expect("push tasks do not panic")?;
         }
@@ -123,7 +105,7 @@ impl Pusher {
     }
 
     /// Waits for every request to be answered.
-    pub async fn finish(mut self) -> Result<Totals, PushError> {
+    pub async fn finish(mut self) -> Result<Totals, GenerateError> {
         while let Some(done) = self.in_flight.join_next().await {
             done.expect("push tasks do not panic")?;
         }
@@ -135,17 +117,20 @@ async fn deliver(
     request: reqwest::RequestBuilder,
     url: String,
     body: Bytes,
-) -> Result<(), PushError> {
+) -> Result<(), GenerateError> {
     let mut retries = 0;
     loop {
         let attempt = request
             .try_clone()
             .expect("requests without a body clone")
             .body(body.clone());
-        let response = attempt.send().await.map_err(|source| PushError::Connect {
-            url: url.clone(),
-            source,
-        })?;
+        let response = attempt
+            .send()
+            .await
+            .map_err(|source| GenerateError::Connect {
+                url: url.clone(),
+                source,
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -163,7 +148,7 @@ async fn deliver(
             continue;
         }
         let message = response.text().await.unwrap_or_default();
-        return Err(PushError::Refused {
+        return Err(GenerateError::Refused {
             url,
             status: status.as_u16(),
             message: message.trim().to_owned(),
@@ -203,8 +188,8 @@ impl Summary {
         let t = &self.totals;
         let seconds = self.elapsed.as_secs_f64().max(1e-9);
         let mut out = format!(
-            "sent {} log lines, {} spans, {} histogram points and {} profiles in {} requests \
-             ({:.1} MB) in {:.1} s: {:.1} MB/s",
+            "{} log lines, {} spans, {} histogram points and {} profiles in {} requests \
+             ({:.1} MB) in {:.1} s: {:.1} MB/s, {:.0} lines and spans/s",
             t.logs,
             t.spans,
             t.histogram_points,
@@ -213,6 +198,7 @@ impl Summary {
             t.bytes as f64 / 1e6,
             seconds,
             t.bytes as f64 / 1e6 / seconds,
+            (t.logs + t.spans) as f64 / seconds,
         );
         if let Some(h) = &self.highlight {
             out.push_str(&format!(
@@ -227,17 +213,12 @@ impl Summary {
     }
 }
 
-pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary, PushError> {
+pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary, GenerateError> {
     let started = Instant::now();
     let mut pusher = Pusher::new(url, tenant, run.concurrency);
     let mut generator = Generator::new(run.config.clone());
-    // About 2,000 requests per batch: big enough requests, small enough memory.
-    let step_ns =
-        ((2_000.0 / run.config.traces_per_second.max(0.001)) * 1e9).clamp(1e9, 60e9) as i64;
     let mut highlight = None;
-    while generator.now_ns() < run.until_ns {
-        let step = step_ns.min(run.until_ns - generator.now_ns());
-        let batch = generator.step(step);
+    for batch in generator.until(run.until_ns) {
         notice(&batch.spans, &mut highlight);
         pusher.send(&batch).await?;
     }
@@ -261,7 +242,7 @@ pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary,
 }
 
 /// Keeps the slowest failed request seen so far, or the slowest request.
-fn notice(spans: &[SpanRecord], best: &mut Option<Highlight>) {
+pub(super) fn notice(spans: &[SpanRecord], best: &mut Option<Highlight>) {
     for span in spans.iter().filter(|s| s.parent.is_none()) {
         let candidate = Highlight {
             trace_id: text::hex(&span.trace_id),
