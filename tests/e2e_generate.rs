@@ -208,3 +208,58 @@ async fn recorded_telemetry_replays_to_the_same_rows() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_trace_lookup_reads_only_the_pages_of_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    // Two minutes inside one hour, so the chunks are the same on every run.
+    let hour = 3600 * S;
+    let start = (now_ns() / hour - 1) * hour + 600 * S;
+    let spec = Run {
+        config: generate::Config {
+            traces_per_second: 200.0,
+            ..two_minutes(start).config
+        },
+        ..two_minutes(start)
+    };
+    let summary = run(spec, &server.url, None).await.unwrap();
+    server.flush().await;
+    let chunk_bytes = walk(&dir.path().join("chunks"));
+    let trace_id = summary.highlight.unwrap().trace_id;
+
+    // What a second lookup fetches, once the chunks' footers are cached.
+    let read = |path: String| {
+        let server = &server;
+        async move {
+            assert_eq!(server.get(&path, &[]).await.0, 200);
+            let before = server.metric("object_store_get_bytes_total").await;
+            let (status, body) = server.get(&path, &[]).await;
+            assert_eq!(status, 200, "{body}");
+            server.metric("object_store_get_bytes_total").await - before
+        }
+    };
+    let spans = read(format!("/api/traces/{trace_id}")).await;
+    let everything = read(format!("/threadline/v1/traces/{trace_id}")).await;
+    // Reading the whole trace_id column of the chunks that hold the trace costs about
+    // twice as much as reading the pages of its rows.
+    assert!(
+        spans * 100 < chunk_bytes * 8,
+        "the spans of one trace read {spans} of {chunk_bytes} chunk bytes"
+    );
+    assert!(
+        everything * 100 < chunk_bytes * 15,
+        "the whole trace read {everything} of {chunk_bytes} chunk bytes"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| match e.file_type().unwrap().is_dir() {
+            true => walk(&e.path()),
+            false => e.metadata().unwrap().len(),
+        })
+        .sum()
+}

@@ -201,6 +201,8 @@ impl Db {
             row_groups: encoded.row_groups,
             streams: encoded.streams,
             traces: encoded.traces,
+            trace_rows: encoded.trace_rows,
+            row_group_rows: encoded.row_group_rows,
         };
         let size = encoded.bytes.len() as u64;
         self.store.put(&key.data_path(), encoded.bytes).await?;

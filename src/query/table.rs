@@ -19,7 +19,9 @@ use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetAccessPlan, RowGroupAccess,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -29,9 +31,11 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProvide
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 use crate::db::{Db, ScanFilter};
 use crate::model::{MatchOp, Matcher, Selector, Signal, StreamId, Tenant, TraceId, schema};
+use crate::storage::ChunkMeta;
 
 /// The URL the chunk store is registered under in every session.
 pub const STORE_URL: &str = "threadline://chunks";
@@ -197,6 +201,57 @@ impl SignalTable {
     }
 }
 
+/// Reads only the rows of one trace — the pages holding them, in the row groups
+/// holding them — when the chunk lists where they are.
+fn trace_access_plan(chunk: &ChunkMeta, fingerprint: u64) -> Option<ParquetAccessPlan> {
+    let rows = chunk.trace_rows(fingerprint)?;
+    if chunk.row_group_rows.iter().sum::<u64>() != chunk.rows {
+        return None;
+    }
+    let groups = select_rows(&chunk.row_group_rows, rows)?;
+    let mut plan = ParquetAccessPlan::new_none(groups.len());
+    for (group, selection) in groups.into_iter().enumerate() {
+        if let Some(selection) = selection {
+            plan.set(group, RowGroupAccess::Selection(selection));
+        }
+    }
+    Some(plan)
+}
+
+/// For each row group (of `group_rows` rows), the selection of the file's `rows` in
+/// it, or `None` when it has none. `None` overall when the rows are not strictly
+/// increasing or lie past the end: metadata that does not describe the file.
+fn select_rows(group_rows: &[u64], rows: &[u32]) -> Option<Vec<Option<RowSelection>>> {
+    let mut rows = rows.iter().map(|&r| u64::from(r)).peekable();
+    let mut out = Vec::with_capacity(group_rows.len());
+    let mut group_start = 0;
+    for &count in group_rows {
+        let group_end = group_start + count;
+        let mut selectors = Vec::new();
+        let mut at = group_start;
+        while let Some(row) = rows.next_if(|&r| r < group_end) {
+            if row < at {
+                return None;
+            }
+            if row > at {
+                selectors.push(RowSelector::skip((row - at) as usize));
+            }
+            selectors.push(RowSelector::select(1));
+            at = row + 1;
+        }
+        if selectors.is_empty() {
+            out.push(None);
+        } else {
+            if at < group_end {
+                selectors.push(RowSelector::skip((group_end - at) as usize));
+            }
+            out.push(Some(selectors.into()));
+        }
+        group_start = group_end;
+    }
+    rows.peek().is_none().then_some(out)
+}
+
 fn timestamp_ns(value: &ScalarValue) -> Option<i64> {
     match value {
         ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
@@ -249,9 +304,8 @@ impl TableProvider for SignalTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let table_schema = self.schema();
-        let selection = self
-            .db
-            .select(&self.tenant, self.signal, &self.scan_filter(filters));
+        let filter = self.scan_filter(filters);
+        let selection = self.db.select(&self.tenant, self.signal, &filter);
         self.stats
             .chunks_selected
             .fetch_add(selection.chunks.len() as u64, Ordering::Relaxed);
@@ -290,7 +344,11 @@ impl TableProvider for SignalTable {
                 vec![Vec::new(); parallelism.min(selection.chunks.len())];
             let count = groups.len();
             for (i, chunk) in selection.chunks.iter().enumerate() {
-                let file = PartitionedFile::new(chunk.key().data_path().to_string(), chunk.size);
+                let mut file =
+                    PartitionedFile::new(chunk.key().data_path().to_string(), chunk.size);
+                if let Some(plan) = filter.trace.and_then(|fp| trace_access_plan(chunk, fp)) {
+                    file = file.with_extension(plan);
+                }
                 groups[i % count].push(file);
             }
             let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
@@ -322,5 +380,53 @@ impl TableProvider for SignalTable {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Each row group's selection picks exactly the listed rows that fall in it.
+        #[test]
+        fn selections_pick_exactly_the_listed_rows(
+            group_rows in prop::collection::vec(1u64..300, 1..5),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        ) {
+            let total: u64 = group_rows.iter().sum();
+            let mut rows: Vec<u32> = picks.iter().map(|i| i.index(total as usize) as u32).collect();
+            rows.sort_unstable();
+            rows.dedup();
+            let groups = select_rows(&group_rows, &rows).unwrap();
+            let mut picked = Vec::new();
+            let mut start = 0;
+            for (selection, count) in groups.iter().zip(&group_rows) {
+                if let Some(selection) = selection {
+                    let selectors: Vec<RowSelector> = selection.clone().into();
+                    prop_assert_eq!(selectors.iter().map(|s| s.row_count as u64).sum::<u64>(), *count);
+                    let mut at = start;
+                    for s in selectors {
+                        if !s.skip {
+                            picked.extend((at..at + s.row_count as u64).map(|r| r as u32));
+                        }
+                        at += s.row_count as u64;
+                    }
+                }
+                start += count;
+            }
+            prop_assert_eq!(picked, rows);
+        }
+    }
+
+    #[test]
+    fn rows_that_do_not_describe_the_file_are_refused() {
+        assert!(select_rows(&[10, 10], &[3, 3]).is_none());
+        assert!(select_rows(&[10, 10], &[5, 4]).is_none());
+        assert!(select_rows(&[10, 10], &[20]).is_none());
+        let groups = select_rows(&[10, 10], &[12]).unwrap();
+        assert!(groups[0].is_none() && groups[1].is_some());
     }
 }

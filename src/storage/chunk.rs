@@ -11,19 +11,22 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
+use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::meta::{StreamStats, TraceSpan};
+use super::meta::{MAX_LISTED_TRACE_ROWS, StreamStats, TraceRows, TraceSpan};
 use crate::model::{LabelSet, Signal, StreamId, TraceId, schema};
 
 /// Rows per row group: small enough that a stream's rows span few groups, large
 /// enough that each group compresses well.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page at most: a trace lookup reads one page per column for each
+/// of its rows, so pages stay small.
+const PAGE_ROWS: usize = 1024;
 /// The data page size of the `profiles` table.
 const PROFILE_PAGE_BYTES: usize = 8 << 20;
 
@@ -46,6 +49,8 @@ pub struct EncodedChunk {
     pub max_time: i64,
     pub streams: Vec<StreamStats>,
     pub traces: Vec<TraceSpan>,
+    pub trace_rows: TraceRows,
+    pub row_group_rows: Vec<u64>,
 }
 
 /// Concatenates and sorts by (stream_id, time).
@@ -91,6 +96,7 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_sorting_columns(Some(sorting));
     if signal.has_trace_id() {
         let trace = ColumnPath::from("trace_id");
@@ -105,6 +111,17 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
         // large pages let zstd find the repeats across profiles.
         builder = builder.set_data_page_size_limit(PROFILE_PAGE_BYTES);
     }
+    // Times and durations are nearly all distinct: a dictionary only adds a page
+    // every read of one row must fetch. Deltas of times sorted within a stream pack
+    // into a few bits each.
+    for field in schema.fields() {
+        if matches!(field.data_type(), DataType::Timestamp(..)) || field.name() == "duration_ns" {
+            let column = ColumnPath::from(field.name().as_str());
+            builder = builder
+                .set_column_dictionary_enabled(column.clone(), false)
+                .set_column_encoding(column, Encoding::DELTA_BINARY_PACKED);
+        }
+    }
     for column in ["body", "span_id", "parent_span_id", "pprof"] {
         if schema.index_of(column).is_ok() {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
@@ -115,7 +132,7 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
 
 /// Encodes rows already sorted by `sort_for_chunk`.
 pub fn encode_chunk(signal: Signal, sorted: &RecordBatch) -> Result<EncodedChunk, ChunkError> {
-    let (streams, traces, min_time, max_time) = chunk_stats(signal, sorted)?;
+    let (streams, traces, trace_rows, min_time, max_time) = chunk_stats(signal, sorted)?;
     let props = writer_properties(signal, traces.len() as u64)?;
     let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut buf, sorted.schema(), Some(props))?;
@@ -129,10 +146,16 @@ pub fn encode_chunk(signal: Signal, sorted: &RecordBatch) -> Result<EncodedChunk
         max_time,
         streams,
         traces,
+        trace_rows,
+        row_group_rows: metadata
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows() as u64)
+            .collect(),
     })
 }
 
-type Stats = (Vec<StreamStats>, Vec<TraceSpan>, i64, i64);
+type Stats = (Vec<StreamStats>, Vec<TraceSpan>, TraceRows, i64, i64);
 
 fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError> {
     let stream_ids = batch
@@ -150,7 +173,7 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
     let trace_ids = trace_column(signal, batch)?;
 
     let mut streams: Vec<StreamStats> = Vec::new();
-    let mut traces: HashMap<u64, (i64, i64)> = HashMap::new();
+    let mut traces: HashMap<u64, (i64, i64, Vec<u32>)> = HashMap::new();
     let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
     for row in 0..batch.num_rows() {
         let id = StreamId(stream_ids.value(row));
@@ -175,21 +198,35 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
             && trace_ids.is_valid(row)
             && let Ok(trace) = TraceId::from_hex(trace_ids.value(row))
         {
-            let entry = traces.entry(trace.fingerprint()).or_insert((t, t));
+            let entry = traces
+                .entry(trace.fingerprint())
+                .or_insert((t, t, Vec::new()));
             entry.0 = entry.0.min(t);
             entry.1 = entry.1.max(t);
+            if entry.2.len() <= MAX_LISTED_TRACE_ROWS {
+                entry.2.push(row as u32);
+            }
         }
     }
-    let mut traces: Vec<TraceSpan> = traces
+    let mut traces: Vec<_> = traces.into_iter().collect();
+    traces.sort_unstable_by_key(|(fingerprint, _)| *fingerprint);
+    let mut rows = TraceRows::default();
+    let traces = traces
         .into_iter()
-        .map(|(fingerprint, (min_time, max_time))| TraceSpan {
-            fingerprint,
-            min_time,
-            max_time,
+        .map(|(fingerprint, (min_time, max_time, listed))| {
+            rows.push(if listed.len() > MAX_LISTED_TRACE_ROWS {
+                &[]
+            } else {
+                &listed
+            });
+            TraceSpan {
+                fingerprint,
+                min_time,
+                max_time,
+            }
         })
         .collect();
-    traces.sort_by_key(|t| t.fingerprint);
-    Ok((streams, traces, min_time, max_time))
+    Ok((streams, traces, rows, min_time, max_time))
 }
 
 /// The `trace_id` column of a signal that has one.
