@@ -94,7 +94,7 @@ enum Command {
         out: Option<PathBuf>,
         /// Send the requests written to this directory by --out, as fast as the
         /// server takes them.
-        #[arg(long, conflicts_with = "follow")]
+        #[arg(long, conflicts_with_all = ["follow", "duration", "rate", "seed", "start"])]
         replay: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
@@ -153,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
                 Some(text) => parse_time(&text).map_err(anyhow::Error::msg)?,
                 None => now_ns() - duration,
             };
+            let until_ns = start_ns
+                .checked_add(duration)
+                .context("--start plus --duration is past the year 2262")?;
             let seed = seed.unwrap_or(start_ns as u64 / 1_000_000_000);
             println!("seed {seed}, start {start_ns}");
             let run = Run {
@@ -162,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
                     traces_per_second: rate,
                     ..Default::default()
                 },
-                until_ns: start_ns + duration,
+                until_ns,
                 follow,
                 concurrency,
             };

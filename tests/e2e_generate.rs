@@ -39,7 +39,7 @@ async fn generated_telemetry_is_stored_once_and_correlated() {
     let summary = run(two_minutes(start), &server.url, None).await.unwrap();
     let totals = &summary.totals;
     assert!(totals.spans > 10_000 && totals.logs > 10_000, "{totals:?}");
-    // Half of it in chunks, half still in the head: both are read.
+    // The first two minutes in chunks, the next half minute in the head: both are read.
     server.flush().await;
     let again = run(
         Run {

@@ -210,12 +210,15 @@ def worker(args):
 
 
 def normalize(answer):
-    """Answers as comparable values: counts, row counts, or the first column's values."""
+    """Answers as comparable values: a count; for a few rows, their first column
+    sorted (so systems agree on which groups there are); else the number of rows."""
     out = []
     for rows in answer:
         rows = [list(r) for r in rows]
         if len(rows) == 1 and len(rows[0]) == 1:
             out.append(int(float(rows[0][0])))
+        elif len(rows) <= 20 and rows and len(rows[0]) == 2:
+            out.append(sorted(str(r[0]) for r in rows))
         else:
             out.append(len(rows))
     return out
@@ -234,12 +237,12 @@ class Threadline:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        log = open(self.data_dir.parent / "threadline.log", "a")
-        self.process = subprocess.Popen(
-            [self.binary, "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.data_dir.parent / "threadline.log", "a") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{port}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         for _ in range(600):
             try:
                 urllib.request.urlopen(self.url + "/ready", timeout=1)
@@ -263,6 +266,13 @@ class Threadline:
         with urllib.request.urlopen(url, timeout=600) as r:
             return json.loads(r.read())
 
+    def bytes_fetched(self):
+        with urllib.request.urlopen(self.url + "/metrics", timeout=60) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("threadline_object_store_get_bytes_total "):
+                    return int(float(line.split()[1]))
+        return 0
+
     def sql(self, sql):
         request = urllib.request.Request(self.url + "/threadline/v1/sql", data=sql.encode())
         with urllib.request.urlopen(request, timeout=600) as r:
@@ -283,8 +293,9 @@ class Threadline:
             body = self.get(f"/threadline/v1/traces/{text}")
             return [body["span_count"], body["log_count"]]
         if kind == "sql":
-            rows = self.sql(text)["rows"]
-            return [len(rows) if len(rows) != 1 or len(rows[0]) != 1 else int(next(iter(rows[0].values())))]
+            body = self.sql(text)
+            names = [c["name"] for c in body["columns"]]
+            return normalize([[tuple(row.get(n) for n in names) for row in body["rows"]]])
         raise ValueError(kind)
 
 
@@ -324,9 +335,16 @@ def main():
 
     results = Path(args.results)
     work = Path(args.work) if args.work else results / "work"
+    systems = args.systems.split(",")
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        sys.exit(f"unknown systems {unknown}; choose from {','.join(SYSTEMS)}")
+    marker = work / ".threadline-peers"
+    if work.exists() and any(work.iterdir()) and not marker.exists():
+        sys.exit(f"{work} is not empty and not a scratch folder of this harness; choose another --work")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    systems = args.systems.split(",")
+    marker.touch()
     report = {"spans_requested": args.spans, "systems": systems, "machine": machine()}
 
     # 1. Generate once.
@@ -353,7 +371,8 @@ def main():
         seconds = time.perf_counter() - began
         sent_mb = float(re.search(r"\(([\d.]+) MB\)", out).group(1))
         ingest_rss = threadline.peak_rss()
-        threadline.stop()  # flushes the head into chunks
+        threadline.stop()  # flushes the head into chunks, as the peers' loads finish theirs
+        seconds = time.perf_counter() - began
         chunks = work / "threadline" / "chunks"
         systems_report["threadline"] = {
             "load_s": seconds,
@@ -384,13 +403,16 @@ def main():
             cold_drops &= drop_page_cache()
             if system == "threadline":
                 threadline.start()
-                timings, answer = [], None
+                timings, answer, fetched = [], None, 0
                 for _ in range(1 + WARM_RUNS):
+                    before = threadline.bytes_fetched()
                     began = time.perf_counter()
                     answer = threadline.ask(*question["threadline"], start_s, end_s)
                     timings.append(time.perf_counter() - began)
+                    fetched = threadline.bytes_fetched() - before
                 rss = threadline.peak_rss()
                 threadline.stop()
+                entry["threadline_bytes_read"] = fetched
             else:
                 out = run([sys.executable, __file__, "--threadline", args.threadline, "--work", str(work),
                            "--worker", system, "--question", json.dumps(sql_for(question, system))])
@@ -464,8 +486,15 @@ def markdown(report):
         lines.append(f"| {s} | {load['load_s']:.1f} | {per_log} | {per_row:.1f} | {rss:.0f} |")
     if "threadline" in report["load"]:
         tl = report["load"]["threadline"]
-        lines += ["", f"Threadline ingest over HTTP (OTLP protobuf, 4 connections, durable before each answer): "
-                  f"{tl['ingest_mb_per_s']:.1f} MB/s, {tl['ingest_rows_per_s']:,.0f} rows/s, "
+        stored = tl["bytes"]["total"]
+        lines += ["", "Bytes Threadline fetched from storage for one warm run (footers cached), "
+                  f"of {stored:,} stored:", ""]
+        for q in report["questions"]:
+            read = q.get("threadline_bytes_read", 0)
+            lines.append(f"- {q['title']}: {read:,} ({100 * read / max(stored, 1):.3f}%)")
+        lines += ["", "Threadline ingest over HTTP (OTLP protobuf and pprof, 4 connections, each push durable "
+                  "before its answer), until the last chunk is written: "
+                  f"{tl['ingest_mb_per_s']:.1f} MB/s of request bodies, {tl['ingest_rows_per_s']:,.0f} log lines and spans/s, "
                   f"peak RSS {tl['ingest_peak_rss'] / 2**20:.0f} MiB. Peers load the same rows from Parquet."]
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ use prost::Message;
 
 use super::topology::{Kind, OPERATIONS, SERVICES};
 use super::{Batch, DURATION_BOUNDS, HistogramPoint, Profile, Source, SpanRecord};
+use crate::model::to_hex;
 use crate::proto::perftools::profiles as pprof;
 
 /// One ingest request: where it goes, its body, and how many records it carries.
@@ -324,7 +325,7 @@ pub fn pprof(profile: &Profile) -> pprof::Profile {
         .map(|s| {
             let label = match s.span {
                 Some((span_id, name)) => {
-                    let id = super::text::hex(&span_id);
+                    let id = to_hex(&span_id);
                     vec![
                         pprof::Label {
                             key: t.string("span_id"),

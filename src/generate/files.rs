@@ -21,9 +21,9 @@ use parquet::file::properties::WriterProperties;
 
 use super::encode::{Request, requests};
 use super::push::{Pusher, Run, Summary, Totals, notice};
-use super::text::hex;
 use super::topology::{Kind, OPERATIONS};
 use super::{Batch, GenerateError, Generator, LogRecord, SpanRecord};
+use crate::model::to_hex;
 
 const MANIFEST: &str = "requests/manifest.tsv";
 
@@ -85,10 +85,10 @@ fn logs_batch(logs: &[LogRecord]) -> RecordBatch {
             logs.iter().map(|l| l.severity.as_str()),
         )),
         Arc::new(StringArray::from_iter(
-            logs.iter().map(|l| l.trace.map(|(t, _)| hex(&t))),
+            logs.iter().map(|l| l.trace.map(|(t, _)| to_hex(&t))),
         )),
         Arc::new(StringArray::from_iter(
-            logs.iter().map(|l| l.trace.map(|(_, s)| hex(&s))),
+            logs.iter().map(|l| l.trace.map(|(_, s)| to_hex(&s))),
         )),
         Arc::new(StringArray::from_iter_values(
             logs.iter().map(|l| l.body.as_str()),
@@ -101,13 +101,13 @@ fn spans_batch(spans: &[SpanRecord]) -> RecordBatch {
     let op = |s: &SpanRecord| &OPERATIONS[s.operation];
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            spans.iter().map(|s| hex(&s.trace_id)),
+            spans.iter().map(|s| to_hex(&s.trace_id)),
         )),
         Arc::new(StringArray::from_iter_values(
-            spans.iter().map(|s| hex(&s.span_id)),
+            spans.iter().map(|s| to_hex(&s.span_id)),
         )),
         Arc::new(StringArray::from_iter(
-            spans.iter().map(|s| s.parent.map(|p| hex(&p))),
+            spans.iter().map(|s| s.parent.map(|p| to_hex(&p))),
         )),
         Arc::new(StringArray::from_iter_values(
             spans.iter().map(|s| s.source.service_name()),

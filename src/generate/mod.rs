@@ -138,11 +138,16 @@ impl Source {
         }
     }
 
-    pub fn node(self) -> String {
+    /// The node a pod runs on, or the node itself.
+    pub fn node_number(self) -> u64 {
         match self.service {
-            Some(s) => format!("node-{}", (s as u64 + self.instance) % NODES),
-            None => format!("node-{}", self.instance),
+            Some(s) => (s as u64 + self.instance) % NODES,
+            None => self.instance,
         }
+    }
+
+    pub fn node(self) -> String {
+        format!("node-{}", self.node_number())
     }
 }
 
@@ -198,7 +203,7 @@ pub struct HistogramPoint {
     pub bucket_counts: [u64; DURATION_BOUNDS.len() + 1],
     pub count: u64,
     pub sum: f64,
-    /// The latest request of the interval in each bucket it reached.
+    /// The last request of the interval observed in each bucket it reached.
     pub exemplars: Vec<Exemplar>,
 }
 
@@ -247,7 +252,7 @@ impl Default for Config {
         Self {
             seed: 1,
             start_ns: 0,
-            traces_per_second: 100.0,
+            traces_per_second: 50.0,
             background_lines_per_trace: 2.5,
             metric_interval_ns: 15_000_000_000,
             profile_interval_ns: 10_000_000_000,
@@ -270,7 +275,8 @@ struct Series {
     bucket_counts: [u64; DURATION_BOUNDS.len() + 1],
     count: u64,
     sum: f64,
-    exemplars: HashMap<usize, Exemplar>,
+    /// The last request of the interval observed in each bucket.
+    exemplars: [Option<Exemplar>; DURATION_BOUNDS.len() + 1],
 }
 
 pub struct Generator {
@@ -290,7 +296,8 @@ pub struct Generator {
 impl Generator {
     pub fn new(config: Config) -> Self {
         Self {
-            rng: Rng::new(config.seed),
+            // The start is part of the seed: windows of one run never repeat IDs.
+            rng: Rng::new(config.seed ^ (config.start_ns as u64).rotate_left(29)),
             now_ns: config.start_ns,
             owed_traces: 0.0,
             owed_lines: 0.0,
@@ -308,48 +315,57 @@ impl Generator {
         self.now_ns
     }
 
-    /// Simulates the next `step_ns` of time. Requests start at random instants in the
-    /// step; their spans and lines may end a little after it.
+    /// Simulates the next `step_ns` of time. Requests start at random instants in it;
+    /// their spans and lines may end a little after. Histogram points and profiles
+    /// are cut at their intervals' ends.
     pub fn step(&mut self, step_ns: i64) -> Batch {
         let mut batch = Batch::default();
-        let from = self.now_ns;
-        let seconds = step_ns as f64 / 1e9;
-        self.owed_traces += self.config.traces_per_second * seconds;
-        let mut starts: Vec<i64> = (0..self.owed_traces as u64)
-            .map(|_| from + self.rng.below(step_ns.max(1) as u64) as i64)
-            .collect();
-        self.owed_traces -= starts.len() as f64;
-        starts.sort_unstable();
-        for start in &starts {
-            self.request(*start, &mut batch);
-        }
-        self.owed_lines += self.config.background_lines_per_trace * starts.len() as f64;
-        for _ in 0..self.owed_lines as u64 {
-            let time = from + self.rng.below(step_ns.max(1) as u64) as i64;
-            let line = text::background(&mut self.rng, time);
-            batch.logs.push(line);
-        }
-        self.owed_lines = self.owed_lines.fract();
-        self.now_ns = from + step_ns;
-        while self.next_metrics_ns <= self.now_ns {
-            let at = self.next_metrics_ns;
-            self.emit_histograms(at, &mut batch);
-            self.next_metrics_ns += self.config.metric_interval_ns;
-        }
-        while self.next_profiles_ns <= self.now_ns {
-            let at = self.next_profiles_ns;
-            self.emit_profiles(at, &mut batch);
-            self.next_profiles_ns += self.config.profile_interval_ns;
+        let end = self.now_ns.saturating_add(step_ns.max(1));
+        while self.now_ns < end {
+            let until = end.min(self.next_metrics_ns).min(self.next_profiles_ns);
+            self.simulate(until, &mut batch);
+            if self.next_metrics_ns <= self.now_ns {
+                let at = self.next_metrics_ns;
+                self.emit_histograms(at, &mut batch);
+                self.next_metrics_ns += self.config.metric_interval_ns;
+            }
+            if self.next_profiles_ns <= self.now_ns {
+                let at = self.next_profiles_ns;
+                self.emit_profiles(at, &mut batch);
+                self.next_profiles_ns += self.config.profile_interval_ns;
+            }
         }
         batch.logs.sort_by_key(|l| l.time_ns);
         batch
+    }
+
+    /// The requests and background lines from now until `until_ns`.
+    fn simulate(&mut self, until_ns: i64, batch: &mut Batch) {
+        let from = self.now_ns;
+        let length = (until_ns - from).max(1) as u64;
+        self.owed_traces += self.config.traces_per_second * length as f64 / 1e9;
+        let mut starts: Vec<i64> = (0..self.owed_traces as u64)
+            .map(|_| from + self.rng.below(length) as i64)
+            .collect();
+        self.owed_traces -= starts.len() as f64;
+        starts.sort_unstable();
+        for start in starts.iter().copied() {
+            self.request(start, batch);
+        }
+        self.owed_lines += self.config.background_lines_per_trace * starts.len() as f64;
+        for _ in 0..self.owed_lines as u64 {
+            let time = from + self.rng.below(length) as i64;
+            batch.logs.push(text::background(&mut self.rng, time));
+        }
+        self.owed_lines = self.owed_lines.fract();
+        self.now_ns = until_ns.max(from + 1);
     }
 
     /// Batches up to `until_ns` of simulated time, each of about 2,000 requests: big
     /// requests, bounded memory.
     pub fn until(&mut self, until_ns: i64) -> impl Iterator<Item = Batch> + '_ {
         let step_ns =
-            ((2_000.0 / self.config.traces_per_second.max(0.001)) * 1e9).clamp(1e9, 60e9) as i64;
+            ((2_000.0 / self.config.traces_per_second.max(0.001)) * 1e9).clamp(1e8, 60e9) as i64;
         std::iter::from_fn(move || {
             (self.now_ns < until_ns).then(|| self.step(step_ns.min(until_ns - self.now_ns)))
         })
@@ -453,15 +469,12 @@ impl Generator {
         series.bucket_counts[bucket] += 1;
         series.count += 1;
         series.sum += seconds;
-        series.exemplars.insert(
-            bucket,
-            Exemplar {
-                time_ns: span.end_ns,
-                value: seconds,
-                trace_id: span.trace_id,
-                span_id: span.span_id,
-            },
-        );
+        series.exemplars[bucket] = Some(Exemplar {
+            time_ns: span.end_ns,
+            value: seconds,
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+        });
     }
 
     fn emit_histograms(&mut self, at: i64, batch: &mut Batch) {
@@ -473,8 +486,11 @@ impl Generator {
                 continue;
             };
             let op = &OPERATIONS[key.operation];
-            let mut exemplars: Vec<Exemplar> = series.exemplars.drain().map(|(_, e)| e).collect();
-            exemplars.sort_by(|a, b| a.value.total_cmp(&b.value));
+            let exemplars = series
+                .exemplars
+                .iter_mut()
+                .filter_map(Option::take)
+                .collect();
             batch.histograms.push(HistogramPoint {
                 source: key.source,
                 route: op.target,

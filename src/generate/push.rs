@@ -11,8 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::encode::Request;
-use super::{Batch, Config, GenerateError, Generator, SpanRecord, encode, text, topology};
+use super::{Batch, Config, GenerateError, Generator, SpanRecord, encode, topology};
 use crate::api::TENANT_HEADER;
+use crate::model::to_hex;
 
 /// Retries of one request the server asked to slow down for.
 const MAX_RETRIES: u32 = 20;
@@ -167,7 +168,7 @@ pub struct Run {
     pub concurrency: usize,
 }
 
-/// A trace worth looking at: the slowest failed checkout, or else the slowest request.
+/// A trace worth looking at: the slowest failed request, or else the slowest one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Highlight {
     pub trace_id: String,
@@ -245,7 +246,7 @@ pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary,
 pub(super) fn notice(spans: &[SpanRecord], best: &mut Option<Highlight>) {
     for span in spans.iter().filter(|s| s.parent.is_none()) {
         let candidate = Highlight {
-            trace_id: text::hex(&span.trace_id),
+            trace_id: to_hex(&span.trace_id),
             name: topology::OPERATIONS[span.operation].name,
             duration_ms: (span.end_ns - span.start_ns) as f64 / 1e6,
             failed: span.error.is_some(),

@@ -102,3 +102,41 @@ fn volumes_are_like_a_shop_s() {
             .all(|h| h.count == h.bucket_counts.iter().sum::<u64>())
     );
 }
+
+#[test]
+fn long_steps_still_cut_points_and_profiles_at_their_intervals() {
+    const S: i64 = 1_000_000_000;
+    let start = 1_800_000_000 * S;
+    let mut generator = Generator::new(Config {
+        seed: 2,
+        start_ns: start,
+        traces_per_second: 50.0,
+        ..Config::default()
+    });
+    let batches: Vec<Batch> = generator.until(start + 120 * S).collect();
+    assert_eq!(batches.len(), 3, "40 s steps");
+    let mut point_times: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| &b.histograms)
+        .map(|h| h.time_ns)
+        .collect();
+    point_times.dedup();
+    assert_eq!(
+        point_times,
+        (1..=8).map(|i| start + i * 15 * S).collect::<Vec<_>>()
+    );
+    let profiles: Vec<&Profile> = batches.iter().flat_map(|b| &b.profiles).collect();
+    for interval in 0..12 {
+        let of_interval: Vec<&&Profile> = profiles
+            .iter()
+            .filter(|p| p.start_ns == start + interval * 10 * S)
+            .collect();
+        assert!(of_interval.iter().all(|p| p.duration_ns == 10 * S));
+        let spans = of_interval
+            .iter()
+            .flat_map(|p| &p.samples)
+            .filter(|s| s.span.is_some())
+            .count();
+        assert!(spans > 20, "interval {interval}: {spans} span samples");
+    }
+}

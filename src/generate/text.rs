@@ -2,12 +2,11 @@
 //! each service's own format — nginx access logs, logfmt, Logback with stack traces,
 //! JSON — plus the background noise of nodes and runtimes.
 
-use std::fmt::Write;
-
 use chrono::{DateTime, Utc};
 
 use super::topology::{Kind, LogStyle, OPERATIONS, SERVICES};
 use super::{LogRecord, Rng, Severity, Source, SpanId, TraceId};
+use crate::model::to_hex;
 
 /// What the log lines and attributes of one span are written from.
 pub struct SpanContext {
@@ -52,13 +51,19 @@ fn clock(time_ns: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(time_ns)
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+/// `2026-11-21T10:00:00.123456Z`, as Go's logfmt loggers write it.
+fn go_time(time_ns: i64) -> impl std::fmt::Display {
+    clock(time_ns).format("%Y-%m-%dT%H:%M:%S%.6fZ")
+}
+
+/// `2026-11-21 10:00:00.123`, as Logback writes it.
+fn java_time(time_ns: i64) -> impl std::fmt::Display {
+    clock(time_ns).format("%Y-%m-%d %H:%M:%S%.3f")
+}
+
+/// `2026-11-21T10:00:00.123Z`, as JSON loggers write it.
+fn json_time(time_ns: i64) -> impl std::fmt::Display {
+    clock(time_ns).format("%Y-%m-%dT%H:%M:%S%.3fZ")
 }
 
 /// The request path of a route, its `{id}` filled in.
@@ -171,7 +176,7 @@ pub fn span_lines(rng: &mut Rng, span: &SpanContext, status: u16) -> Vec<LogReco
         LogStyle::Edge => access_line(rng, span, status),
         LogStyle::Logfmt => format!(
             "ts={} level={} caller=handler.go:{} msg=\"request served\" method={} route={} status={status} duration={:.2}ms user=u-{}",
-            clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            go_time(span.end_ns),
             severity.as_str().to_lowercase(),
             60 + span.operation * 7,
             method(op.name),
@@ -181,7 +186,7 @@ pub fn span_lines(rng: &mut Rng, span: &SpanContext, status: u16) -> Vec<LogReco
         ),
         LogStyle::Java => format!(
             "{} {:>5} 1 --- [nio-8080-exec-{}] c.s.{}.{}Controller : {} {} completed in {}ms status={status}",
-            clock(span.end_ns).format("%Y-%m-%d %H:%M:%S%.3f"),
+            java_time(span.end_ns),
             severity.as_str(),
             1 + rng.below(200),
             service.name,
@@ -192,7 +197,7 @@ pub fn span_lines(rng: &mut Rng, span: &SpanContext, status: u16) -> Vec<LogReco
         ),
         LogStyle::Json => format!(
             r#"{{"timestamp":"{}","level":"{}","logger":"{}.views","message":"request served","method":"{}","path":"{}","status":{status},"took_ms":{:.1},"hits":{}}}"#,
-            clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            json_time(span.end_ns),
             severity.as_str(),
             service.name,
             method(op.name),
@@ -210,7 +215,7 @@ pub fn span_lines(rng: &mut Rng, span: &SpanContext, status: u16) -> Vec<LogReco
                 Severity::Info,
                 format!(
                     "{}  INFO 1 --- [nio-8080-exec-{}] c.s.checkout.OrderService : order o-{} placed for u-{} items={} total={}.{:02} currency=USD",
-                    clock(span.end_ns).format("%Y-%m-%d %H:%M:%S%.3f"),
+                    java_time(span.end_ns),
                     1 + rng.below(200),
                     rng.below(10_000_000),
                     span.user,
@@ -223,7 +228,7 @@ pub fn span_lines(rng: &mut Rng, span: &SpanContext, status: u16) -> Vec<LogReco
                 Severity::Info,
                 format!(
                     "ts={} level=info caller=gateway.go:212 msg=\"charge authorized\" amount={}.{:02} currency=USD card={} auth_code={:06}",
-                    clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                    go_time(span.end_ns),
                     5 + rng.below(400),
                     rng.below(100),
                     rng.pick(&["visa", "mastercard", "amex"]),
@@ -266,7 +271,7 @@ fn access_line(rng: &mut Rng, span: &SpanContext, status: u16) -> String {
         rng.pick(&["/", "/cart", "/search?q=shoes", "/product/4711"]),
         rng.pick(USER_AGENTS),
         span.millis() / 1000.0,
-        hex(&span.trace_id),
+        to_hex(&span.trace_id),
     )
 }
 
@@ -287,7 +292,7 @@ fn failure_line(rng: &mut Rng, span: &SpanContext) -> String {
                  \tat org.apache.catalina.core.ApplicationFilterChain.doFilter(ApplicationFilterChain.java:166)\n\
                  \tat org.apache.tomcat.util.net.NioEndpoint$SocketProcessor.doRun(NioEndpoint.java:1791)\n\
                  \tat java.base/java.lang.Thread.run(Thread.java:1583)",
-                clock(span.end_ns).format("%Y-%m-%d %H:%M:%S%.3f"),
+                java_time(span.end_ns),
                 1 + rng.below(200),
                 service.name,
                 service.name,
@@ -299,7 +304,7 @@ fn failure_line(rng: &mut Rng, span: &SpanContext) -> String {
         }
         LogStyle::Logfmt => format!(
             "ts={} level=error caller={}.go:{} msg=\"request failed\" err=\"{message}\" route={} user=u-{}",
-            clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            go_time(span.end_ns),
             service.name,
             100 + rng.below(300),
             op.target,
@@ -307,7 +312,7 @@ fn failure_line(rng: &mut Rng, span: &SpanContext) -> String {
         ),
         LogStyle::Json | LogStyle::Edge => format!(
             r#"{{"timestamp":"{}","level":"ERROR","logger":"{}","message":"request failed","error":"{message}","path":"{}","user_id":"u-{}"}}"#,
-            clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            json_time(span.end_ns),
             service.name,
             op.target,
             span.user,
@@ -321,14 +326,20 @@ fn client_error(span: &SpanContext, style: LogStyle) -> String {
     match style {
         LogStyle::Logfmt => format!(
             "ts={} level=error msg=\"{} call failed\" db={} op=\"{}\" err=\"{message}\"",
-            clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            go_time(span.end_ns),
             op.target,
             op.target,
             op.name,
         ),
-        _ => format!(
+        LogStyle::Json | LogStyle::Edge => format!(
+            r#"{{"timestamp":"{}","level":"ERROR","logger":"{}","message":"{} call failed","error":"{message}"}}"#,
+            json_time(span.end_ns),
+            op.target,
+            op.name,
+        ),
+        LogStyle::Java => format!(
             "{} ERROR 1 --- [HikariPool-1 housekeeper] o.p.jdbc.PgConnection : {} failed: {message}",
-            clock(span.end_ns).format("%Y-%m-%d %H:%M:%S%.3f"),
+            java_time(span.end_ns),
             op.name,
         ),
     }
@@ -339,7 +350,7 @@ fn slow_call(span: &SpanContext, style: LogStyle) -> String {
     match style {
         LogStyle::Logfmt => format!(
             "ts={} level=warn msg=\"slow {} call\" op=\"{}\" duration={:.1}ms threshold={}ms",
-            clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            go_time(span.end_ns),
             op.target,
             op.name,
             span.millis(),
@@ -347,12 +358,12 @@ fn slow_call(span: &SpanContext, style: LogStyle) -> String {
         ),
         LogStyle::Json | LogStyle::Edge => format!(
             r#"{{"timestamp":"{}","level":"WARNING","logger":"elasticsearch","message":"slow query","took_ms":{:.1},"index":"products"}}"#,
-            clock(span.end_ns).format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            json_time(span.end_ns),
             span.millis(),
         ),
         LogStyle::Java => format!(
             "{}  WARN 1 --- [nio-8080-exec-1] o.h.engine.jdbc.spi.SqlStatementLogger : Slow query took {}ms: {}",
-            clock(span.end_ns).format("%Y-%m-%d %H:%M:%S%.3f"),
+            java_time(span.end_ns),
             span.millis() as u64,
             op.name,
         ),
@@ -365,9 +376,13 @@ pub fn background(rng: &mut Rng, time_ns: i64) -> LogRecord {
     let at = clock(time_ns);
     let roll = rng.below(10);
     let (service, severity, body) = if roll < 4 {
-        let node = rng.below(super::NODES);
         let service = rng.below(SERVICES.len() as u64) as usize;
         let pod = rng.below(SERVICES[service].pods);
+        let node = Source {
+            service: Some(service),
+            instance: pod,
+        }
+        .node_number();
         let body = match rng.below(4) {
             0 => format!(
                 "<30>{} node-{node} kubelet[{}]: I{} {:>7} prober.go:107] \"Probe succeeded\" probeType=\"Readiness\" pod=\"shop/{}-5d8f7c9b6-{pod}\" containerName=\"{}\"",
@@ -433,7 +448,7 @@ pub fn background(rng: &mut Rng, time_ns: i64) -> LogRecord {
             ),
             LogStyle::Logfmt => format!(
                 "ts={} level=debug msg=\"pool stats\" open={} idle={} in_use={} wait_count={} wait_duration={}ms max_open=64",
-                at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                go_time(time_ns),
                 rng.below(64),
                 rng.below(32),
                 rng.below(32),
@@ -442,7 +457,7 @@ pub fn background(rng: &mut Rng, time_ns: i64) -> LogRecord {
             ),
             LogStyle::Json => format!(
                 r#"{{"timestamp":"{}","level":"DEBUG","logger":"gunicorn.error","message":"worker heartbeat","worker_pid":{},"requests":{},"rss_mb":{}}}"#,
-                at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                json_time(time_ns),
                 100 + rng.below(60_000),
                 rng.below(1_000_000),
                 90 + rng.below(200),

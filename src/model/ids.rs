@@ -75,12 +75,7 @@ macro_rules! hex_id {
             }
 
             pub fn to_hex(&self) -> String {
-                let mut out = String::with_capacity($len * 2);
-                for byte in self.0 {
-                    out.push(HEX[(byte >> 4) as usize] as char);
-                    out.push(HEX[(byte & 0xf) as usize] as char);
-                }
-                out
+                to_hex(&self.0)
             }
         }
 
@@ -106,6 +101,16 @@ macro_rules! hex_id {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hex, two digits per byte.
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 0xf) as usize] as char);
+    }
+    out
+}
 
 fn hex_value(byte: u8) -> Option<u8> {
     match byte {

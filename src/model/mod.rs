@@ -8,7 +8,7 @@ pub mod schema;
 pub mod signal;
 pub mod tenant;
 
-pub use ids::{IdError, SpanId, TraceId};
+pub use ids::{IdError, SpanId, TraceId, to_hex};
 pub use labels::{LabelError, LabelSet, StreamId};
 pub use matcher::{LineFilter, LineFilterOp, MatchOp, Matcher, ParseError, Selector};
 pub use signal::Signal;
