@@ -345,7 +345,13 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     marker.touch()
-    report = {"spans_requested": args.spans, "systems": systems, "machine": machine()}
+    report = {
+        "spans_requested": args.spans,
+        "systems": systems,
+        "machine": machine(),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
     # 1. Generate once.
     duration_s = max(60, round(args.spans / (6.05 * RATE)))
@@ -461,7 +467,8 @@ def markdown(report):
     rows = report["rows"]
     lines = [
         f"{rows['logs']:,} log lines and {rows['spans']:,} spans on {report['machine']['cores']} cores "
-        f"({report['machine']['cpu']}). Median of {WARM_RUNS} warm runs, and one cold run "
+        f"({report['machine']['cpu']}), commit {report['commit']}, {report['date']}. "
+        f"Median of {WARM_RUNS} warm runs, and one cold run "
         f"({report['cold_means']}), in milliseconds; Threadline's ratio to each peer, warm "
         "(below 1 means Threadline is faster).",
         "",
