@@ -224,6 +224,12 @@ pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary,
         pusher.send(&batch).await?;
     }
     if run.follow {
+        let so_far = Summary {
+            totals: pusher.totals.clone(),
+            elapsed: started.elapsed(),
+            highlight: highlight.clone(),
+        };
+        println!("{}\nfollowing in real time; stop with Ctrl-C", so_far.report());
         loop {
             let batch = generator.step(1_000_000_000);
             notice(&batch.spans, &mut highlight);
