@@ -229,7 +229,10 @@ pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary,
             elapsed: started.elapsed(),
             highlight: highlight.clone(),
         };
-        println!("{}\nfollowing in real time; stop with Ctrl-C", so_far.report());
+        println!(
+            "{}\nfollowing in real time; stop with Ctrl-C",
+            so_far.report()
+        );
         loop {
             let batch = generator.step(1_000_000_000);
             notice(&batch.spans, &mut highlight);
