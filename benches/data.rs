@@ -33,31 +33,7 @@ pub fn open_db(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: SyncPo
         .unwrap()
 }
 
-/// xorshift64*: fast, deterministic, good enough for test data.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    pub fn trace_id(&mut self) -> Vec<u8> {
-        let mut id = self.next_u64().to_be_bytes().to_vec();
-        id.extend_from_slice(&self.next_u64().to_be_bytes());
-        id
-    }
-}
+pub use threadline::generate::Rng;
 
 fn string(s: &str) -> Option<AnyValue> {
     Some(AnyValue {
@@ -143,7 +119,11 @@ pub fn logs_request(rng: &mut Rng, records: usize, t: i64) -> ExportLogsServiceR
                                 .into(),
                             body: string(&line(rng)),
                             attributes: vec![kv("thread", &format!("worker-{}", rng.below(16)))],
-                            trace_id: if traced { rng.trace_id() } else { Vec::new() },
+                            trace_id: if traced {
+                                rng.trace_id().to_vec()
+                            } else {
+                                Vec::new()
+                            },
                             span_id: if traced {
                                 rng.next_u64().to_be_bytes().to_vec()
                             } else {
@@ -172,7 +152,7 @@ pub fn traces_request(
     let mut ids = Vec::with_capacity(traces);
     let mut spans = Vec::with_capacity(traces * spans_per_trace);
     for i in 0..traces {
-        let trace_id = rng.trace_id();
+        let trace_id = rng.trace_id().to_vec();
         let root = rng.next_u64().to_be_bytes().to_vec();
         let start = t + i as i64 * 1_000_000;
         for s in 0..spans_per_trace {
@@ -271,7 +251,7 @@ pub fn remote_write_request(
             ];
             labels.extend(extra.iter().map(|(n, v)| label(n, v)));
             let exemplars = if i % 10 == 0 {
-                let trace: String = rng.trace_id().iter().map(|b| format!("{b:02x}")).collect();
+                let trace = threadline::model::to_hex(&rng.trace_id());
                 vec![Exemplar {
                     labels: vec![label("trace_id", &trace)],
                     value: 0.25,
@@ -315,7 +295,7 @@ pub fn openmetrics_text(rng: &mut Rng, series: usize) -> String {
             .collect();
         let mut line = format!("{name}{{{}}} {}", body.join(","), rng.below(1_000_000));
         if i % 10 == 0 {
-            let trace: String = rng.trace_id().iter().map(|b| format!("{b:02x}")).collect();
+            let trace = threadline::model::to_hex(&rng.trace_id());
             line.push_str(&format!(" # {{trace_id=\"{trace}\"}} 0.25 1700000000.123"));
         }
         let _ = family;

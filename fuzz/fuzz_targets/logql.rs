@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use libfuzzer_sys::fuzz_target;
 use threadline::logql::{
-    self, LogExpr, MetricExpr, Origin, Pipeline, Query, Unwrap, post_filter, unwrap_value,
+    self, LogExpr, Origin, Pipeline, Query, Unwrap, post_filter, unwrap_value,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -21,14 +21,8 @@ fuzz_target!(|data: &[u8]| {
     match &query {
         Query::Log(log) => run(log, None, lines),
         Query::Metric(metric) => {
-            let mut pending = vec![metric];
-            while let Some(expr) = pending.pop() {
-                match expr {
-                    MetricExpr::Range(r) => run(&r.log, r.unwrap.as_ref(), lines),
-                    MetricExpr::Vector(v) => pending.push(&v.inner),
-                    MetricExpr::Binary(b) => pending.extend([&b.lhs, &b.rhs]),
-                    MetricExpr::Number(_) | MetricExpr::VectorOf(_) => {}
-                }
+            for range in metric.ranges() {
+                run(&range.log, range.unwrap.as_ref(), lines);
             }
         }
     }

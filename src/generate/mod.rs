@@ -13,7 +13,7 @@ pub mod push;
 mod text;
 pub mod topology;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use topology::{ENTRIES, Kind, OPERATIONS, SERVICES};
@@ -286,7 +286,8 @@ pub struct Generator {
     /// Fractional requests and background lines carried to the next step.
     owed_traces: f64,
     owed_lines: f64,
-    series: HashMap<SeriesKey, Series>,
+    /// Ordered, so points come out in the same order for the same seed.
+    series: BTreeMap<SeriesKey, Series>,
     next_metrics_ns: i64,
     cpu: HashMap<Source, Vec<ProfileSample>>,
     next_profiles_ns: i64,
@@ -301,7 +302,7 @@ impl Generator {
             now_ns: config.start_ns,
             owed_traces: 0.0,
             owed_lines: 0.0,
-            series: HashMap::new(),
+            series: BTreeMap::new(),
             next_metrics_ns: config.start_ns + config.metric_interval_ns,
             cpu: HashMap::new(),
             next_profiles_ns: config.start_ns + config.profile_interval_ns,
@@ -478,13 +479,7 @@ impl Generator {
     }
 
     fn emit_histograms(&mut self, at: i64, batch: &mut Batch) {
-        let mut keys: Vec<&SeriesKey> = self.series.keys().collect();
-        keys.sort();
-        let keys: Vec<SeriesKey> = keys.into_iter().cloned().collect();
-        for key in keys {
-            let Some(series) = self.series.get_mut(&key) else {
-                continue;
-            };
+        for (key, series) in &mut self.series {
             let op = &OPERATIONS[key.operation];
             let exemplars = series
                 .exemplars

@@ -225,38 +225,33 @@ pub enum MetricExpr {
 }
 
 impl MetricExpr {
-    /// The log queries a metric query reads.
-    pub fn log_exprs(&self) -> Vec<&LogExpr> {
+    /// The range aggregations of a metric query, left to right.
+    pub fn ranges(&self) -> Vec<&RangeAggregation> {
         let mut out = Vec::new();
         let mut pending = vec![self];
         while let Some(expr) = pending.pop() {
             match expr {
-                MetricExpr::Range(r) => out.push(&r.log),
+                MetricExpr::Range(r) => out.push(r.as_ref()),
                 MetricExpr::Vector(v) => pending.push(&v.inner),
-                MetricExpr::Binary(b) => {
-                    pending.push(&b.rhs);
-                    pending.push(&b.lhs);
-                }
+                MetricExpr::Binary(b) => pending.extend([&b.rhs, &b.lhs]),
                 MetricExpr::Number(_) | MetricExpr::VectorOf(_) => {}
             }
         }
         out
     }
 
+    /// The log queries a metric query reads.
+    pub fn log_exprs(&self) -> Vec<&LogExpr> {
+        self.ranges().into_iter().map(|r| &r.log).collect()
+    }
+
     /// The widest span of time before an evaluation instant any of its range
     /// aggregations reads (range plus offset).
     pub fn lookback_ns(&self) -> i64 {
-        let mut widest = 0i64;
-        let mut pending = vec![self];
-        while let Some(expr) = pending.pop() {
-            match expr {
-                MetricExpr::Range(r) => widest = widest.max(r.range_ns.saturating_add(r.offset_ns)),
-                MetricExpr::Vector(v) => pending.push(&v.inner),
-                MetricExpr::Binary(b) => pending.extend([&b.lhs, &b.rhs]),
-                MetricExpr::Number(_) | MetricExpr::VectorOf(_) => {}
-            }
-        }
-        widest
+        self.ranges()
+            .into_iter()
+            .map(|r| r.range_ns.saturating_add(r.offset_ns))
+            .fold(0, i64::max)
     }
 }
 

@@ -6,7 +6,6 @@
 //! query down to the pages of its streams. zstd level 3 on every column; a bloom filter on `trace_id`; no dictionary
 //! on the high-cardinality text, ID and profile-bytes columns, where it only costs time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -173,7 +172,8 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
     let trace_ids = trace_column(signal, batch)?;
 
     let mut streams: Vec<StreamStats> = Vec::new();
-    let mut traces: HashMap<u64, (i64, i64, Vec<u32>)> = HashMap::new();
+    // (fingerprint, row, time) of every traced row, grouped by trace below.
+    let mut traced: Vec<(u64, u32, i64)> = Vec::new();
     let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
     for row in 0..batch.num_rows() {
         let id = StreamId(stream_ids.value(row));
@@ -198,34 +198,26 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
             && trace_ids.is_valid(row)
             && let Ok(trace) = TraceId::from_hex(trace_ids.value(row))
         {
-            let entry = traces
-                .entry(trace.fingerprint())
-                .or_insert((t, t, Vec::new()));
-            entry.0 = entry.0.min(t);
-            entry.1 = entry.1.max(t);
-            if entry.2.len() <= MAX_LISTED_TRACE_ROWS {
-                entry.2.push(row as u32);
-            }
+            traced.push((trace.fingerprint(), row as u32, t));
         }
     }
-    let mut traces: Vec<_> = traces.into_iter().collect();
-    traces.sort_unstable_by_key(|(fingerprint, _)| *fingerprint);
+    // Rows are pushed in order, so a stable sort keeps each trace's rows ascending.
+    traced.sort_by_key(|&(fingerprint, _, _)| fingerprint);
+    let mut traces = Vec::new();
     let mut rows = TraceRows::default();
-    let traces = traces
-        .into_iter()
-        .map(|(fingerprint, (min_time, max_time, listed))| {
-            rows.push(if listed.len() > MAX_LISTED_TRACE_ROWS {
-                &[]
-            } else {
-                &listed
-            });
-            TraceSpan {
-                fingerprint,
-                min_time,
-                max_time,
-            }
-        })
-        .collect();
+    let mut listed = Vec::new();
+    for group in traced.chunk_by(|a, b| a.0 == b.0) {
+        listed.clear();
+        if group.len() <= MAX_LISTED_TRACE_ROWS {
+            listed.extend(group.iter().map(|&(_, row, _)| row));
+        }
+        rows.push(&listed);
+        traces.push(TraceSpan {
+            fingerprint: group[0].0,
+            min_time: group.iter().map(|g| g.2).min().unwrap_or(0),
+            max_time: group.iter().map(|g| g.2).max().unwrap_or(0),
+        });
+    }
     Ok((streams, traces, rows, min_time, max_time))
 }
 
