@@ -110,7 +110,7 @@ async fn chunks_live_in_s3_and_are_found_again_after_kill_9() {
     };
     wait_until("a chunk in the bucket", async || {
         let text = list().await;
-        text.contains(".parquet") && text.contains(".meta.json")
+        text.contains(".parquet") && text.contains(".meta")
     })
     .await;
     let text = list().await;

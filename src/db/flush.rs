@@ -200,17 +200,18 @@ impl Db {
             max_time: encoded.max_time,
             row_groups: encoded.row_groups,
             streams: encoded.streams,
-            traces: encoded.traces,
-            trace_rows: encoded.trace_rows,
             row_group_rows: encoded.row_group_rows,
+            traces: encoded.traces,
         };
         let size = encoded.bytes.len() as u64;
         self.store.put(&key.data_path(), encoded.bytes).await?;
-        let json = serde_json::to_vec(&meta).map_err(|e| crate::storage::StoreError::Meta {
-            path: key.meta_path().to_string(),
-            reason: e.to_string(),
-        })?;
-        if let Err(e) = self.store.put(&key.meta_path(), json.into()).await {
+        let encoded_meta = meta
+            .encode()
+            .map_err(|reason| crate::storage::StoreError::Meta {
+                path: key.meta_path().to_string(),
+                reason,
+            })?;
+        if let Err(e) = self.store.put(&key.meta_path(), encoded_meta.into()).await {
             // The metadata is the commit point. A PUT can fail after the object was
             // stored (a timeout on the reply); if it is there, the chunk is committed,
             // and returning its rows to the head would store them twice.

@@ -8,8 +8,8 @@ use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 
-use crate::model::{Signal, StreamId, TraceId};
-use crate::storage::chunk::trace_column;
+use crate::model::{Signal, StreamId};
+use crate::storage::chunk::located_ids;
 use crate::storage::keys::window_start;
 use crate::storage::{ChunkError, PartitionKey};
 
@@ -160,15 +160,10 @@ fn summarise(
         .values()
         .iter()
         .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
-    let traces = match trace_column(signal, &batch)? {
-        Some(trace_ids) => trace_ids
-            .iter()
-            .flatten()
-            .filter_map(|hex| TraceId::from_hex(hex).ok())
-            .map(|t| t.fingerprint())
-            .collect(),
-        None => HashSet::new(),
-    };
+    let traces = located_ids(signal, &batch)?
+        .into_iter()
+        .map(|(fingerprint, _)| fingerprint)
+        .collect();
     Ok(Part {
         partition,
         batch,

@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 pub use flush::FlushReport;
 use head::{HeadBuffer, Part, split_by_partition, split_by_window};
 
-use crate::index::{LabelIndex, TraceIndex};
+use crate::index::LabelIndex;
 use crate::metrics::Metrics;
 use crate::model::{Selector, Signal, StreamId, Tenant};
 use crate::storage::{ChunkError, ChunkId, ChunkMeta, ChunkStore, PartitionKey, StoreError};
@@ -76,7 +76,6 @@ pub struct Table {
     partitions: HashMap<PartitionKey, PartitionHead>,
     chunks: BTreeMap<ChunkId, Arc<ChunkMeta>>,
     pub labels: LabelIndex,
-    pub traces: TraceIndex,
 }
 
 impl Table {
@@ -84,7 +83,6 @@ impl Table {
         for stream in &meta.streams {
             self.labels.insert(stream.id, &stream.labels);
         }
-        self.traces.insert(&meta);
         self.chunks.insert(meta.id.clone(), meta);
     }
 
@@ -181,7 +179,9 @@ pub struct ScanFilter {
     /// Inclusive time range, ns since the epoch.
     pub time: Option<(i64, i64)>,
     pub streams: Option<HashSet<StreamId>>,
-    pub trace: Option<u64>,
+    /// Fingerprints of trace IDs (and, for profile samples, span IDs): only rows
+    /// carrying one of them are wanted.
+    pub ids: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -388,26 +388,27 @@ impl Db {
                 .as_ref()
                 .is_none_or(|wanted| wanted.iter().any(|id| has(*id)))
         };
-        let candidates: Vec<&Arc<ChunkMeta>> = match filter.trace {
-            Some(fp) => {
-                selection.pruned_chunks = table.chunks.len() - table.traces.lookup(fp).len();
-                table.traces.lookup(fp).iter().collect()
-            }
-            None => table.chunks.values().collect(),
-        };
-        for chunk in candidates {
-            let time = match filter.trace.and_then(|fp| chunk.trace(fp)) {
-                Some(t) => (t.min_time, t.max_time),
-                None => (chunk.min_time, chunk.max_time),
+        for chunk in table.chunks.values() {
+            let located = |has: &dyn Fn(u64) -> bool| {
+                filter
+                    .ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|&id| has(id)))
             };
-            if time_ok(time.0, time.1) && streams_ok(&|id| chunk.has_stream(id)) {
+            if located(&|id| chunk.traces.contains(id))
+                && time_ok(chunk.min_time, chunk.max_time)
+                && streams_ok(&|id| chunk.has_stream(id))
+            {
                 selection.chunks.push(Arc::clone(chunk));
             } else {
                 selection.pruned_chunks += 1;
             }
         }
         for head in table.heads() {
-            let trace_ok = filter.trace.is_none_or(|fp| head.traces.contains(&fp));
+            let trace_ok = filter
+                .ids
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|id| head.traces.contains(id)));
             if trace_ok
                 && time_ok(head.min_time, head.max_time)
                 && streams_ok(&|id| head.streams.contains(&id))

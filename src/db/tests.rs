@@ -131,7 +131,7 @@ async fn indexes_prune_by_stream_time_and_trace() {
     assert_eq!(rows(&db, &by_time), (2, 1));
     let second_trace = TraceId::from_bytes(&[2; 16]).unwrap().fingerprint();
     let by_trace = ScanFilter {
-        trace: Some(second_trace),
+        ids: Some(vec![second_trace]),
         ..ScanFilter::default()
     };
     let sel = db.select(&tenant, Signal::Logs, &by_trace);
@@ -258,7 +258,7 @@ mod flaky {
                 return Err(injected());
             }
             let stored = self.inner.put_opts(location, payload, opts).await?;
-            if location.as_ref().ends_with(".meta.json")
+            if location.as_ref().ends_with(".meta")
                 && self.fail_after_storing_meta.load(Ordering::SeqCst)
             {
                 return Err(injected());

@@ -6,4 +6,4 @@ pub mod labels;
 pub mod traces;
 
 pub use labels::LabelIndex;
-pub use traces::TraceIndex;
+pub use traces::TraceBlocks;

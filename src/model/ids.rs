@@ -135,6 +135,13 @@ impl TraceId {
     }
 }
 
+impl SpanId {
+    /// The key of a span in the trace-ID index (profile samples are found by span).
+    pub fn fingerprint(&self) -> u64 {
+        u64::from_be_bytes(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

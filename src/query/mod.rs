@@ -10,6 +10,7 @@ pub mod logql;
 pub mod otlp;
 pub mod profiles;
 pub mod promql;
+mod readers;
 pub mod samples;
 pub mod sampling;
 pub mod series;

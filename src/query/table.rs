@@ -10,18 +10,18 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::{
-    CachedParquetFileReaderFactory, ParquetAccessPlan, RowGroupAccess,
-};
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -33,8 +33,10 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
+use super::readers::ChunkReaders;
 use crate::db::{Db, ScanFilter};
-use crate::model::{MatchOp, Matcher, Selector, Signal, StreamId, Tenant, TraceId, schema};
+use crate::index::traces::BLOCK_ROWS;
+use crate::model::{MatchOp, Matcher, Selector, Signal, SpanId, StreamId, Tenant, TraceId, schema};
 use crate::storage::ChunkMeta;
 
 /// The URL the chunk store is registered under in every session.
@@ -92,6 +94,41 @@ impl SignalTable {
             .map(|(_, label)| *label)
     }
 
+    /// The fingerprints the trace-ID index can look up for a filter: `trace_id = X`
+    /// and, for profile samples, `span_id = X` and `span_id IN (…)`, alone or joined
+    /// by OR.
+    fn located_ids(&self, expr: &Expr) -> Option<Vec<u64>> {
+        let spans = self.signal == Signal::ProfileSamples;
+        let id = |column: &str, value: &Expr| -> Option<u64> {
+            let Expr::Literal(value, _) = value else {
+                return None;
+            };
+            match column {
+                "trace_id" => TraceId::from_hex(text(value)?)
+                    .ok()
+                    .map(|t| t.fingerprint()),
+                "span_id" if spans => SpanId::from_hex(text(value)?).ok().map(|s| s.fingerprint()),
+                _ => None,
+            }
+        };
+        match expr {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (left.as_ref(), op) {
+                (_, Operator::Or) => {
+                    let mut ids = self.located_ids(left)?;
+                    ids.extend(self.located_ids(right)?);
+                    Some(ids)
+                }
+                (Expr::Column(c), Operator::Eq) => Some(vec![id(&c.name, right)?]),
+                _ => None,
+            },
+            Expr::InList(list) if !list.negated => match list.expr.as_ref() {
+                Expr::Column(c) => list.list.iter().map(|v| id(&c.name, v)).collect(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     fn scan_filter(&self, filters: &[Expr]) -> ScanFilter {
         let mut filter = ScanFilter::default();
         let (mut start, mut end) = (i64::MIN, i64::MAX);
@@ -105,6 +142,10 @@ impl SignalTable {
         };
         let time_column = self.signal.time_column();
         for expr in filters.iter().flat_map(split_conjunction) {
+            if let Some(ids) = self.located_ids(expr) {
+                filter.ids = Some(ids);
+                continue;
+            }
             match expr {
                 Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                     let (column, op, value) = match (left.as_ref(), right.as_ref()) {
@@ -126,11 +167,6 @@ impl SignalTable {
                                     Operator::LtEq => end = end.min(t),
                                     _ => {}
                                 }
-                            }
-                        }
-                        ("trace_id", Operator::Eq) => {
-                            if let Some(id) = text(value).and_then(|t| TraceId::from_hex(t).ok()) {
-                                filter.trace = Some(id.fingerprint());
                             }
                         }
                         ("stream_id", Operator::Eq) => {
@@ -201,14 +237,20 @@ impl SignalTable {
     }
 }
 
-/// Reads only the rows of one trace — the pages holding them, in the row groups
-/// holding them — when the chunk lists where they are.
-fn trace_access_plan(chunk: &ChunkMeta, fingerprint: u64) -> Option<ParquetAccessPlan> {
-    let rows = chunk.trace_rows(fingerprint)?;
+/// Reads only the blocks of rows where the chunk's locator puts these IDs: the pages
+/// holding them, in the row groups holding them.
+fn trace_access_plan(chunk: &ChunkMeta, ids: &[u64]) -> Option<ParquetAccessPlan> {
     if chunk.row_group_rows.iter().sum::<u64>() != chunk.rows {
         return None;
     }
-    let groups = select_rows(&chunk.row_group_rows, rows)?;
+    let mut blocks: Vec<u16> = ids
+        .iter()
+        .flat_map(|&id| chunk.traces.blocks(id))
+        .copied()
+        .collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    let groups = select_blocks(&chunk.row_group_rows, &blocks)?;
     let mut plan = ParquetAccessPlan::new_none(groups.len());
     for (group, selection) in groups.into_iter().enumerate() {
         if let Some(selection) = selection {
@@ -218,26 +260,36 @@ fn trace_access_plan(chunk: &ChunkMeta, fingerprint: u64) -> Option<ParquetAcces
     Some(plan)
 }
 
-/// For each row group (of `group_rows` rows), the selection of the file's `rows` in
-/// it, or `None` when it has none. `None` overall when the rows are not strictly
+/// For each row group (of `group_rows` rows), the selection of the rows of `blocks`
+/// in it, or `None` when it has none. `None` overall when the blocks are not strictly
 /// increasing or lie past the end: metadata that does not describe the file.
-fn select_rows(group_rows: &[u64], rows: &[u32]) -> Option<Vec<Option<RowSelection>>> {
-    let mut rows = rows.iter().map(|&r| u64::from(r)).peekable();
+fn select_blocks(group_rows: &[u64], blocks: &[u16]) -> Option<Vec<Option<RowSelection>>> {
+    let total: u64 = group_rows.iter().sum();
+    let block_rows = BLOCK_ROWS as u64;
+    let mut ranges = Vec::with_capacity(blocks.len());
+    for &block in blocks {
+        let start = u64::from(block) * block_rows;
+        if start >= total || ranges.last().is_some_and(|r: &Range<u64>| start < r.end) {
+            return None;
+        }
+        ranges.push(start..(start + block_rows).min(total));
+    }
     let mut out = Vec::with_capacity(group_rows.len());
-    let mut group_start = 0;
+    let (mut first, mut group_start) = (0, 0);
     for &count in group_rows {
         let group_end = group_start + count;
+        while ranges.get(first).is_some_and(|r| r.end <= group_start) {
+            first += 1;
+        }
         let mut selectors = Vec::new();
         let mut at = group_start;
-        while let Some(row) = rows.next_if(|&r| r < group_end) {
-            if row < at {
-                return None;
+        for range in ranges[first..].iter().take_while(|r| r.start < group_end) {
+            let (start, end) = (range.start.max(group_start), range.end.min(group_end));
+            if start > at {
+                selectors.push(RowSelector::skip((start - at) as usize));
             }
-            if row > at {
-                selectors.push(RowSelector::skip((row - at) as usize));
-            }
-            selectors.push(RowSelector::select(1));
-            at = row + 1;
+            selectors.push(RowSelector::select((end - start) as usize));
+            at = end;
         }
         if selectors.is_empty() {
             out.push(None);
@@ -249,7 +301,7 @@ fn select_rows(group_rows: &[u64], rows: &[u32]) -> Option<Vec<Option<RowSelecti
         }
         group_start = group_end;
     }
-    rows.peek().is_none().then_some(out)
+    Some(out)
 }
 
 fn timestamp_ns(value: &ScalarValue) -> Option<i64> {
@@ -326,27 +378,42 @@ impl TableProvider for SignalTable {
         if !selection.chunks.is_empty() {
             let runtime = state.runtime_env();
             let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-            let readers = CachedParquetFileReaderFactory::new(
+            let readers = ChunkReaders::new(
                 runtime.object_store(&store_url)?,
                 runtime.cache_manager.get_file_metadata_cache(),
             );
+            let mut options = TableParquetOptions {
+                global: state.config_options().execution.parquet.clone(),
+                ..TableParquetOptions::default()
+            };
+            if filter.ids.is_some() {
+                // The reader caches filter columns it also returns in whole batches
+                // of rows, widening a trace's few blocks to 8,192 rows of pages.
+                options.global.max_predicate_cache_size = Some(0);
+            }
             // No predicate is set here: DataFusion pushes the filters above this scan
-            // into the Parquet reader itself (statistics, bloom filters, row filters),
+            // into the Parquet reader itself (statistics, page indexes, row filters),
             // through the union with the head; setting them here too would evaluate
             // every filter twice.
             let source = ParquetSource::new(Arc::clone(&table_schema))
+                .with_table_parquet_options(options)
                 .with_parquet_file_reader_factory(Arc::new(readers))
                 .with_pushdown_filters(true)
                 .with_reorder_filters(true)
                 .with_enable_page_index(true)
-                .with_bloom_filter_on_read(true);
+                // Chunks carry no bloom filters: the trace locator does their work.
+                .with_bloom_filter_on_read(false);
             let mut groups: Vec<Vec<PartitionedFile>> =
                 vec![Vec::new(); parallelism.min(selection.chunks.len())];
             let count = groups.len();
             for (i, chunk) in selection.chunks.iter().enumerate() {
                 let mut file =
                     PartitionedFile::new(chunk.key().data_path().to_string(), chunk.size);
-                if let Some(plan) = filter.trace.and_then(|fp| trace_access_plan(chunk, fp)) {
+                if let Some(plan) = filter
+                    .ids
+                    .as_deref()
+                    .and_then(|ids| trace_access_plan(chunk, ids))
+                {
                     file = file.with_extension(plan);
                 }
                 groups[i % count].push(file);
@@ -390,17 +457,19 @@ mod tests {
     use super::*;
 
     proptest! {
-        /// Each row group's selection picks exactly the listed rows that fall in it.
+        /// Each row group's selection picks exactly the rows of the listed blocks
+        /// that fall in it.
         #[test]
-        fn selections_pick_exactly_the_listed_rows(
-            group_rows in prop::collection::vec(1u64..300, 1..5),
-            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        fn selections_pick_exactly_the_rows_of_the_blocks(
+            group_rows in prop::collection::vec(1u64..3000, 1..5),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
         ) {
             let total: u64 = group_rows.iter().sum();
-            let mut rows: Vec<u32> = picks.iter().map(|i| i.index(total as usize) as u32).collect();
-            rows.sort_unstable();
-            rows.dedup();
-            let groups = select_rows(&group_rows, &rows).unwrap();
+            let block_count = total.div_ceil(BLOCK_ROWS as u64) as usize;
+            let mut blocks: Vec<u16> = picks.iter().map(|i| i.index(block_count) as u16).collect();
+            blocks.sort_unstable();
+            blocks.dedup();
+            let groups = select_blocks(&group_rows, &blocks).unwrap();
             let mut picked = Vec::new();
             let mut start = 0;
             for (selection, count) in groups.iter().zip(&group_rows) {
@@ -410,23 +479,26 @@ mod tests {
                     let mut at = start;
                     for s in selectors {
                         if !s.skip {
-                            picked.extend((at..at + s.row_count as u64).map(|r| r as u32));
+                            picked.extend(at..at + s.row_count as u64);
                         }
                         at += s.row_count as u64;
                     }
                 }
                 start += count;
             }
-            prop_assert_eq!(picked, rows);
+            let expected: Vec<u64> = (0..total)
+                .filter(|r| blocks.contains(&((r / BLOCK_ROWS as u64) as u16)))
+                .collect();
+            prop_assert_eq!(picked, expected);
         }
     }
 
     #[test]
-    fn rows_that_do_not_describe_the_file_are_refused() {
-        assert!(select_rows(&[10, 10], &[3, 3]).is_none());
-        assert!(select_rows(&[10, 10], &[5, 4]).is_none());
-        assert!(select_rows(&[10, 10], &[20]).is_none());
-        let groups = select_rows(&[10, 10], &[12]).unwrap();
+    fn blocks_that_do_not_describe_the_file_are_refused() {
+        assert!(select_blocks(&[1024, 1024], &[1, 1]).is_none());
+        assert!(select_blocks(&[1024, 1024], &[1, 0]).is_none());
+        assert!(select_blocks(&[1024, 1024], &[2]).is_none());
+        let groups = select_blocks(&[1024, 1024], &[1]).unwrap();
         assert!(groups[0].is_none() && groups[1].is_some());
     }
 }

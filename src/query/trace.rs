@@ -74,10 +74,18 @@ impl QueryEngine {
         let mut span_range = (i64::MAX, i64::MIN);
         let mut tree = Vec::new();
         // Spans first: the profile lookup after the loop needs their IDs and times.
-        let timeline_signals = [Signal::Spans, Signal::Logs, Signal::Exemplars];
-        for signal in timeline_signals {
+        let (spans, logs, exemplars) = futures::try_join!(
+            self.trace_rows(&ctx, Signal::Spans, &hex),
+            self.trace_rows(&ctx, Signal::Logs, &hex),
+            self.trace_rows(&ctx, Signal::Exemplars, &hex),
+        )?;
+        let timeline = [
+            (Signal::Spans, spans),
+            (Signal::Logs, logs),
+            (Signal::Exemplars, exemplars),
+        ];
+        for (signal, batches) in timeline {
             let time = signal.time_column();
-            let batches = self.trace_rows(&ctx, signal, &hex).await?;
             let times = time_values(&batches, time)?;
             if signal == Signal::Spans {
                 tree = span_tree(&batches)?;
@@ -157,13 +165,18 @@ impl QueryEngine {
         self.counted(async {
             let ctx = self.session(tenant, Arc::new(ScanStats::default()))?;
             let hex = id.to_hex();
-            let mut out = Vec::new();
-            for signal in [Signal::Spans, Signal::Logs, Signal::Exemplars] {
-                out.push((signal, self.trace_rows(&ctx, signal, &hex).await?));
-            }
-            let samples = self.trace_profile_rows(tenant, &ctx, id).await?;
-            out.push((Signal::ProfileSamples, samples));
-            Ok(out)
+            let (spans, logs, exemplars, samples) = futures::try_join!(
+                self.trace_rows(&ctx, Signal::Spans, &hex),
+                self.trace_rows(&ctx, Signal::Logs, &hex),
+                self.trace_rows(&ctx, Signal::Exemplars, &hex),
+                self.trace_profile_rows(tenant, &ctx, id),
+            )?;
+            Ok(vec![
+                (Signal::Spans, spans),
+                (Signal::Logs, logs),
+                (Signal::Exemplars, exemplars),
+                (Signal::ProfileSamples, samples),
+            ])
         })
         .await
     }

@@ -17,15 +17,14 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::meta::{MAX_LISTED_TRACE_ROWS, StreamStats, TraceRows, TraceSpan};
-use crate::model::{LabelSet, Signal, StreamId, TraceId, schema};
+use super::meta::StreamStats;
+use crate::index::TraceBlocks;
+use crate::index::traces::BLOCK_ROWS;
+use crate::model::{LabelSet, Signal, SpanId, StreamId, TraceId, schema};
 
 /// Rows per row group: small enough that a stream's rows span few groups, large
 /// enough that each group compresses well.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
-/// Rows per data page at most: a trace lookup reads one page per column for each
-/// of its rows, so pages stay small.
-const PAGE_ROWS: usize = 1024;
 /// The data page size of the `profiles` table.
 const PROFILE_PAGE_BYTES: usize = 8 << 20;
 
@@ -37,6 +36,8 @@ pub enum ChunkError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("chunk column {0} is missing or has the wrong type")]
     Column(&'static str),
+    #[error("a chunk holds at most {} rows", crate::index::traces::MAX_CHUNK_ROWS)]
+    TooManyRows,
 }
 
 /// An encoded chunk and what its metadata says about it.
@@ -47,8 +48,7 @@ pub struct EncodedChunk {
     pub min_time: i64,
     pub max_time: i64,
     pub streams: Vec<StreamStats>,
-    pub traces: Vec<TraceSpan>,
-    pub trace_rows: TraceRows,
+    pub traces: TraceBlocks,
     pub row_group_rows: Vec<u64>,
 }
 
@@ -78,7 +78,7 @@ fn sort_columns(signal: Signal) -> Vec<&'static str> {
     }
 }
 
-fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterProperties, ChunkError> {
+fn writer_properties(signal: Signal) -> Result<WriterProperties, ChunkError> {
     let schema = schema::schema(signal);
     let index = |name: &'static str| schema.index_of(name).map_err(|_| ChunkError::Column(name));
     let sorting = sort_columns(signal)
@@ -95,16 +95,9 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(PAGE_ROWS)
+        // A trace lookup reads the pages of its blocks: a page never spans more.
+        .set_data_page_row_count_limit(BLOCK_ROWS)
         .set_sorting_columns(Some(sorting));
-    if signal.has_trace_id() {
-        let trace = ColumnPath::from("trace_id");
-        builder = builder
-            .set_column_bloom_filter_enabled(trace.clone(), true)
-            .set_column_bloom_filter_fpp(trace.clone(), 0.01)
-            .set_column_bloom_filter_max_ndv(trace.clone(), distinct_traces.max(1))
-            .set_column_dictionary_enabled(trace, false);
-    }
     if signal == Signal::Profiles {
         // Profiles of one service repeat most of their bytes (string tables, stacks):
         // large pages let zstd find the repeats across profiles.
@@ -121,7 +114,7 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
                 .set_column_encoding(column, Encoding::DELTA_BINARY_PACKED);
         }
     }
-    for column in ["body", "span_id", "parent_span_id", "pprof"] {
+    for column in ["body", "trace_id", "span_id", "parent_span_id", "pprof"] {
         if schema.index_of(column).is_ok() {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }
@@ -131,8 +124,8 @@ fn writer_properties(signal: Signal, distinct_traces: u64) -> Result<WriterPrope
 
 /// Encodes rows already sorted by `sort_for_chunk`.
 pub fn encode_chunk(signal: Signal, sorted: &RecordBatch) -> Result<EncodedChunk, ChunkError> {
-    let (streams, traces, trace_rows, min_time, max_time) = chunk_stats(signal, sorted)?;
-    let props = writer_properties(signal, traces.len() as u64)?;
+    let (streams, traces, min_time, max_time) = chunk_stats(signal, sorted)?;
+    let props = writer_properties(signal)?;
     let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut buf, sorted.schema(), Some(props))?;
     writer.write(sorted)?;
@@ -145,7 +138,6 @@ pub fn encode_chunk(signal: Signal, sorted: &RecordBatch) -> Result<EncodedChunk
         max_time,
         streams,
         traces,
-        trace_rows,
         row_group_rows: metadata
             .row_groups()
             .iter()
@@ -154,7 +146,7 @@ pub fn encode_chunk(signal: Signal, sorted: &RecordBatch) -> Result<EncodedChunk
     })
 }
 
-type Stats = (Vec<StreamStats>, Vec<TraceSpan>, TraceRows, i64, i64);
+type Stats = (Vec<StreamStats>, TraceBlocks, i64, i64);
 
 fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError> {
     let stream_ids = batch
@@ -169,11 +161,11 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
         .column_by_name("labels")
         .and_then(|c| c.as_map_opt())
         .ok_or(ChunkError::Column("labels"))?;
-    let trace_ids = trace_column(signal, batch)?;
+    if batch.num_rows() > crate::index::traces::MAX_CHUNK_ROWS {
+        return Err(ChunkError::TooManyRows);
+    }
 
     let mut streams: Vec<StreamStats> = Vec::new();
-    // (fingerprint, row, time) of every traced row, grouped by trace below.
-    let mut traced: Vec<(u64, u32, i64)> = Vec::new();
     let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
     for row in 0..batch.num_rows() {
         let id = StreamId(stream_ids.value(row));
@@ -194,46 +186,39 @@ fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError>
                 max_time: t,
             }),
         }
-        if let Some(trace_ids) = trace_ids
-            && trace_ids.is_valid(row)
-            && let Ok(trace) = TraceId::from_hex(trace_ids.value(row))
-        {
-            traced.push((trace.fingerprint(), row as u32, t));
-        }
     }
-    // Rows are pushed in order, so a stable sort keeps each trace's rows ascending.
-    traced.sort_by_key(|&(fingerprint, _, _)| fingerprint);
-    let mut traces = Vec::new();
-    let mut rows = TraceRows::default();
-    let mut listed = Vec::new();
-    for group in traced.chunk_by(|a, b| a.0 == b.0) {
-        listed.clear();
-        if group.len() <= MAX_LISTED_TRACE_ROWS {
-            listed.extend(group.iter().map(|&(_, row, _)| row));
-        }
-        rows.push(&listed);
-        traces.push(TraceSpan {
-            fingerprint: group[0].0,
-            min_time: group.iter().map(|g| g.2).min().unwrap_or(0),
-            max_time: group.iter().map(|g| g.2).max().unwrap_or(0),
-        });
-    }
-    Ok((streams, traces, rows, min_time, max_time))
+    let traces =
+        TraceBlocks::from_rows(located_ids(signal, batch)?).ok_or(ChunkError::TooManyRows)?;
+    Ok((streams, traces, min_time, max_time))
 }
 
-/// The `trace_id` column of a signal that has one.
-pub fn trace_column(
-    signal: Signal,
-    batch: &RecordBatch,
-) -> Result<Option<&arrow::array::StringArray>, ChunkError> {
+/// The (fingerprint, row) pairs the trace-ID index lists for a batch: every row's
+/// trace ID and, for profile samples, its span ID too, since profilers label samples
+/// with the span they ran in and rarely with its trace.
+pub fn located_ids(signal: Signal, batch: &RecordBatch) -> Result<Vec<(u64, u32)>, ChunkError> {
+    let mut out = Vec::new();
     if !signal.has_trace_id() {
-        return Ok(None);
+        return Ok(out);
     }
-    batch
-        .column_by_name("trace_id")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .map(Some)
-        .ok_or(ChunkError::Column("trace_id"))
+    let column = |name: &'static str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or(ChunkError::Column(name))
+    };
+    for (row, hex) in column("trace_id")?.iter().enumerate() {
+        if let Some(id) = hex.and_then(|h| TraceId::from_hex(h).ok()) {
+            out.push((id.fingerprint(), row as u32));
+        }
+    }
+    if signal == Signal::ProfileSamples {
+        for (row, hex) in column("span_id")?.iter().enumerate() {
+            if let Some(id) = hex.and_then(|h| SpanId::from_hex(h).ok()) {
+                out.push((id.fingerprint(), row as u32));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reads back the label set a row was written with.
@@ -343,22 +328,12 @@ mod tests {
         assert_eq!(chunk.streams.len(), 2);
         assert!(chunk.streams[0].id < chunk.streams[1].id || chunk.streams.len() == 1);
         assert_eq!(chunk.traces.len(), 3);
+        let fingerprint = |b: u8| TraceId::from_bytes(&[b; 16]).unwrap().fingerprint();
+        assert_eq!(chunk.traces.blocks(fingerprint(2)), &[0]);
+        assert!(!chunk.traces.contains(fingerprint(9)));
         assert_eq!((chunk.min_time, chunk.max_time), (91, 100));
 
         let reader = ParquetRecordBatchReaderBuilder::try_new(chunk.bytes.clone()).unwrap();
-        let meta = reader.metadata().clone();
-        let column = meta
-            .row_group(0)
-            .columns()
-            .iter()
-            .position(|c| c.column_path().string() == "trace_id")
-            .unwrap();
-        assert!(
-            meta.row_group(0)
-                .column(column)
-                .bloom_filter_offset()
-                .is_some()
-        );
         let batches: Vec<_> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(batches[0].schema(), schema::schema(Signal::Logs));
         let ids = batches[0]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! {tenant}/{signal}/{partition}/{yyyy-mm-dd}/{hh}/{chunk-id}.parquet
-//! {tenant}/{signal}/{partition}/{yyyy-mm-dd}/{hh}/{chunk-id}.meta.json
+//! {tenant}/{signal}/{partition}/{yyyy-mm-dd}/{hh}/{chunk-id}.meta
 //! ```
 //!
 //! Every part is restricted to characters that cannot add, remove or escape a path
@@ -133,7 +133,7 @@ impl ChunkKey {
     }
 
     pub fn meta_path(&self) -> object_store::path::Path {
-        object_store::path::Path::from(format!("{}.meta.json", self.prefix()))
+        object_store::path::Path::from(format!("{}.meta", self.prefix()))
     }
 }
 
@@ -165,7 +165,7 @@ mod tests {
         );
         assert_eq!(
             key("a/b").meta_path().as_ref(),
-            "acme/logs/a.2fb/2023-11-14/22/018bcfe56800-00ff-00000001.meta.json"
+            "acme/logs/a.2fb/2023-11-14/22/018bcfe56800-00ff-00000001.meta"
         );
     }
 

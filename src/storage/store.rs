@@ -247,16 +247,24 @@ impl ChunkStore {
         let mut listing = self.store.list(None);
         while let Some(item) = listing.next().await {
             let item = item?;
-            if item.location.as_ref().ends_with(".meta.json") {
+            let name = item.location.as_ref();
+            if name.ends_with(".meta") {
                 paths.push(item.location);
+            } else if name.ends_with(".meta.json") {
+                return Err(StoreError::Meta {
+                    path: name.to_owned(),
+                    reason: "metadata format 1, written by an earlier version of Threadline, \
+                             is not readable by this one"
+                        .into(),
+                });
             }
         }
         let mut metas = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = self.store.get(&path).await?.bytes().await?;
-            let meta: ChunkMeta = serde_json::from_slice(&bytes).map_err(|e| StoreError::Meta {
+            let meta = ChunkMeta::decode(&bytes).map_err(|reason| StoreError::Meta {
                 path: path.to_string(),
-                reason: e.to_string(),
+                reason,
             })?;
             if meta.key().meta_path() != path {
                 return Err(StoreError::Meta {
