@@ -388,13 +388,13 @@ impl Db {
                 .as_ref()
                 .is_none_or(|wanted| wanted.iter().any(|id| has(*id)))
         };
+        let located = |has: &dyn Fn(u64) -> bool| {
+            filter
+                .ids
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|&id| has(id)))
+        };
         for chunk in table.chunks.values() {
-            let located = |has: &dyn Fn(u64) -> bool| {
-                filter
-                    .ids
-                    .as_ref()
-                    .is_none_or(|ids| ids.iter().any(|&id| has(id)))
-            };
             if located(&|id| chunk.traces.contains(id))
                 && time_ok(chunk.min_time, chunk.max_time)
                 && streams_ok(&|id| chunk.has_stream(id))
@@ -405,11 +405,7 @@ impl Db {
             }
         }
         for head in table.heads() {
-            let trace_ok = filter
-                .ids
-                .as_ref()
-                .is_none_or(|ids| ids.iter().any(|id| head.traces.contains(id)));
-            if trace_ok
+            if located(&|id| head.traces.contains(&id))
                 && time_ok(head.min_time, head.max_time)
                 && streams_ok(&|id| head.streams.contains(&id))
             {

@@ -382,10 +382,7 @@ impl TableProvider for SignalTable {
                 runtime.object_store(&store_url)?,
                 runtime.cache_manager.get_file_metadata_cache(),
             );
-            let mut options = TableParquetOptions {
-                global: state.config_options().execution.parquet.clone(),
-                ..TableParquetOptions::default()
-            };
+            let mut options = TableParquetOptions::default();
             if filter.ids.is_some() {
                 // The reader caches filter columns it also returns in whole batches
                 // of rows, widening a trace's few blocks to 8,192 rows of pages.
