@@ -549,3 +549,104 @@ async fn errors_are_plain_text_with_loki_statuses() {
         .await;
     assert_eq!(status, 400);
 }
+
+/// A grep teaches the filter cache which streams of a chunk hold no matching line: the
+/// same grep again reads only the others, and lines that arrive later still count.
+#[tokio::test]
+async fn a_repeated_grep_reads_only_the_streams_that_can_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let t0 = (now_ns() / S - 600) * S;
+    let push = |streams: Vec<Value>| {
+        let server = &server;
+        async move {
+            let body = json!({ "streams": streams }).to_string();
+            let response = server
+                .post("/loki/api/v1/push", "application/json", body)
+                .await;
+            assert_eq!(response.status(), 204);
+        }
+    };
+    // Four streams of 20,000 lines each (20 pages); two lines of one stream match.
+    let lines = |level: &str, needle_at: &[i64]| -> Vec<Value> {
+        (0..20_000)
+            .map(|i| {
+                let body = if needle_at.contains(&i) {
+                    format!("ERROR pq: deadlock detected in txn {i}")
+                } else {
+                    format!(
+                        "{level} GET /api/item/{i} took {}ms user={} region=eu-{}",
+                        i * 7 % 1000,
+                        i * 31 % 977,
+                        i % 5
+                    )
+                };
+                json!([(t0 + i * 10_000_000).to_string(), body])
+            })
+            .collect()
+    };
+    for (app, level, needle_at) in [
+        ("api", "info", &[][..]),
+        ("api", "warn", &[]),
+        ("api", "error", &[7_000, 19_000]),
+        ("web", "info", &[]),
+    ] {
+        let values = lines(&level.to_uppercase(), needle_at);
+        push(vec![
+            json!({ "stream": { "app": app, "level": level }, "values": values }),
+        ])
+        .await;
+    }
+    server.flush().await;
+
+    let time = (t0 / S + 600).to_string();
+    let count = |query: &'static str| {
+        let server = &server;
+        let time = time.clone();
+        async move {
+            let before = server.metric("object_store_get_bytes_total").await;
+            let (status, body) = server
+                .get("/loki/api/v1/query", &[("query", query), ("time", &time)])
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let value = &body["data"]["result"][0]["value"][1];
+            let fetched = server.metric("object_store_get_bytes_total").await - before;
+            (value.as_str().unwrap_or("0").to_owned(), fetched)
+        }
+    };
+    let needle = r#"sum(count_over_time({app=~".+"} |= "deadlock detected" [1h]))"#;
+    // Footers and page indexes are cached by the first query.
+    count(r#"sum(count_over_time({app=~".+"} |= "warm the footers" [1h]))"#).await;
+    let (first, read_first) = count(needle).await;
+    let (second, read_second) = count(needle).await;
+    assert_eq!((first.as_str(), second.as_str()), ("2", "2"));
+    assert!(
+        read_second * 2 < read_first,
+        "the second grep read {read_second} bytes, the first {read_first}"
+    );
+    // A regex is a different filter: nothing is known about it yet.
+    let (matched, _) = count(r#"sum(count_over_time({app=~".+"} |~ "dead.ock" [1h]))"#).await;
+    assert_eq!(matched, "2");
+
+    // Matching lines in a stream the cache knows as empty in the old chunk: a new
+    // chunk, and the head, are read whatever the cache says.
+    let late = |i: i64| {
+        json!([
+            (t0 + i * S).to_string(),
+            format!("WARN deadlock detected late {i}")
+        ])
+    };
+    push(vec![
+        json!({ "stream": { "app": "api", "level": "warn" }, "values": [late(1)] }),
+    ])
+    .await;
+    server.flush().await;
+    push(vec![
+        json!({ "stream": { "app": "web", "level": "info" }, "values": [late(2)] }),
+    ])
+    .await;
+    let (after, _) = count(needle).await;
+    assert_eq!(after, "4");
+    let (web, _) = count(r#"sum(count_over_time({app="web"} |= "deadlock detected" [1h]))"#).await;
+    assert_eq!(web, "1");
+}

@@ -158,10 +158,13 @@ impl Hash for LineRegex {
     }
 }
 
+/// `line_matches(text, pattern)`: true where `text` matches `regex`. The pattern
+/// argument is `regex`'s own text: it names the filter in plans (and in the filter
+/// cache's keys), while the compiled `regex` does the work.
 pub fn line_regex_udf(regex: Regex) -> ScalarUDF {
     ScalarUDF::new_from_impl(LineRegex {
         regex,
-        signature: Signature::string(1, Volatility::Immutable),
+        signature: Signature::string(2, Volatility::Immutable),
     })
 }
 
@@ -183,9 +186,12 @@ impl ScalarUDFImpl for LineRegex {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [text] = args.args.as_slice() else {
-            return exec_err!("line_matches takes one argument");
+        let [text, pattern] = args.args.as_slice() else {
+            return exec_err!("line_matches takes two arguments");
         };
+        if literal_text(pattern).as_deref() != Some(self.regex.as_str()) {
+            return exec_err!("line_matches needs its own pattern as its second argument");
+        }
         apply(text, |array| match array.data_type() {
             DataType::Utf8 => Ok(regex_matches(array.as_string::<i32>().iter(), &self.regex)),
             DataType::LargeUtf8 => Ok(regex_matches(array.as_string::<i64>().iter(), &self.regex)),

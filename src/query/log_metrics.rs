@@ -9,6 +9,9 @@
 //! When the pipeline reads only labels (no parser, no line filter after the scan, no
 //! template over the line), a line's series follows from its stream and metadata
 //! alone, and is worked out once per distinct pair rather than once per line.
+//!
+//! A range aggregation reads its scan to the end, so what passed the scan's filters
+//! teaches the filter cache which streams of each chunk hold no such line.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -73,6 +76,7 @@ impl QueryEngine {
         let mut evaluation = Evaluation {
             engine: self,
             ctx: &ctx,
+            stats: &stats,
             tenant,
             steps,
             counts: LineCounts::default(),
@@ -91,6 +95,7 @@ impl QueryEngine {
 struct Evaluation<'a> {
     engine: &'a QueryEngine,
     ctx: &'a SessionContext,
+    stats: &'a ScanStats,
     tenant: &'a Tenant,
     steps: Steps,
     counts: LineCounts,
@@ -157,6 +162,9 @@ impl Evaluation<'_> {
         let mut samples = Samples::new(self.engine.config().max_memory_bytes, self.held);
         // (stream, metadata fingerprint) → series, for pipelines that read only labels.
         let mut known: HashMap<(StreamId, u128), Option<usize>> = HashMap::new();
+        // The time span of each stream's lines that passed the scan's filters, for
+        // the filter cache.
+        let mut passed: HashMap<StreamId, (i64, i64)> = HashMap::new();
         let mut batches = df.execute_stream().await?;
         while let Some(batch) = batches.next().await {
             let batch = batch?;
@@ -164,6 +172,8 @@ impl Evaluation<'_> {
             for row in 0..lines.rows() {
                 let id = StreamId(lines.streams.value(row));
                 let time = lines.timestamps.value(row);
+                let span = passed.entry(id).or_insert((time, time));
+                *span = (span.0.min(time), span.1.max(time));
                 let body = lines.bodies.value(row);
                 self.counts.lines += 1;
                 self.counts.bytes += body.len() as u64;
@@ -220,6 +230,9 @@ impl Evaluation<'_> {
                 samples.push(slot, time, value)?;
                 self.counts.returned += 1;
             }
+        }
+        for scan in self.stats.take_filter_scans() {
+            self.engine.filter_cache().learn(&scan, &passed);
         }
         self.held = samples.held;
         samples.windows(r, &steps)

@@ -85,8 +85,12 @@ fn line_filter(filter: &LineFilter) -> Result<Expr> {
         (LineFilterOp::NotContains, _) => {
             not(line_contains_udf().call(vec![body, lit(filter.pattern.clone())]))
         }
-        (LineFilterOp::Regex, Some(re)) => line_regex_udf(re.clone()).call(vec![body]),
-        (LineFilterOp::NotRegex, Some(re)) => not(line_regex_udf(re.clone()).call(vec![body])),
+        (LineFilterOp::Regex, Some(re)) => {
+            line_regex_udf(re.clone()).call(vec![body, lit(re.as_str())])
+        }
+        (LineFilterOp::NotRegex, Some(re)) => {
+            not(line_regex_udf(re.clone()).call(vec![body, lit(re.as_str())]))
+        }
         (_, None) => return Err(QueryError::Invalid("regex filter without a regex".into())),
     })
 }

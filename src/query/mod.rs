@@ -4,6 +4,7 @@
 
 mod columns;
 pub mod exemplars;
+pub mod filter_cache;
 pub mod grep;
 pub mod log_metrics;
 pub mod logql;
@@ -35,9 +36,10 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::model::{Signal, Tenant};
+use filter_cache::{FILTER_CACHE_BYTES, FilterCache};
 use table::{STORE_URL, ScanStats, SignalTable};
 
-/// Views that ship with the product, created in every session.
+/// Views that ship with the product, created in a session when a statement names them.
 pub const VIEWS: &str = include_str!("../../sql/views.sql");
 
 #[derive(Debug, Clone)]
@@ -109,6 +111,7 @@ pub struct QueryEngine {
     db: Arc<Db>,
     config: QueryConfig,
     chunk_metadata: Arc<FileMetadataCache>,
+    filter_cache: Arc<FilterCache>,
     /// One permit per query allowed to run at once.
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -122,6 +125,7 @@ impl QueryEngine {
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent)),
             config,
             chunk_metadata: Arc::new(cache),
+            filter_cache: Arc::new(FilterCache::new(FILTER_CACHE_BYTES)),
         }
     }
 
@@ -131,6 +135,10 @@ impl QueryEngine {
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    pub fn filter_cache(&self) -> &FilterCache {
+        &self.filter_cache
     }
 
     /// A fresh session that sees only `tenant`'s tables (the shipped views are added
@@ -148,13 +156,6 @@ impl QueryEngine {
         let mut config = SessionConfig::new().with_information_schema(false);
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
-        // Strings decode into contiguous buffers (not views), which is what the
-        // whole-buffer line search scans.
-        config
-            .options_mut()
-            .execution
-            .parquet
-            .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for signal in Signal::ALL {
             let table = SignalTable::new(
@@ -162,6 +163,7 @@ impl QueryEngine {
                 tenant.clone(),
                 signal,
                 Arc::clone(&stats),
+                Arc::clone(&self.filter_cache),
             );
             ctx.register_table(signal.as_str(), Arc::new(table))?;
         }

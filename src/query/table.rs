@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -33,6 +33,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
+use super::filter_cache::{ChunkRows, FilterCache, FilterScan};
 use super::readers::ChunkReaders;
 use crate::db::{Db, ScanFilter};
 use crate::index::traces::BLOCK_ROWS;
@@ -42,13 +43,18 @@ use crate::storage::ChunkMeta;
 /// The URL the chunk store is registered under in every session.
 pub const STORE_URL: &str = "threadline://chunks";
 
-/// What the indexes did for one query, summed over its scans.
+/// What the indexes and the filter cache did for one query, summed over its scans.
 #[derive(Debug, Default)]
 pub struct ScanStats {
     pub chunks_selected: AtomicU64,
     pub chunks_pruned: AtomicU64,
     pub chunk_bytes: AtomicU64,
     pub head_rows: AtomicU64,
+    /// Chunk rows left unread because the filter cache knew they cannot pass.
+    pub filter_cache_rows_skipped: AtomicU64,
+    /// The scans planned with row filters, for the filter cache to learn from once
+    /// their output has been read to the end.
+    filter_scans: Mutex<Vec<FilterScan>>,
 }
 
 impl ScanStats {
@@ -58,7 +64,13 @@ impl ScanStats {
             "chunks_pruned": self.chunks_pruned.load(Ordering::Relaxed),
             "chunk_bytes": self.chunk_bytes.load(Ordering::Relaxed),
             "head_rows": self.head_rows.load(Ordering::Relaxed),
+            "filter_cache_rows_skipped": self.filter_cache_rows_skipped.load(Ordering::Relaxed),
         })
+    }
+
+    /// The filtered scans planned since the last call.
+    pub fn take_filter_scans(&self) -> Vec<FilterScan> {
+        std::mem::take(&mut *self.filter_scans.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -67,6 +79,7 @@ pub struct SignalTable {
     tenant: Tenant,
     signal: Signal,
     stats: Arc<ScanStats>,
+    filter_cache: Arc<FilterCache>,
 }
 
 impl fmt::Debug for SignalTable {
@@ -76,12 +89,19 @@ impl fmt::Debug for SignalTable {
 }
 
 impl SignalTable {
-    pub fn new(db: Arc<Db>, tenant: Tenant, signal: Signal, stats: Arc<ScanStats>) -> Self {
+    pub fn new(
+        db: Arc<Db>,
+        tenant: Tenant,
+        signal: Signal,
+        stats: Arc<ScanStats>,
+        filter_cache: Arc<FilterCache>,
+    ) -> Self {
         Self {
             db,
             tenant,
             signal,
             stats,
+            filter_cache,
         }
     }
 
@@ -129,7 +149,20 @@ impl SignalTable {
         }
     }
 
-    fn scan_filter(&self, filters: &[Expr]) -> ScanFilter {
+    /// What the indexes can use of `filters`, and the conditions left over: those
+    /// that test rows, the filter cache's key (`None` when there are none).
+    fn scan_filter(&self, filters: &[Expr]) -> (ScanFilter, Option<Arc<str>>) {
+        let mut rest = Vec::new();
+        let filter = self.index_filter(filters, &mut rest);
+        rest.sort();
+        rest.dedup();
+        let key = (!rest.is_empty()).then(|| Arc::from(rest.join(" AND ")));
+        (filter, key)
+    }
+
+    /// The time range, streams and trace IDs `filters` allow; every condition that
+    /// says more than these goes to `rest`, printed.
+    fn index_filter(&self, filters: &[Expr], rest: &mut Vec<String>) -> ScanFilter {
         let mut filter = ScanFilter::default();
         let (mut start, mut end) = (i64::MIN, i64::MAX);
         let mut label_matchers = Vec::new();
@@ -144,60 +177,87 @@ impl SignalTable {
         for expr in filters.iter().flat_map(split_conjunction) {
             if let Some(ids) = self.located_ids(expr) {
                 filter.ids = Some(ids);
+                rest.push(expr.to_string());
                 continue;
             }
-            match expr {
+            // Whether the time range or the stream set now says all this condition does.
+            let said = match expr {
                 Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                     let (column, op, value) = match (left.as_ref(), right.as_ref()) {
                         (Expr::Column(c), Expr::Literal(v, _)) => (c.name.as_str(), *op, v),
                         (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
                             Some(op) => (c.name.as_str(), op, v),
-                            None => continue,
+                            None => {
+                                rest.push(expr.to_string());
+                                continue;
+                            }
                         },
-                        _ => continue,
+                        _ => {
+                            rest.push(expr.to_string());
+                            continue;
+                        }
                     };
-                    match (column, op) {
-                        (c, op) if c == time_column => {
-                            if let Some(t) = timestamp_ns(value) {
-                                match op {
-                                    Operator::Eq => (start, end) = (start.max(t), end.min(t)),
-                                    Operator::Gt => start = start.max(t.saturating_add(1)),
-                                    Operator::GtEq => start = start.max(t),
-                                    Operator::Lt => end = end.min(t.saturating_sub(1)),
-                                    Operator::LtEq => end = end.min(t),
-                                    _ => {}
-                                }
+                    match (column, op, timestamp_ns(value)) {
+                        (c, op, Some(t)) if c == time_column => match op {
+                            Operator::Eq => {
+                                (start, end) = (start.max(t), end.min(t));
+                                true
                             }
-                        }
-                        ("stream_id", Operator::Eq) => {
-                            if let Some(id) = unsigned(value) {
+                            Operator::Gt => {
+                                start = start.max(t.saturating_add(1));
+                                true
+                            }
+                            Operator::GtEq => {
+                                start = start.max(t);
+                                true
+                            }
+                            Operator::Lt => {
+                                end = end.min(t.saturating_sub(1));
+                                true
+                            }
+                            Operator::LtEq => {
+                                end = end.min(t);
+                                true
+                            }
+                            _ => false,
+                        },
+                        ("stream_id", Operator::Eq, _) => match unsigned(value) {
+                            Some(id) => {
                                 intersect([StreamId(id)].into());
+                                true
                             }
-                        }
-                        (c, Operator::Eq) => {
+                            None => false,
+                        },
+                        (c, Operator::Eq, _) => {
                             if let Some(label) = self.label_of_column(c)
                                 && let Some(m) = text(value)
                                     .and_then(|v| Matcher::new(label, MatchOp::Equal, v).ok())
                             {
                                 label_matchers.push(m);
                             }
+                            false
                         }
-                        _ => {}
+                        _ => false,
                     }
                 }
-                Expr::InList(list) if !list.negated => {
-                    if matches!(list.expr.as_ref(), Expr::Column(c) if c.name == "stream_id") {
-                        let ids: Option<HashSet<StreamId>> = list
-                            .list
-                            .iter()
-                            .map(|e| match e {
-                                Expr::Literal(v, _) => unsigned(v).map(StreamId),
-                                _ => None,
-                            })
-                            .collect();
-                        if let Some(ids) = ids {
+                Expr::InList(list)
+                    if !list.negated
+                        && matches!(list.expr.as_ref(), Expr::Column(c) if c.name == "stream_id") =>
+                {
+                    let ids: Option<HashSet<StreamId>> = list
+                        .list
+                        .iter()
+                        .map(|e| match e {
+                            Expr::Literal(v, _) => unsigned(v).map(StreamId),
+                            _ => None,
+                        })
+                        .collect();
+                    match ids {
+                        Some(ids) => {
                             intersect(ids);
+                            true
                         }
+                        None => false,
                     }
                 }
                 Expr::Between(Between {
@@ -213,9 +273,15 @@ impl SignalTable {
                     {
                         start = start.max(lo);
                         end = end.min(hi);
+                        true
+                    } else {
+                        false
                     }
                 }
-                _ => {}
+                _ => false,
+            };
+            if !said {
+                rest.push(expr.to_string());
             }
         }
         if !label_matchers.is_empty() {
@@ -237,12 +303,73 @@ impl SignalTable {
     }
 }
 
+impl SignalTable {
+    /// The rows of each chunk that may pass `conditions`, as far as the filter cache
+    /// knows; the streams of each chunk this scan reads in full are noted for it to
+    /// learn from.
+    fn consult_filter_cache(
+        &self,
+        filter: &ScanFilter,
+        conditions: Arc<str>,
+        chunks: Vec<Arc<ChunkMeta>>,
+    ) -> Vec<(Arc<ChunkMeta>, ChunkRows)> {
+        let wanted = |id: StreamId| filter.streams.as_ref().is_none_or(|s| s.contains(&id));
+        let whole = |lo: i64, hi: i64| {
+            filter
+                .time
+                .is_none_or(|(start, end)| start <= lo && hi <= end)
+        };
+        let mut learnable = Vec::new();
+        let mut skipped = 0;
+        let mut out = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let rows = self.filter_cache.rows(&chunk, &conditions, wanted);
+            let wanted_rows: u64 = chunk
+                .streams
+                .iter()
+                .filter(|s| wanted(s.id))
+                .map(|s| s.rows)
+                .sum();
+            skipped += match &rows {
+                ChunkRows::All => 0,
+                ChunkRows::None => wanted_rows,
+                ChunkRows::Ranges(ranges) => {
+                    wanted_rows.saturating_sub(ranges.iter().map(|r| r.end - r.start).sum())
+                }
+            };
+            if rows != ChunkRows::None {
+                let covered: Vec<StreamId> = chunk
+                    .streams
+                    .iter()
+                    .filter(|s| wanted(s.id) && whole(s.min_time, s.max_time))
+                    .map(|s| s.id)
+                    .collect();
+                if !covered.is_empty() {
+                    learnable.push((Arc::clone(&chunk), covered));
+                }
+            }
+            out.push((chunk, rows));
+        }
+        self.stats
+            .filter_cache_rows_skipped
+            .fetch_add(skipped, Ordering::Relaxed);
+        if !learnable.is_empty() {
+            self.stats
+                .filter_scans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(FilterScan {
+                    filters: conditions,
+                    chunks: learnable,
+                });
+        }
+        out
+    }
+}
+
 /// Reads only the blocks of rows where the chunk's locator puts these IDs: the pages
 /// holding them, in the row groups holding them.
 fn trace_access_plan(chunk: &ChunkMeta, ids: &[u64]) -> Option<ParquetAccessPlan> {
-    if chunk.row_group_rows.iter().sum::<u64>() != chunk.rows {
-        return None;
-    }
     let mut blocks: Vec<u16> = ids
         .iter()
         .flat_map(|&id| chunk.traces.blocks(id))
@@ -250,7 +377,27 @@ fn trace_access_plan(chunk: &ChunkMeta, ids: &[u64]) -> Option<ParquetAccessPlan
         .collect();
     blocks.sort_unstable();
     blocks.dedup();
-    let groups = select_blocks(&chunk.row_group_rows, &blocks)?;
+    access_plan(chunk, &block_ranges(&blocks, chunk.rows))
+}
+
+/// The rows of each block, up to the chunk's `total` rows.
+fn block_ranges(blocks: &[u16], total: u64) -> Vec<Range<u64>> {
+    let block_rows = BLOCK_ROWS as u64;
+    blocks
+        .iter()
+        .map(|&block| {
+            let start = u64::from(block) * block_rows;
+            start..(start + block_rows).min(total)
+        })
+        .collect()
+}
+
+/// Reads only `rows` of the chunk; `None` when they do not describe it.
+fn access_plan(chunk: &ChunkMeta, rows: &[Range<u64>]) -> Option<ParquetAccessPlan> {
+    if chunk.row_group_rows.iter().sum::<u64>() != chunk.rows {
+        return None;
+    }
+    let groups = select_rows(&chunk.row_group_rows, rows)?;
     let mut plan = ParquetAccessPlan::new_none(groups.len());
     for (group, selection) in groups.into_iter().enumerate() {
         if let Some(selection) = selection {
@@ -260,19 +407,18 @@ fn trace_access_plan(chunk: &ChunkMeta, ids: &[u64]) -> Option<ParquetAccessPlan
     Some(plan)
 }
 
-/// For each row group (of `group_rows` rows), the selection of the rows of `blocks`
-/// in it, or `None` when it has none. `None` overall when the blocks are not strictly
-/// increasing or lie past the end: metadata that does not describe the file.
-fn select_blocks(group_rows: &[u64], blocks: &[u16]) -> Option<Vec<Option<RowSelection>>> {
+/// For each row group (of `group_rows` rows), the selection of the rows of `ranges`
+/// in it, or `None` when it has none. `None` overall when the ranges are empty, not
+/// increasing and disjoint, or lie past the end: metadata that does not describe the
+/// file.
+fn select_rows(group_rows: &[u64], ranges: &[Range<u64>]) -> Option<Vec<Option<RowSelection>>> {
     let total: u64 = group_rows.iter().sum();
-    let block_rows = BLOCK_ROWS as u64;
-    let mut ranges = Vec::with_capacity(blocks.len());
-    for &block in blocks {
-        let start = u64::from(block) * block_rows;
-        if start >= total || ranges.last().is_some_and(|r: &Range<u64>| start < r.end) {
+    let mut end = 0;
+    for range in ranges {
+        if range.start < end || range.start >= range.end || range.end > total {
             return None;
         }
-        ranges.push(start..(start + block_rows).min(total));
+        end = range.end;
     }
     let mut out = Vec::with_capacity(group_rows.len());
     let (mut first, mut group_start) = (0, 0);
@@ -356,18 +502,38 @@ impl TableProvider for SignalTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let table_schema = self.schema();
-        let filter = self.scan_filter(filters);
+        let (filter, conditions) = self.scan_filter(filters);
         let selection = self.db.select(&self.tenant, self.signal, &filter);
+        let mut pruned = selection.pruned_chunks;
+        let chunks = match conditions {
+            // A trace lookup reads little already; a limited scan may stop early, so
+            // its output does not tell the cache anything.
+            Some(conditions) if filter.ids.is_none() && limit.is_none() => {
+                let chunks = self.consult_filter_cache(&filter, conditions, selection.chunks);
+                pruned += chunks
+                    .iter()
+                    .filter(|(_, rows)| *rows == ChunkRows::None)
+                    .count();
+                chunks
+                    .into_iter()
+                    .filter(|(_, rows)| *rows != ChunkRows::None)
+                    .collect()
+            }
+            _ => selection
+                .chunks
+                .into_iter()
+                .map(|chunk| (chunk, ChunkRows::All))
+                .collect::<Vec<_>>(),
+        };
         self.stats
             .chunks_selected
-            .fetch_add(selection.chunks.len() as u64, Ordering::Relaxed);
+            .fetch_add(chunks.len() as u64, Ordering::Relaxed);
         self.stats
             .chunks_pruned
-            .fetch_add(selection.pruned_chunks as u64, Ordering::Relaxed);
-        self.stats.chunk_bytes.fetch_add(
-            selection.chunks.iter().map(|c| c.size).sum(),
-            Ordering::Relaxed,
-        );
+            .fetch_add(pruned as u64, Ordering::Relaxed);
+        self.stats
+            .chunk_bytes
+            .fetch_add(chunks.iter().map(|(c, _)| c.size).sum(), Ordering::Relaxed);
         self.stats.head_rows.fetch_add(
             selection.head.iter().map(|b| b.num_rows() as u64).sum(),
             Ordering::Relaxed,
@@ -375,7 +541,7 @@ impl TableProvider for SignalTable {
         let parallelism = state.config().target_partitions().max(1);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
-        if !selection.chunks.is_empty() {
+        if !chunks.is_empty() {
             let runtime = state.runtime_env();
             let store_url = ObjectStoreUrl::parse(STORE_URL)?;
             let readers = ChunkReaders::new(
@@ -401,16 +567,17 @@ impl TableProvider for SignalTable {
                 // Chunks carry no bloom filters: the trace locator does their work.
                 .with_bloom_filter_on_read(false);
             let mut groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); parallelism.min(selection.chunks.len())];
+                vec![Vec::new(); parallelism.min(chunks.len())];
             let count = groups.len();
-            for (i, chunk) in selection.chunks.iter().enumerate() {
+            for (i, (chunk, rows)) in chunks.iter().enumerate() {
                 let mut file =
                     PartitionedFile::new(chunk.key().data_path().to_string(), chunk.size);
-                if let Some(plan) = filter
-                    .ids
-                    .as_deref()
-                    .and_then(|ids| trace_access_plan(chunk, ids))
-                {
+                let plan = match (&filter.ids, rows) {
+                    (Some(ids), _) => trace_access_plan(chunk, ids),
+                    (None, ChunkRows::Ranges(ranges)) => access_plan(chunk, ranges),
+                    _ => None,
+                };
+                if let Some(plan) = plan {
                     file = file.with_extension(plan);
                 }
                 groups[i % count].push(file);
@@ -466,7 +633,7 @@ mod tests {
             let mut blocks: Vec<u16> = picks.iter().map(|i| i.index(block_count) as u16).collect();
             blocks.sort_unstable();
             blocks.dedup();
-            let groups = select_blocks(&group_rows, &blocks).unwrap();
+            let groups = select_rows(&group_rows, &block_ranges(&blocks, total)).unwrap();
             let mut picked = Vec::new();
             let mut start = 0;
             for (selection, count) in groups.iter().zip(&group_rows) {
@@ -492,10 +659,11 @@ mod tests {
 
     #[test]
     fn blocks_that_do_not_describe_the_file_are_refused() {
-        assert!(select_blocks(&[1024, 1024], &[1, 1]).is_none());
-        assert!(select_blocks(&[1024, 1024], &[1, 0]).is_none());
-        assert!(select_blocks(&[1024, 1024], &[2]).is_none());
-        let groups = select_blocks(&[1024, 1024], &[1]).unwrap();
+        let select = |blocks: &[u16]| select_rows(&[1024, 1024], &block_ranges(blocks, 2048));
+        assert!(select(&[1, 1]).is_none());
+        assert!(select(&[1, 0]).is_none());
+        assert!(select(&[2]).is_none());
+        let groups = select(&[1]).unwrap();
         assert!(groups[0].is_none() && groups[1].is_some());
     }
 }

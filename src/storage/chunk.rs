@@ -3,8 +3,10 @@
 //!
 //! Rows are sorted by stream, then time (profile samples by stream, stack, time), so
 //! row-group and page statistics on `stream_id` and the time column prune a label
-//! query down to the pages of its streams. zstd level 3 on every column; a bloom filter on `trace_id`; no dictionary
-//! on the high-cardinality text, ID and profile-bytes columns, where it only costs time.
+//! query down to the pages of its streams. zstd level 3 on every column; pages of at
+//! most 1,024 rows, the trace locator's blocks; no bloom filters (the locator does
+//! their work) and no dictionary on the high-cardinality text, ID and profile-bytes
+//! columns, where it only costs time.
 
 use std::sync::Arc;
 

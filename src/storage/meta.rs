@@ -54,6 +54,35 @@ pub struct ChunkMeta {
 }
 
 impl ChunkMeta {
+    /// A small chunk of one stream, for tests.
+    #[cfg(test)]
+    pub fn example() -> ChunkMeta {
+        ChunkMeta {
+            format: FORMAT_VERSION,
+            id: ChunkId::new(0x18bcfe56800, "00ff", 1),
+            tenant: Tenant::new("acme").unwrap(),
+            signal: Signal::Logs,
+            partition: PartitionKey::from_label_value(Some("api")),
+            window_start: 0,
+            ingester: "00ff".into(),
+            wal_through: 9,
+            rows: 3000,
+            size: 1234,
+            min_time: 1,
+            max_time: 2,
+            row_groups: 1,
+            streams: vec![StreamStats {
+                id: StreamId(7),
+                labels: LabelSet::new(vec![("service_name".into(), "api".into())]).unwrap(),
+                rows: 3000,
+                min_time: 1,
+                max_time: 2,
+            }],
+            row_group_rows: vec![3000],
+            traces: TraceBlocks::from_rows([(1 << 40, 0), (1 << 40, 2999), (5 << 50, 10)]).unwrap(),
+        }
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let mut out = serde_json::to_vec(self).map_err(|e| e.to_string())?;
         out.push(b'\n');
@@ -130,38 +159,10 @@ mod signal_serde {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::LabelSet;
-
-    fn meta() -> ChunkMeta {
-        ChunkMeta {
-            format: FORMAT_VERSION,
-            id: ChunkId::new(0x18bcfe56800, "00ff", 1),
-            tenant: Tenant::new("acme").unwrap(),
-            signal: Signal::Logs,
-            partition: PartitionKey::from_label_value(Some("api")),
-            window_start: 0,
-            ingester: "00ff".into(),
-            wal_through: 9,
-            rows: 3000,
-            size: 1234,
-            min_time: 1,
-            max_time: 2,
-            row_groups: 1,
-            streams: vec![StreamStats {
-                id: StreamId(7),
-                labels: LabelSet::new(vec![("service_name".into(), "api".into())]).unwrap(),
-                rows: 3000,
-                min_time: 1,
-                max_time: 2,
-            }],
-            row_group_rows: vec![3000],
-            traces: TraceBlocks::from_rows([(1 << 40, 0), (1 << 40, 2999), (5 << 50, 10)]).unwrap(),
-        }
-    }
 
     #[test]
     fn metadata_round_trips_with_its_locator() {
-        let meta = meta();
+        let meta = ChunkMeta::example();
         let bytes = meta.encode().unwrap();
         let first_line = bytes.split(|&b| b == b'\n').next().unwrap();
         assert!(serde_json::from_slice::<serde_json::Value>(first_line).is_ok());
@@ -170,7 +171,7 @@ mod tests {
 
     #[test]
     fn other_formats_and_damage_are_refused() {
-        let bytes = meta().encode().unwrap();
+        let bytes = ChunkMeta::example().encode().unwrap();
         let old = String::from_utf8_lossy(&bytes).replacen("\"format\":2", "\"format\":1", 1);
         let err = ChunkMeta::decode(old.as_bytes()).unwrap_err();
         assert!(err.contains("format 1"), "{err}");
