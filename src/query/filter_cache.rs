@@ -149,6 +149,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::single_range_in_vec_init,
+        reason = "lists of one range are meant"
+    )]
     fn a_scan_teaches_which_streams_to_skip() {
         let cache = FilterCache::new(1 << 20);
         let filters: Arc<str> = "line_contains(body, 'x')".into();
@@ -166,7 +170,7 @@ mod tests {
         cache.learn(&scan, &passed);
         assert_eq!(
             cache.rows(&chunk, &filters, |_| true),
-            ChunkRows::Ranges(Vec::from([0..30]))
+            ChunkRows::Ranges(vec![0..30])
         );
         assert_eq!(
             cache.rows(&chunk, &filters, |id| id == StreamId(3)),
@@ -174,7 +178,7 @@ mod tests {
         );
         assert_eq!(
             cache.rows(&chunk, &filters, |id| id != StreamId(2)),
-            ChunkRows::Ranges(Vec::from([0..10]))
+            ChunkRows::Ranges(vec![0..10])
         );
         // Other filters know nothing yet.
         assert_eq!(
