@@ -482,7 +482,8 @@ def markdown(report):
         if "threadline" in systems:
             tl = q["systems"]["threadline"]["warm_s"]
             ratios = [f"{tl / q['systems'][s]['warm_s']:.2f}" for s in systems if s != "threadline"]
-        lines.append(f"| {q['title']} | " + " | ".join(cells + ratios) + f" | {'yes' if q['answers_agree'] else 'NO'} |")
+        title = q["title"].replace("|", "\\|")  # a pipe in a cell would end it
+        lines.append(f"| {title} | " + " | ".join(cells + ratios) + f" | {'yes' if q['answers_agree'] else 'NO'} |")
     lines += ["", "| system | load s | bytes per log line | bytes per row, all | peak RSS of queries (MiB) |", "|---|---|---|---|---|"]
     for s in systems:
         load = report["load"][s]
