@@ -17,7 +17,7 @@ use arrow::array::{
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use memchr::memmem;
 use regex::Regex;
@@ -76,6 +76,30 @@ fn apply(
                 &result, 0,
             )?))
         }
+    }
+}
+
+/// A line filter condition (`line_contains` or `line_matches` of a column and a
+/// literal, possibly negated) written so that different conditions never read the
+/// same: the filter cache's key. `None` for any other expression.
+pub fn line_filter_key(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Not(inner) => line_filter_key(inner).map(|key| format!("not {key}")),
+        Expr::ScalarFunction(call) => {
+            let name = call.func.name();
+            let [Expr::Column(column), Expr::Literal(value, _)] = call.args.as_slice() else {
+                return None;
+            };
+            let (ScalarValue::Utf8(Some(text))
+            | ScalarValue::LargeUtf8(Some(text))
+            | ScalarValue::Utf8View(Some(text))) = value
+            else {
+                return None;
+            };
+            (name == "line_contains" || name == "line_matches")
+                .then(|| format!("{name}({}) {}:{text}", column.name, text.len()))
+        }
+        _ => None,
     }
 }
 
@@ -205,7 +229,29 @@ impl ScalarUDFImpl for LineRegex {
 mod tests {
     use super::*;
     use arrow::array::StringArray;
+    use datafusion::logical_expr::{col, lit, not};
     use proptest::prelude::*;
+
+    #[test]
+    fn line_filter_keys_name_each_condition_apart() {
+        let contains = |text: &str| line_contains_udf().call(vec![col("body"), lit(text)]);
+        let key = |expr: &Expr| line_filter_key(expr).unwrap();
+        assert_eq!(key(&contains("x")), "line_contains(body) 1:x");
+        assert_eq!(key(&not(contains("x"))), "not line_contains(body) 1:x");
+        let regex = Regex::new("dead.ock").unwrap();
+        let matches = line_regex_udf(regex).call(vec![col("body"), lit("dead.ock")]);
+        assert_eq!(key(&matches), "line_matches(body) 8:dead.ock");
+        // A needle that spells out two conditions is still one.
+        assert_ne!(
+            key(&contains("x\nline_contains(body) 1:y")),
+            "line_contains(body) 1:x\nline_contains(body) 1:y"
+        );
+        // Anything else is not a line filter.
+        assert!(line_filter_key(&col("body").like(lit("%x%"))).is_none());
+        assert!(
+            line_filter_key(&line_contains_udf().call(vec![col("body"), col("name")])).is_none()
+        );
+    }
 
     proptest! {
         /// The whole-buffer search agrees with a per-row search, including matches

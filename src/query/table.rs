@@ -34,6 +34,7 @@ use datafusion::physical_plan::union::UnionExec;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 use super::filter_cache::{ChunkRows, FilterCache, FilterScan};
+use super::grep::line_filter_key;
 use super::readers::ChunkReaders;
 use crate::db::{Db, ScanFilter};
 use crate::index::traces::BLOCK_ROWS;
@@ -149,20 +150,28 @@ impl SignalTable {
         }
     }
 
-    /// What the indexes can use of `filters`, and the conditions left over: those
-    /// that test rows, the filter cache's key (`None` when there are none).
+    /// What the indexes can use of `filters`, and the filter cache's key: the line
+    /// filters among them, when they are all the rest (`None` when there are none, or
+    /// when other conditions test rows too).
     fn scan_filter(&self, filters: &[Expr]) -> (ScanFilter, Option<Arc<str>>) {
         let mut rest = Vec::new();
         let filter = self.index_filter(filters, &mut rest);
-        rest.sort();
-        rest.dedup();
-        let key = (!rest.is_empty()).then(|| Arc::from(rest.join(" AND ")));
+        let key = rest
+            .iter()
+            .map(|expr| line_filter_key(expr))
+            .collect::<Option<Vec<String>>>()
+            .filter(|keys| !keys.is_empty())
+            .map(|mut keys| {
+                keys.sort();
+                keys.dedup();
+                Arc::from(keys.join("\n"))
+            });
         (filter, key)
     }
 
     /// The time range, streams and trace IDs `filters` allow; every condition that
-    /// says more than these goes to `rest`, printed.
-    fn index_filter(&self, filters: &[Expr], rest: &mut Vec<String>) -> ScanFilter {
+    /// says more than these goes to `rest`.
+    fn index_filter<'e>(&self, filters: &'e [Expr], rest: &mut Vec<&'e Expr>) -> ScanFilter {
         let mut filter = ScanFilter::default();
         let (mut start, mut end) = (i64::MIN, i64::MAX);
         let mut label_matchers = Vec::new();
@@ -177,7 +186,7 @@ impl SignalTable {
         for expr in filters.iter().flat_map(split_conjunction) {
             if let Some(ids) = self.located_ids(expr) {
                 filter.ids = Some(ids);
-                rest.push(expr.to_string());
+                rest.push(expr);
                 continue;
             }
             // Whether the time range or the stream set now says all this condition does.
@@ -188,12 +197,12 @@ impl SignalTable {
                         (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
                             Some(op) => (c.name.as_str(), op, v),
                             None => {
-                                rest.push(expr.to_string());
+                                rest.push(expr);
                                 continue;
                             }
                         },
                         _ => {
-                            rest.push(expr.to_string());
+                            rest.push(expr);
                             continue;
                         }
                     };
@@ -281,7 +290,7 @@ impl SignalTable {
                 _ => false,
             };
             if !said {
-                rest.push(expr.to_string());
+                rest.push(expr);
             }
         }
         if !label_matchers.is_empty() {
