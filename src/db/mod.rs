@@ -60,8 +60,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A head buffer with at least this many batches is merged into one.
+/// A head buffer with at least this many small batches at its end merges them into one.
 const COALESCE_BATCHES: usize = 32;
+
+/// A head batch of at least this many rows is not merged again: copying it at every
+/// merge would cost time and memory quadratic in the head's size.
+const COALESCED_ROWS: usize = 65_536;
 
 #[derive(Debug, Default)]
 struct PartitionHead {
@@ -553,9 +557,10 @@ impl Db {
     }
 
     /// Merges the many small batches a partition's head gathers (one per push) into one,
-    /// so scans of the head pay per-batch costs once. The merge runs outside the lock;
-    /// it is swapped in only if the buffer is still the one it was made from (buffers
-    /// only grow at the end until a flush takes them).
+    /// so scans of the head pay per-batch costs once. Only the batches after the last
+    /// large one are merged. The merge runs outside the lock; it is swapped in only if
+    /// the buffer is still the one it was made from (buffers only grow at the end until
+    /// a flush takes them).
     pub fn coalesce_heads(&self) -> Result<usize> {
         let candidates: Vec<_> = {
             let catalog = self.read_catalog();
@@ -568,12 +573,18 @@ impl Db {
                         .iter()
                         .filter_map(move |(partition, head)| {
                             let active = head.active.as_ref()?;
-                            (active.batches.len() >= COALESCE_BATCHES).then(|| {
+                            let start = active
+                                .batches
+                                .iter()
+                                .rposition(|b| b.num_rows() >= COALESCED_ROWS)
+                                .map_or(0, |last_large| last_large + 1);
+                            (active.batches.len() - start >= COALESCE_BATCHES).then(|| {
                                 (
                                     key.clone(),
                                     partition.clone(),
                                     active.id,
-                                    active.batches.clone(),
+                                    start,
+                                    active.batches[start..].to_vec(),
                                 )
                             })
                         })
@@ -581,7 +592,7 @@ impl Db {
                 .collect()
         };
         let mut merged_count = 0;
-        for ((tenant, signal), partition, buffer_id, batches) in candidates {
+        for ((tenant, signal), partition, buffer_id, start, batches) in candidates {
             let merged =
                 arrow::compute::concat_batches(&crate::model::schema::schema(signal), &batches)
                     .map_err(ChunkError::from)?;
@@ -591,9 +602,11 @@ impl Db {
                 .get_mut(&(tenant, signal))
                 .and_then(|t| t.partitions.get_mut(&partition))
                 .and_then(|p| p.active.as_mut())
-                .filter(|a| a.id == buffer_id && a.batches.len() >= batches.len());
+                .filter(|a| a.id == buffer_id && a.batches.len() >= start + batches.len());
             if let Some(active) = active {
-                active.batches.splice(..batches.len(), [merged]);
+                active
+                    .batches
+                    .splice(start..start + batches.len(), [merged]);
                 merged_count += 1;
             }
         }

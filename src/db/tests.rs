@@ -25,7 +25,7 @@ fn logs(service: &str, lines: &[(i64, &str)]) -> RecordBatch {
                 observed_timestamp: None,
                 severity_number: None,
                 body: line,
-                trace_id: TraceId::from_bytes(&[i as u8 + 1; 16]).ok(),
+                trace_id: TraceId::from_bytes(&[(i as u8).wrapping_add(1); 16]).ok(),
                 span_id: None,
                 attributes: &[],
                 scope_name: None,
@@ -382,4 +382,35 @@ async fn head_batches_are_merged_without_losing_or_repeating_rows() {
     );
     assert_eq!(rows(&db, &ScanFilter::default()), (41, 0));
     assert_eq!(db.flush(true).await.unwrap().rows, 41);
+
+    // A large batch stays as it is; only the small ones after it are merged.
+    let many: Vec<(i64, &str)> = (0..65_536).map(|i| (i, "line")).collect();
+    db.write(&tenant, Signal::Logs, logs("api", &many))
+        .await
+        .unwrap();
+    for i in 0..32 {
+        db.write(&tenant, Signal::Logs, logs("api", &[(i, "late")]))
+            .await
+            .unwrap();
+    }
+    let large = db
+        .select(&tenant, Signal::Logs, &ScanFilter::default())
+        .head[0]
+        .clone();
+    assert_eq!(db.coalesce_heads().unwrap(), 1);
+    let head = db
+        .select(&tenant, Signal::Logs, &ScanFilter::default())
+        .head;
+    assert_eq!(
+        head.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+        [65_536, 32]
+    );
+    assert!(
+        head[0]
+            .column(0)
+            .to_data()
+            .ptr_eq(&large.column(0).to_data()),
+        "the large batch was copied"
+    );
+    assert_eq!(rows(&db, &ScanFilter::default()), (41 + 65_536 + 32, 1));
 }
