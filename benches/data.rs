@@ -26,6 +26,8 @@ pub fn open_db(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: SyncPo
         object_store: String::new(),
         wal_sync: sync,
         wal_segment_bytes: 64 << 20,
+        wal_max_disk_bytes: u64::MAX,
+        upload_timeout: threadline::storage::store::DEFAULT_UPLOAD_TIMEOUT,
         head_max_bytes: usize::MAX,
         head_max_age: Duration::from_secs(3600),
     };

@@ -3,6 +3,7 @@
 //! has a flag `--name` and a variable `THREADLINE_NAME`; `config/threadline.toml`
 //! documents them all.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,11 +11,13 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::api::auth::{AuthConfig, MIN_TOKEN_LEN};
 use crate::db::DbConfig;
 use crate::ingest::{
     DEFAULT_LABEL_ATTRIBUTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TRACE_ID_PATTERN, IngestRules,
     label_name_for_attribute,
 };
+use crate::limits::{Limits, TenantLimits};
 use crate::model::Tenant;
 use crate::model::labels::validate_name;
 use crate::query::QueryConfig;
@@ -70,6 +73,12 @@ pub struct RawConfig {
     /// A WAL segment is closed when it reaches this size.
     #[arg(long, env = "THREADLINE_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
+    /// Pushes are refused (503) while the WAL's segments hold this many bytes.
+    #[arg(long, env = "THREADLINE_WAL_MAX_DISK_BYTES")]
+    pub wal_max_disk_bytes: Option<u64>,
+    /// Longest one chunk upload may take before it is retried later (e.g. 5m).
+    #[arg(long, env = "THREADLINE_UPLOAD_TIMEOUT")]
+    pub upload_timeout: Option<String>,
     /// A partition's head is cut into a chunk at this many bytes of memory…
     #[arg(long, env = "THREADLINE_HEAD_MAX_BYTES")]
     pub head_max_bytes: Option<usize>,
@@ -82,6 +91,18 @@ pub struct RawConfig {
     /// Longest log line accepted; longer records are rejected one by one.
     #[arg(long, env = "THREADLINE_MAX_LINE_BYTES")]
     pub max_line_bytes: Option<usize>,
+    /// A tenant's sustained push rate, in request bytes (after decompression) per second.
+    #[arg(long, env = "THREADLINE_INGEST_RATE_BYTES")]
+    pub ingest_rate_bytes: Option<u64>,
+    /// Bytes a tenant may push at once above its rate.
+    #[arg(long, env = "THREADLINE_INGEST_BURST_BYTES")]
+    pub ingest_burst_bytes: Option<u64>,
+    /// Streams a tenant may have active (with rows in the last 30 minutes); 0: no limit.
+    #[arg(long, env = "THREADLINE_MAX_ACTIVE_STREAMS")]
+    pub max_active_streams: Option<usize>,
+    /// Refuse requests without X-Scope-OrgID instead of filing them under `default`.
+    #[arg(long, env = "THREADLINE_REQUIRE_TENANT")]
+    pub require_tenant: Option<bool>,
     /// OTLP resource attributes that become labels (comma-separated).
     #[arg(long, env = "THREADLINE_LABEL_ATTRIBUTES", value_delimiter = ',')]
     pub label_attributes: Option<Vec<String>>,
@@ -108,6 +129,34 @@ pub struct RawConfig {
     #[arg(skip)]
     #[serde(skip)]
     pub scrape_configs: Vec<FileScrapeJob>,
+    /// Bearer tokens and their tenants: only the config file can list them.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub auth_tokens: Vec<FileToken>,
+    /// Per-tenant limits: only the config file can set them.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub tenants: BTreeMap<String, FileTenantLimits>,
+}
+
+/// An `[[auth.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileToken {
+    pub tenant: String,
+    pub token: String,
+}
+
+/// A `[tenants.<id>]` table: the `[ingest]` limits this tenant has instead of the
+/// defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTenantLimits {
+    pub max_body_bytes: Option<usize>,
+    pub max_line_bytes: Option<usize>,
+    pub rate_bytes: Option<u64>,
+    pub burst_bytes: Option<u64>,
+    pub max_active_streams: Option<usize>,
 }
 
 /// The file's layout: the same settings, grouped in sections.
@@ -127,7 +176,19 @@ struct FileConfig {
     #[serde(default)]
     query: FileQuery,
     #[serde(default)]
+    auth: FileAuth,
+    #[serde(default)]
+    tenants: BTreeMap<String, FileTenantLimits>,
+    #[serde(default)]
     scrape_configs: Vec<FileScrapeJob>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    require_tenant: Option<bool>,
+    #[serde(default)]
+    tokens: Vec<FileToken>,
 }
 
 /// A `[[scrape_configs]]` entry, named as in Prometheus's configuration.
@@ -176,6 +237,7 @@ struct FileServer {
 struct FileStorage {
     data_dir: Option<PathBuf>,
     object_store: Option<String>,
+    upload_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +245,7 @@ struct FileStorage {
 struct FileWal {
     sync: Option<String>,
     segment_bytes: Option<u64>,
+    max_disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +262,9 @@ struct FileIngest {
     max_line_bytes: Option<usize>,
     label_attributes: Option<Vec<String>>,
     trace_id_pattern: Option<String>,
+    rate_bytes: Option<u64>,
+    burst_bytes: Option<u64>,
+    max_active_streams: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,10 +293,16 @@ impl RawConfig {
             object_store: file.storage.object_store,
             wal_sync: file.wal.sync,
             wal_segment_bytes: file.wal.segment_bytes,
+            wal_max_disk_bytes: file.wal.max_disk_bytes,
+            upload_timeout: file.storage.upload_timeout,
             head_max_bytes: file.head.max_bytes,
             head_max_age: file.head.max_age,
             max_body_bytes: file.ingest.max_body_bytes,
             max_line_bytes: file.ingest.max_line_bytes,
+            ingest_rate_bytes: file.ingest.rate_bytes,
+            ingest_burst_bytes: file.ingest.burst_bytes,
+            max_active_streams: file.ingest.max_active_streams,
+            require_tenant: file.auth.require_tenant,
             label_attributes: file.ingest.label_attributes,
             trace_id_pattern: file.ingest.trace_id_pattern,
             query_timeout: file.query.timeout,
@@ -239,6 +311,8 @@ impl RawConfig {
             query_max_range: file.query.max_range,
             query_max_concurrent: file.query.max_concurrent,
             scrape_configs: file.scrape_configs,
+            auth_tokens: file.auth.tokens,
+            tenants: file.tenants,
         })
     }
 
@@ -250,10 +324,16 @@ impl RawConfig {
             object_store: over.object_store.or(self.object_store),
             wal_sync: over.wal_sync.or(self.wal_sync),
             wal_segment_bytes: over.wal_segment_bytes.or(self.wal_segment_bytes),
+            wal_max_disk_bytes: over.wal_max_disk_bytes.or(self.wal_max_disk_bytes),
+            upload_timeout: over.upload_timeout.or(self.upload_timeout),
             head_max_bytes: over.head_max_bytes.or(self.head_max_bytes),
             head_max_age: over.head_max_age.or(self.head_max_age),
             max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
             max_line_bytes: over.max_line_bytes.or(self.max_line_bytes),
+            ingest_rate_bytes: over.ingest_rate_bytes.or(self.ingest_rate_bytes),
+            ingest_burst_bytes: over.ingest_burst_bytes.or(self.ingest_burst_bytes),
+            max_active_streams: over.max_active_streams.or(self.max_active_streams),
+            require_tenant: over.require_tenant.or(self.require_tenant),
             label_attributes: over.label_attributes.or(self.label_attributes),
             trace_id_pattern: over.trace_id_pattern.or(self.trace_id_pattern),
             query_timeout: over.query_timeout.or(self.query_timeout),
@@ -266,6 +346,16 @@ impl RawConfig {
             } else {
                 over.scrape_configs
             },
+            auth_tokens: if over.auth_tokens.is_empty() {
+                self.auth_tokens
+            } else {
+                over.auth_tokens
+            },
+            tenants: if over.tenants.is_empty() {
+                self.tenants
+            } else {
+                over.tenants
+            },
         }
     }
 }
@@ -276,12 +366,23 @@ pub struct Config {
     pub listen: SocketAddr,
     pub db: DbConfig,
     pub ingest: IngestRules,
-    pub max_body_bytes: usize,
+    pub limits: TenantLimits,
+    pub auth: AuthConfig,
     pub query: QueryConfig,
     pub scrape: Vec<ScrapeJob>,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
+/// 64 segments of the default size: at 10 MB/s of pushes, some 7 minutes of an object
+/// store outage before pushes are refused, on a volume of modest size.
+pub const DEFAULT_WAL_MAX_DISK_BYTES: u64 = 4 << 30;
+/// A tenant's sustained push rate by default: a guard against one runaway sender, not
+/// a quota; bursts may be twice as large.
+pub const DEFAULT_INGEST_RATE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_INGEST_BURST_BYTES: u64 = 128 << 20;
+/// Active streams per tenant by default (every metric series is a stream).
+pub const DEFAULT_MAX_ACTIVE_STREAMS: usize = 500_000;
 
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
@@ -289,11 +390,6 @@ impl Config {
         let listen = listen
             .parse()
             .map_err(|e| invalid("listen", format!("{listen:?}: {e}")))?;
-        let positive = |setting, v: Option<usize>, default: usize| match v {
-            Some(0) => Err(invalid(setting, "must be greater than 0")),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
         let wal_sync = match raw.wal_sync.as_deref() {
             None => SyncPolicy::Fsync,
             Some(s) => s.parse().map_err(|e| invalid("wal_sync", e))?,
@@ -324,6 +420,41 @@ impl Config {
             Some(re)
         };
         let scrape = scrape_jobs(&raw.scrape_configs)?;
+        let wal_segment_bytes = match raw.wal_segment_bytes {
+            Some(0) => return Err(invalid("wal_segment_bytes", "must be greater than 0")),
+            Some(v) => v,
+            None => DEFAULT_WAL_SEGMENT_BYTES,
+        };
+        let wal_max_disk_bytes = raw.wal_max_disk_bytes.unwrap_or(DEFAULT_WAL_MAX_DISK_BYTES);
+        // The active segment is never removed: the bound must leave room beside it for
+        // the closed segments that a flush frees.
+        if wal_max_disk_bytes < wal_segment_bytes.saturating_mul(2) {
+            return Err(invalid(
+                "wal_max_disk_bytes",
+                format!(
+                    "{wal_max_disk_bytes} must be at least twice wal_segment_bytes ({wal_segment_bytes})"
+                ),
+            ));
+        }
+        let max_line_bytes =
+            positive("max_line_bytes", raw.max_line_bytes, DEFAULT_MAX_LINE_BYTES)?;
+        let defaults = Limits {
+            ingest_rate_bytes: positive(
+                "ingest_rate_bytes",
+                raw.ingest_rate_bytes,
+                DEFAULT_INGEST_RATE_BYTES,
+            )?,
+            ingest_burst_bytes: positive(
+                "ingest_burst_bytes",
+                raw.ingest_burst_bytes,
+                DEFAULT_INGEST_BURST_BYTES,
+            )?,
+            max_active_streams: raw.max_active_streams.unwrap_or(DEFAULT_MAX_ACTIVE_STREAMS),
+            max_body_bytes: positive("max_body_bytes", raw.max_body_bytes, DEFAULT_MAX_BODY_BYTES)?,
+            max_line_bytes,
+        };
+        let limits = tenant_limits(defaults, &raw.tenants)?;
+        let auth = auth(&raw.auth_tokens, raw.require_tenant.unwrap_or(false))?;
         Ok(Config {
             scrape,
             listen,
@@ -331,10 +462,11 @@ impl Config {
                 data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
                 object_store: raw.object_store.unwrap_or_default(),
                 wal_sync,
-                wal_segment_bytes: match raw.wal_segment_bytes {
-                    Some(0) => return Err(invalid("wal_segment_bytes", "must be greater than 0")),
-                    Some(v) => v,
-                    None => 64 << 20,
+                wal_segment_bytes,
+                wal_max_disk_bytes,
+                upload_timeout: match &raw.upload_timeout {
+                    Some(text) => parse_duration(text).map_err(|e| invalid("upload_timeout", e))?,
+                    None => crate::storage::store::DEFAULT_UPLOAD_TIMEOUT,
                 },
                 head_max_bytes: positive("head_max_bytes", raw.head_max_bytes, 64 << 20)?,
                 head_max_age: parse_duration(raw.head_max_age.as_deref().unwrap_or("5m"))
@@ -343,13 +475,10 @@ impl Config {
             ingest: IngestRules {
                 label_attributes,
                 trace_id_pattern,
-                max_line_bytes: positive(
-                    "max_line_bytes",
-                    raw.max_line_bytes,
-                    DEFAULT_MAX_LINE_BYTES,
-                )?,
+                max_line_bytes,
             },
-            max_body_bytes: positive("max_body_bytes", raw.max_body_bytes, DEFAULT_MAX_BODY_BYTES)?,
+            limits,
+            auth,
             query: QueryConfig {
                 timeout: parse_duration(raw.query_timeout.as_deref().unwrap_or("30s"))
                     .map_err(|e| invalid("query_timeout", e))?,
@@ -369,6 +498,71 @@ impl Config {
             },
         })
     }
+}
+
+/// `v`, or `default` when absent; 0 is refused.
+fn positive<T: Copy + PartialEq + From<u8>>(
+    setting: &'static str,
+    v: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match v {
+        Some(v) if v == T::from(0) => Err(invalid(setting, "must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+/// The defaults, and each `[tenants.<id>]` table over them.
+fn tenant_limits(
+    defaults: Limits,
+    tenants: &BTreeMap<String, FileTenantLimits>,
+) -> Result<TenantLimits, ConfigError> {
+    let setting = "tenants";
+    let mut limits = TenantLimits::uniform(defaults.clone());
+    for (id, file) in tenants {
+        let tenant = Tenant::new(id).map_err(|e| invalid(setting, format!("{id:?}: {e}")))?;
+        let overrides = Limits {
+            ingest_rate_bytes: positive(setting, file.rate_bytes, defaults.ingest_rate_bytes)?,
+            ingest_burst_bytes: positive(setting, file.burst_bytes, defaults.ingest_burst_bytes)?,
+            max_active_streams: file
+                .max_active_streams
+                .unwrap_or(defaults.max_active_streams),
+            max_body_bytes: positive(setting, file.max_body_bytes, defaults.max_body_bytes)?,
+            max_line_bytes: positive(setting, file.max_line_bytes, defaults.max_line_bytes)?,
+        };
+        limits.overrides.insert(tenant, overrides);
+    }
+    Ok(limits)
+}
+
+/// Tokens must be long, unique, and name valid tenants.
+fn auth(tokens: &[FileToken], require_tenant: bool) -> Result<AuthConfig, ConfigError> {
+    let setting = "auth.tokens";
+    let mut map = HashMap::new();
+    for entry in tokens {
+        let tenant = Tenant::new(&entry.tenant)
+            .map_err(|e| invalid(setting, format!("tenant {:?}: {e}", entry.tenant)))?;
+        if entry.token.len() < MIN_TOKEN_LEN {
+            return Err(invalid(
+                setting,
+                format!("the token of tenant {tenant} is shorter than {MIN_TOKEN_LEN} bytes"),
+            ));
+        }
+        if entry.token.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(invalid(
+                setting,
+                format!("the token of tenant {tenant} must be printable ASCII without spaces"),
+            ));
+        }
+        if map.insert(entry.token.clone(), tenant).is_some() {
+            return Err(invalid(setting, "the same token is listed twice"));
+        }
+    }
+    Ok(AuthConfig {
+        tokens: map,
+        require_tenant,
+    })
 }
 
 fn scrape_jobs(jobs: &[FileScrapeJob]) -> Result<Vec<ScrapeJob>, ConfigError> {
@@ -586,13 +780,49 @@ mod tests {
     }
 
     #[test]
+    fn wal_disk_bound_leaves_room_beside_the_active_segment() {
+        let raw = |segment: u64, max: u64| RawConfig {
+            wal_segment_bytes: Some(segment),
+            wal_max_disk_bytes: Some(max),
+            ..RawConfig::default()
+        };
+        assert_eq!(
+            Config::from_raw(raw(1024, 2048))
+                .unwrap()
+                .db
+                .wal_max_disk_bytes,
+            2048
+        );
+        let err = Config::from_raw(raw(1024, 2047)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid setting wal_max_disk_bytes"),
+            "{err}"
+        );
+        let err = Config::from_raw(RawConfig {
+            upload_timeout: Some("never".into()),
+            ..RawConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("invalid setting upload_timeout"), "{err}");
+    }
+
+    #[test]
     fn shipped_config_file_is_valid_and_matches_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/threadline.toml");
         let from_file = Config::from_raw(RawConfig::from_file(&path).unwrap()).unwrap();
         let defaults = Config::from_raw(RawConfig::default()).unwrap();
         assert_eq!(from_file.listen, defaults.listen);
         assert_eq!(from_file.db.head_max_age, defaults.db.head_max_age);
-        assert_eq!(from_file.max_body_bytes, defaults.max_body_bytes);
+        assert_eq!(
+            from_file.db.wal_segment_bytes,
+            defaults.db.wal_segment_bytes
+        );
+        assert_eq!(
+            from_file.db.wal_max_disk_bytes,
+            defaults.db.wal_max_disk_bytes
+        );
+        assert_eq!(from_file.db.upload_timeout, defaults.db.upload_timeout);
         assert_eq!(
             from_file.ingest.label_attributes,
             defaults.ingest.label_attributes
@@ -602,6 +832,57 @@ mod tests {
             defaults.ingest.trace_id_pattern.map(|r| r.to_string())
         );
         assert_eq!(from_file.query.timeout, defaults.query.timeout);
+        assert_eq!(from_file.limits.defaults, defaults.limits.defaults);
+        assert_eq!(from_file.auth.require_tenant, defaults.auth.require_tenant);
+    }
+
+    #[test]
+    fn tenants_override_limits_and_tokens_are_checked() {
+        let config = |text: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("threadline.toml");
+            std::fs::write(&path, text).unwrap();
+            RawConfig::from_file(&path).and_then(Config::from_raw)
+        };
+        let ok = config(
+            r#"
+            [ingest]
+            rate_bytes = 1000
+            [tenants.team-a]
+            rate_bytes = 5000
+            max_line_bytes = 10
+            [auth]
+            require_tenant = true
+            [[auth.tokens]]
+            tenant = "team-a"
+            token = "0123456789abcdef"
+            "#,
+        )
+        .unwrap();
+        let team = Tenant::new("team-a").unwrap();
+        assert_eq!(ok.limits.of(&team).ingest_rate_bytes, 5000);
+        assert_eq!(ok.limits.of(&team).max_line_bytes, 10);
+        assert_eq!(
+            ok.limits.of(&team).ingest_burst_bytes,
+            DEFAULT_INGEST_BURST_BYTES
+        );
+        assert_eq!(
+            ok.limits.of(&Tenant::default_tenant()).ingest_rate_bytes,
+            1000
+        );
+        assert!(ok.auth.require_tenant);
+        assert_eq!(ok.auth.tokens["0123456789abcdef"], team);
+
+        let bad = |text: &str| config(text).unwrap_err().to_string();
+        assert!(bad("[tenants.\"a/b\"]\nrate_bytes = 1").contains("tenant id"));
+        assert!(bad("[tenants.a]\nrate_bytes = 0").contains("greater than 0"));
+        assert!(
+            bad("[[auth.tokens]]\ntenant = \"a\"\ntoken = \"short\"").contains("shorter than 16")
+        );
+        assert!(bad(
+            "[[auth.tokens]]\ntenant = \"a\"\ntoken = \"0123456789abcdef\"\n[[auth.tokens]]\ntenant = \"b\"\ntoken = \"0123456789abcdef\""
+        )
+        .contains("twice"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ metrics! {
     ingested_rows_total: "counter", "Rows acknowledged by push requests.";
     ingested_bytes_total: "counter", "Request body bytes, after decompression, of acknowledged pushes.";
     rejected_records_total: "counter", "Records refused one by one and reported as partial success.";
+    limited_requests_total: "counter", "Pushes refused by a tenant's ingest rate or active-stream limit.";
     wal_records_total: "counter", "Records appended to the write-ahead log.";
     wal_bytes_total: "counter", "Bytes appended to the write-ahead log.";
     wal_syncs_total: "counter", "fsync calls on the write-ahead log (one per group commit).";
@@ -38,6 +39,8 @@ metrics! {
     wal_replayed_records_total: "counter", "Records replayed from the write-ahead log at start.";
     wal_corruptions_total: "counter", "Corrupt or torn write-ahead log records found at start.";
     wal_segments_removed_total: "counter", "Write-ahead log segments removed after their rows reached chunks.";
+    wal_disk_bytes: "gauge", "Bytes of write-ahead log segments on disk, counting records queued for them.";
+    wal_disk_full_refusals_total: "counter", "Pushes and scrapes refused because the write-ahead log reached wal.max_disk_bytes.";
     head_rows: "gauge", "Rows in the in-memory head, not yet in chunks.";
     head_bytes: "gauge", "Approximate memory held by the in-memory head.";
     chunks_written_total: "counter", "Parquet chunks written to the object store.";

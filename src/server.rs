@@ -1,18 +1,30 @@
-//! Running the server: open the store, serve HTTP, cut chunks in the background, and on
-//! shutdown stop taking requests, flush the head to chunks and close the WAL.
+//! Running the server: listen at once, open the store (replaying the WAL), then serve
+//! every API, cut chunks in the background, and on shutdown stop taking requests,
+//! flush the head to chunks and close the WAL.
+//!
+//! While the store opens, the listener already answers: `/healthz` says the process is
+//! alive, `/ready` says it is not ready yet, `/metrics` shows the replay's progress,
+//! and everything else gets 503 with `Retry-After`, so load balancers and senders wait
+//! instead of failing.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tracing::{info, warn};
 
-use crate::api::{AppState, app};
+use crate::api::{ApiError, AppState, ErrorCode, app};
 use crate::config::Config;
 use crate::db::{self, Db};
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::query::QueryEngine;
 use crate::scrape::Scraper;
@@ -41,18 +53,9 @@ pub struct Server {
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Server {
+    /// Listens, opens the store, and returns once every API is served.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::default());
-        let db = Db::open(config.db.clone(), metrics).await?;
-        let engine = Arc::new(QueryEngine::new(Arc::clone(&db), config.query.clone()));
-        let scraper = Arc::new(Scraper::new(&config.scrape, config.max_body_bytes));
-        let state = AppState {
-            db: Arc::clone(&db),
-            engine,
-            ingest: Arc::new(config.ingest.clone()),
-            max_body_bytes: config.max_body_bytes,
-            scraper: Arc::clone(&scraper),
-        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -62,16 +65,47 @@ impl Server {
                 })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let (stop, stopped) = watch::channel(false);
+        let api = Arc::new(OnceLock::new());
+        let mut serve_stopped = stopped.clone();
+        let serving = tokio::spawn(
+            axum::serve(listener, front(Arc::clone(&api), Arc::clone(&metrics)))
+                .with_graceful_shutdown(async move {
+                    let _ = serve_stopped.wait_for(|s| *s).await;
+                })
+                .into_future(),
+        );
+        info!(%addr, "threadline listening; opening the store");
+
+        let db = match Db::open(config.db.clone(), metrics).await {
+            Ok(db) => db,
+            Err(e) => {
+                let _ = stop.send(true);
+                let _ = serving.await;
+                return Err(e.into());
+            }
+        };
+        let engine = Arc::new(QueryEngine::new(Arc::clone(&db), config.query.clone()));
+        let scraper = Arc::new(Scraper::new(
+            &config.scrape,
+            config.limits.defaults.max_body_bytes,
+        ));
+        let state = AppState {
+            db: Arc::clone(&db),
+            engine,
+            ingest: Arc::new(config.ingest.clone()),
+            limiter: Limiter::new(config.limits.clone()),
+            auth: Arc::new(config.auth.clone()),
+            scraper: Arc::clone(&scraper),
+        };
+        let _ = api.set(app(state));
         let flusher = tokio::spawn(Arc::clone(&db).run_flusher(stopped.clone()));
-        let scrapes = scraper.spawn(Arc::clone(&db), stopped.clone());
+        let scrapes = scraper.spawn(Arc::clone(&db), stopped);
         let task_db = Arc::clone(&db);
         let task = tokio::spawn(async move {
-            let mut stopped = stopped;
-            let served = axum::serve(listener, app(state))
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
+            let served = match serving.await {
+                Ok(served) => served,
+                Err(e) => Err(std::io::Error::other(e)),
+            };
             for scrape in scrapes {
                 let _ = scrape.await;
             }
@@ -88,7 +122,7 @@ impl Server {
             task_db.close();
             served.map_err(ServerError::Serve)
         });
-        info!(%addr, "threadline listening");
+        info!(%addr, "threadline ready");
         Ok(Self {
             addr,
             db,
@@ -121,5 +155,78 @@ impl Server {
 
     pub fn stop_handle(&self) -> watch::Sender<bool> {
         self.stop.clone()
+    }
+}
+
+/// What the listener serves: the APIs once `api` is set, and until then the probes
+/// and a 503 for everything else.
+fn front(api: Arc<OnceLock<Router>>, metrics: Arc<Metrics>) -> Router {
+    let starting_metrics = Arc::clone(&metrics);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(move |request: Request| {
+            let api = Arc::clone(&api);
+            let metrics = Arc::clone(&starting_metrics);
+            async move {
+                match api.get() {
+                    Some(router) => match router.clone().oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => starting(request.uri().path(), &metrics),
+                }
+            }
+        })
+}
+
+/// The answer while the store opens.
+fn starting(path: &str, metrics: &Metrics) -> Response {
+    match path {
+        "/metrics" => (
+            [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+            metrics.render(),
+        )
+            .into_response(),
+        _ => ApiError::new(
+            ErrorCode::Unavailable,
+            "starting: replaying the write-ahead log; retry shortly",
+        )
+        .retry_after(1)
+        .into_text_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    async fn call(router: &Router, path: &str) -> (StatusCode, Option<String>) {
+        let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), retry_after)
+    }
+
+    #[tokio::test]
+    async fn probes_answer_while_the_store_opens_and_the_apis_after() {
+        let api = Arc::new(OnceLock::new());
+        let router = front(Arc::clone(&api), Arc::new(Metrics::default()));
+        assert_eq!(call(&router, "/healthz").await, (StatusCode::OK, None));
+        assert_eq!(call(&router, "/metrics").await, (StatusCode::OK, None));
+        let unavailable = (StatusCode::SERVICE_UNAVAILABLE, Some("1".to_owned()));
+        assert_eq!(call(&router, "/ready").await, unavailable);
+        assert_eq!(call(&router, "/v1/logs").await, unavailable);
+
+        let ready = Router::new().route("/ready", get(|| async { "ready\n" }));
+        api.set(ready).unwrap();
+        assert_eq!(call(&router, "/ready").await, (StatusCode::OK, None));
+        assert_eq!(call(&router, "/healthz").await, (StatusCode::OK, None));
+        assert_eq!(call(&router, "/v1/logs").await.0, StatusCode::NOT_FOUND);
     }
 }

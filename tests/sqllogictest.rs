@@ -265,6 +265,8 @@ async fn sql_logic_tests() {
         object_store: String::new(),
         wal_sync: SyncPolicy::Buffered,
         wal_segment_bytes: 1 << 20,
+        wal_max_disk_bytes: u64::MAX,
+        upload_timeout: threadline::storage::store::DEFAULT_UPLOAD_TIMEOUT,
         head_max_bytes: 1 << 30,
         head_max_age: Duration::from_secs(3600),
     };

@@ -37,7 +37,7 @@ pub async fn push(
         })?,
     };
     let tenant = tenant(&headers)?;
-    let limit = state.max_body_bytes;
+    let limit = state.limits(&tenant).max_body_bytes;
     let data = read_decoded_body(&headers, body, limit, ContentEncoding::Identity).await?;
     let streams = match encoding {
         Encoding::Json => loki::decode_json(&data),
@@ -56,7 +56,7 @@ pub async fn push(
     }
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let total = loki::entry_count(&streams);
-    let decoded = loki::push_to_batch(&streams, &state.ingest, now_ns());
+    let decoded = loki::push_to_batch(&streams, &state.rules(&tenant), now_ns());
     let rejected = decoded.rejected;
     let batches = vec![(Signal::Logs, decoded.batch)];
     store(&state, &tenant, batches, &rejected, data.len()).await?;

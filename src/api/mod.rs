@@ -3,6 +3,7 @@
 //! `/loki/api/v1/push`); Threadline's own API lives under `/threadline/v1/` so it never
 //! collides with a compatible path.
 
+pub mod auth;
 mod bundle;
 mod error;
 mod loki;
@@ -16,9 +17,12 @@ mod pyroscope_query;
 mod query;
 mod tempo;
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -27,6 +31,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
+pub use auth::AuthConfig;
 pub use error::{ApiError, ErrorCode};
 
 use crate::db::Db;
@@ -34,8 +39,9 @@ use crate::ingest::Rejected;
 use crate::ingest::metrics::{MAX_ROWS_PER_REQUEST, MetricRows};
 pub use crate::ingest::now_ns;
 use crate::ingest::{BodyError, ContentEncoding, IngestRules, decompress};
+use crate::limits::{LimitError, Limiter, Limits};
 use crate::metrics::Metrics;
-use crate::model::{Signal, Tenant};
+use crate::model::{Signal, StreamId, Tenant};
 use crate::query::QueryEngine;
 use crate::scrape::Scraper;
 
@@ -47,8 +53,29 @@ pub struct AppState {
     pub db: Arc<Db>,
     pub engine: Arc<QueryEngine>,
     pub ingest: Arc<IngestRules>,
-    pub max_body_bytes: usize,
+    pub limiter: Arc<Limiter>,
+    pub auth: Arc<AuthConfig>,
     pub scraper: Arc<Scraper>,
+}
+
+impl AppState {
+    /// A tenant's ingest limits.
+    pub fn limits(&self, tenant: &Tenant) -> &Limits {
+        self.limiter.limits(tenant)
+    }
+
+    /// The ingest rules with the tenant's own line limit.
+    pub fn rules(&self, tenant: &Tenant) -> Cow<'_, IngestRules> {
+        let max_line_bytes = self.limits(tenant).max_line_bytes;
+        if max_line_bytes == self.ingest.max_line_bytes {
+            Cow::Borrowed(&self.ingest)
+        } else {
+            Cow::Owned(IngestRules {
+                max_line_bytes,
+                ..IngestRules::clone(&self.ingest)
+            })
+        }
+    }
 }
 
 pub fn app(state: AppState) -> Router {
@@ -172,6 +199,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/ready", get(|| async { "ready\n" }))
+        .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::new(
                 ErrorCode::NotFound,
@@ -186,6 +214,10 @@ pub fn app(state: AppState) -> Router {
                 )
             },
         )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::authenticate,
+        ))
         .with_state(state)
 }
 
@@ -196,7 +228,8 @@ async fn metrics(State(state): State<AppState>) -> ([(&'static str, &'static str
     )
 }
 
-/// The request's tenant: `X-Scope-OrgID`, or `default` without it.
+/// The request's tenant: `X-Scope-OrgID`, or `default` without it. Behind `app`'s
+/// authentication layer the header holds the tenant it decided (see `auth`).
 pub fn tenant(headers: &HeaderMap) -> Result<Tenant, ApiError> {
     match headers.get(TENANT_HEADER) {
         None => Ok(Tenant::default_tenant()),
@@ -249,10 +282,48 @@ pub async fn store(
     body_bytes: usize,
 ) -> Result<(), ApiError> {
     let metrics = state.db.metrics();
+    let streams = if state.limits(tenant).max_active_streams > 0 {
+        streams_of(&batches)
+    } else {
+        HashSet::new()
+    };
+    if let Err(e) = state
+        .limiter
+        .admit(tenant, body_bytes as u64, &streams, Instant::now())
+    {
+        Metrics::add(&metrics.limited_requests_total, 1);
+        tracing::warn!(%tenant, bytes = body_bytes, error = %e, "push refused by a tenant limit");
+        return Err(limit_error(e));
+    }
     Metrics::add(&metrics.rejected_records_total, rejected.count as u64);
     state.db.write_all(tenant, batches).await?;
     Metrics::add(&metrics.ingested_bytes_total, body_bytes as u64);
     Ok(())
+}
+
+/// The streams a request writes to.
+fn streams_of(batches: &[(Signal, RecordBatch)]) -> HashSet<StreamId> {
+    let mut streams = HashSet::new();
+    for (_, batch) in batches {
+        if let Some(ids) = batch
+            .column_by_name("stream_id")
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>())
+        {
+            streams.extend(ids.values().iter().map(|id| StreamId(*id)));
+        }
+    }
+    streams
+}
+
+/// 429 with `Retry-After` for limits that clear with time, 413 for a request no wait
+/// can admit.
+fn limit_error(e: LimitError) -> ApiError {
+    match e.retry_after() {
+        Some(wait) => {
+            ApiError::new(ErrorCode::RateLimited, e.to_string()).retry_after(wait.as_secs())
+        }
+        None => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+    }
 }
 
 /// A metric request's batches, or 413 when it expanded past the row limit.
@@ -308,17 +379,49 @@ pub fn content_type(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// How long a request body may deliver nothing before the request is answered 408 and
+/// its connection closed, so that a stalled (or slow-loris) client cannot hold a
+/// connection and its buffer forever.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads a body of at most `limit` bytes, counting as it streams (chunked bodies have
-/// no Content-Length to trust).
+/// no Content-Length to trust), and giving up when it stalls for `BODY_IDLE_TIMEOUT`.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "cannot read request body: {e}"
-        ))),
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let Ok(frame) = tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await else {
+            return Err(ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body stalled: nothing arrived for {}s; send the whole body without pausing",
+                    BODY_IDLE_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        match frame {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    chunks.push(data);
+                }
+            }
+            Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body exceeds the limit of {limit} bytes"),
+                ));
+            }
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "cannot read request body: {e}"
+                )));
+            }
+        }
     }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    })
 }

@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
@@ -15,7 +15,7 @@ use super::{
 use crate::ingest::otlp::{self, Encoding};
 use crate::ingest::otlp_metrics;
 use crate::ingest::{ContentEncoding, Decoded, decompress};
-use crate::model::Signal;
+use crate::model::{Signal, Tenant};
 
 /// `google.rpc.Status`, the error body OTLP/HTTP asks for.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -34,8 +34,10 @@ impl IntoResponse for OtlpError {
         let status = error.code.status();
         // gRPC codes: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL.
         let code = match error.code {
-            ErrorCode::PayloadTooLarge | ErrorCode::LimitExceeded => 8,
+            ErrorCode::PayloadTooLarge | ErrorCode::LimitExceeded | ErrorCode::RateLimited => 8,
             ErrorCode::Unavailable => 14,
+            ErrorCode::Unauthorized => 16,
+            ErrorCode::Forbidden => 7,
             ErrorCode::Internal => 13,
             _ => 3,
         };
@@ -55,21 +57,22 @@ impl IntoResponse for OtlpError {
             body,
         )
             .into_response();
-        if error.code == ErrorCode::Unavailable {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if let Some(value) = error.retry_after_header() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }
 }
 
-/// The steps both signals share, up to a decoded body.
-async fn accept(
-    headers: &HeaderMap,
-    body: Body,
-    state: &AppState,
-) -> Result<(Encoding, bytes::Bytes), OtlpError> {
+/// A request as far as every signal takes it: its tenant, encoding and decoded body.
+struct Accepted {
+    tenant: Tenant,
+    encoding: Encoding,
+    data: bytes::Bytes,
+}
+
+/// The steps every signal shares, up to a decoded body.
+async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Accepted, OtlpError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -95,27 +98,35 @@ async fn accept(
             e.to_string(),
         ))
     })?;
-    let raw = read_body(body, state.max_body_bytes).await.map_err(fail)?;
-    let data =
-        decompress(raw, content_encoding, state.max_body_bytes).map_err(|e| fail(body_error(e)))?;
-    Ok((encoding, data))
+    let tenant = tenant(headers).map_err(fail)?;
+    let limit = state.limits(&tenant).max_body_bytes;
+    let raw = read_body(body, limit).await.map_err(fail)?;
+    let data = decompress(raw, content_encoding, limit).map_err(|e| fail(body_error(e)))?;
+    Ok(Accepted {
+        tenant,
+        encoding,
+        data,
+    })
 }
 
 /// Writes one signal's decoded rows, answering errors in the request's encoding.
 async fn write(
     state: &AppState,
-    headers: &HeaderMap,
+    accepted: &Accepted,
     signal: Signal,
     decoded: Decoded,
-    body_bytes: usize,
-    encoding: Encoding,
 ) -> Result<(), OtlpError> {
-    let fail = |e: ApiError| OtlpError(e, encoding);
-    let tenant = tenant(headers).map_err(fail)?;
     let batches = vec![(signal, decoded.batch)];
-    store(state, &tenant, batches, &decoded.rejected, body_bytes)
-        .await
-        .map_err(fail)
+    let body_bytes = accepted.data.len();
+    store(
+        state,
+        &accepted.tenant,
+        batches,
+        &decoded.rejected,
+        body_bytes,
+    )
+    .await
+    .map_err(|e| OtlpError(e, accepted.encoding))
 }
 
 fn ok(encoding: Encoding, body: Vec<u8>) -> Response {
@@ -132,21 +143,15 @@ pub async fn logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (encoding, data) = accept(&headers, body, &state).await?;
-    let request = otlp::decode_logs_request(&data, encoding)
+    let accepted = accept(&headers, body, &state).await?;
+    let encoding = accepted.encoding;
+    let request = otlp::decode_logs_request(&accepted.data, encoding)
         .map_err(|e| OtlpError(ApiError::bad_request(e.to_string()), encoding))?;
     let total = otlp::log_record_count(&request);
-    let decoded = otlp::logs_to_batch(&request, &state.ingest, now_ns());
+    let rules = state.rules(&accepted.tenant);
+    let decoded = otlp::logs_to_batch(&request, &rules, now_ns());
     let rejected = decoded.rejected.clone();
-    write(
-        &state,
-        &headers,
-        Signal::Logs,
-        decoded,
-        data.len(),
-        encoding,
-    )
-    .await?;
+    write(&state, &accepted, Signal::Logs, decoded).await?;
     Ok(ok(
         encoding,
         otlp::logs_response(&rejected, total, encoding),
@@ -158,21 +163,14 @@ pub async fn traces(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (encoding, data) = accept(&headers, body, &state).await?;
-    let request = otlp::decode_traces_request(&data, encoding)
+    let accepted = accept(&headers, body, &state).await?;
+    let encoding = accepted.encoding;
+    let request = otlp::decode_traces_request(&accepted.data, encoding)
         .map_err(|e| OtlpError(ApiError::bad_request(e.to_string()), encoding))?;
     let total = otlp::span_count(&request);
     let decoded = otlp::traces_to_batch(&request, &state.ingest);
     let rejected = decoded.rejected.clone();
-    write(
-        &state,
-        &headers,
-        Signal::Spans,
-        decoded,
-        data.len(),
-        encoding,
-    )
-    .await?;
+    write(&state, &accepted, Signal::Spans, decoded).await?;
     Ok(ok(
         encoding,
         otlp::traces_response(&rejected, total, encoding),
@@ -184,14 +182,17 @@ pub async fn metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (encoding, data) = accept(&headers, body, &state).await?;
+    let Accepted {
+        tenant,
+        encoding,
+        data,
+    } = accept(&headers, body, &state).await?;
     let fail = |e: ApiError| OtlpError(e, encoding);
     let request = otlp_metrics::decode_metrics_request(&data, encoding)
         .map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
     let total = otlp_metrics::data_point_count(&request);
     let rows = otlp_metrics::metrics_to_rows(&request, &state.ingest);
     let (batches, rejected) = metric_batches(rows).map_err(fail)?;
-    let tenant = tenant(&headers).map_err(fail)?;
     store(&state, &tenant, batches, &rejected, data.len())
         .await
         .map_err(fail)?;

@@ -63,7 +63,7 @@ pub async fn push(
     let data = read_decoded_body(
         &headers,
         body,
-        state.max_body_bytes,
+        state.limits(&tenant).max_body_bytes,
         ContentEncoding::Identity,
     )
     .await?;
@@ -103,7 +103,7 @@ pub async fn pyroscope_ingest(
     let data = read_decoded_body(
         &headers,
         body,
-        state.max_body_bytes,
+        state.limits(&tenant).max_body_bytes,
         ContentEncoding::Identity,
     )
     .await?;
@@ -186,7 +186,7 @@ pub async fn pyroscope_push(
     let data = read_decoded_body(
         &headers,
         body,
-        state.max_body_bytes,
+        state.limits(&tenant).max_body_bytes,
         ContentEncoding::Identity,
     )
     .await?;
@@ -222,7 +222,7 @@ async fn store_profiles(
     pending: Vec<Pending>,
     body_bytes: usize,
 ) -> Result<(), ApiError> {
-    let limit = state.max_body_bytes;
+    let limit = state.limits(tenant).max_body_bytes;
     let batches = tokio::task::spawn_blocking(move || decode_all(pending, limit))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("decoding failed: {e}")))??;
@@ -234,11 +234,12 @@ fn decode_all(pending: Vec<Pending>, limit: usize) -> Result<Vec<(Signal, Record
     // What every profile of the request may inflate to, together.
     let mut left = limit;
     let mut inflate = |raw: Bytes| -> Result<Bytes, ApiError> {
-        let inflated = pprof::inflate(raw, left).map_err(|e| {
-            ApiError::new(
+        let inflated = pprof::inflate(raw, left).map_err(|e| match e {
+            pprof::PprofError::TooLarge(_) => ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("{e} (the request's profiles together may inflate to {limit} bytes)"),
-            )
+            ),
+            other => ApiError::bad_request(other.to_string()),
         })?;
         left -= inflated.len();
         Ok(inflated)

@@ -66,8 +66,13 @@ async fn write(
     written: &mut Counts,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(headers)?;
-    let data =
-        read_decoded_body(headers, body, state.max_body_bytes, ContentEncoding::Snappy).await?;
+    let data = read_decoded_body(
+        headers,
+        body,
+        state.limits(&tenant).max_body_bytes,
+        ContentEncoding::Snappy,
+    )
+    .await?;
     let decoded = match version {
         Version::V1 => remote_write::decode_v1(&data),
         Version::V2 => remote_write::decode_v2(&data),

@@ -45,9 +45,12 @@ impl IntoResponse for ConnectError {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
             ErrorCode::Timeout => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
-            ErrorCode::PayloadTooLarge | ErrorCode::LimitExceeded => {
+            ErrorCode::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "deadline_exceeded"),
+            ErrorCode::PayloadTooLarge | ErrorCode::LimitExceeded | ErrorCode::RateLimited => {
                 (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted")
             }
+            ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "permission_denied"),
             ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorCode::MethodNotAllowed => (StatusCode::NOT_IMPLEMENTED, "unimplemented"),
             ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

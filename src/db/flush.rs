@@ -3,8 +3,8 @@
 //! A cut moves a partition's active buffer to `flushing` (still served to queries),
 //! sorts and encodes it per hour window, writes each chunk and then its metadata, and
 //! only then, under the catalog lock, registers the chunks and drops the buffer. Rows
-//! of a window whose write failed go back to the head. Last, WAL segments whose every
-//! record is now in chunks are removed.
+//! of a window whose write failed, or took longer than the upload timeout, go back to
+//! the head. Last, WAL segments whose every record is now in chunks are removed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -80,6 +80,9 @@ impl Db {
                 .min_unflushed_seq()
                 .unwrap_or_else(|| self.wal.next_seq())
         };
+        if report.chunks > 0 {
+            crate::failpoint::pause_async(crate::failpoint::FLUSH_BEFORE_TRUNCATE).await;
+        }
         report.wal_segments_removed = self.wal.remove_before(watermark)?;
         self.update_head_gauges();
         Ok(report)
@@ -204,7 +207,9 @@ impl Db {
             traces: encoded.traces,
         };
         let size = encoded.bytes.len() as u64;
+        crate::failpoint::pause_async(crate::failpoint::FLUSH_BEFORE_UPLOAD).await;
         self.store.put(&key.data_path(), encoded.bytes).await?;
+        crate::failpoint::pause_async(crate::failpoint::FLUSH_AFTER_UPLOAD).await;
         let encoded_meta = meta
             .encode()
             .map_err(|reason| crate::storage::StoreError::Meta {
@@ -214,12 +219,15 @@ impl Db {
         if let Err(e) = self.store.put(&key.meta_path(), encoded_meta.into()).await {
             // The metadata is the commit point. A PUT can fail after the object was
             // stored (a timeout on the reply); if it is there, the chunk is committed,
-            // and returning its rows to the head would store them twice.
+            // and returning its rows to the head would store them twice. (One that is
+            // not there yet but lands later, after this answer, would do so; nothing
+            // short of a conditional write can rule that out.)
             if !self.store.exists(&key.meta_path()).await {
                 return Err(e.into());
             }
             warn!(chunk = %key.meta_path(), error = %e, "metadata write reported an error but the object exists");
         }
+        crate::failpoint::pause_async(crate::failpoint::FLUSH_AFTER_META).await;
         Metrics::add(&self.metrics.chunks_written_total, 1);
         Metrics::add(&self.metrics.chunk_bytes_written_total, size);
         debug!(chunk = %key.data_path(), rows = meta.rows, bytes = size, "chunk written");

@@ -35,6 +35,10 @@ pub struct DbConfig {
     pub object_store: String,
     pub wal_sync: SyncPolicy,
     pub wal_segment_bytes: u64,
+    /// Pushes are refused (503) while the WAL's segments hold this many bytes.
+    pub wal_max_disk_bytes: u64,
+    /// Longest one chunk or metadata upload may take before it counts as failed.
+    pub upload_timeout: Duration,
     /// A partition's head is cut into chunks when it holds this many bytes…
     pub head_max_bytes: usize,
     /// …or when its oldest rows are this old.
@@ -226,6 +230,7 @@ impl Db {
         store: ChunkStore,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>> {
+        let store = store.with_upload_timeout(config.upload_timeout);
         let wal_dir = config.data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir).map_err(|source| Error::IngesterId {
             path: wal_dir.clone(),
@@ -262,6 +267,7 @@ impl Db {
                 dir: wal_dir,
                 sync: config.wal_sync,
                 segment_bytes: config.wal_segment_bytes,
+                max_disk_bytes: config.wal_max_disk_bytes,
             },
             min_next_seq,
             Arc::clone(&metrics),
@@ -613,7 +619,8 @@ impl Db {
         Ok(merged_count)
     }
 
-    /// Runs the periodic cut until the token is cancelled.
+    /// Runs the periodic cut until the token is cancelled. Once the WAL holds half its
+    /// disk bound, every head is cut, due or not: only flushed segments can be removed.
     pub async fn run_flusher(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let period = (self.config.head_max_age / 10)
             .clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -625,7 +632,15 @@ impl Db {
             if let Err(e) = self.coalesce_heads() {
                 warn!(error = %e, "merging head batches failed; they stay as they are");
             }
-            if let Err(e) = self.flush(false).await {
+            let pressure = self.wal.disk_pressure();
+            if pressure {
+                info!(
+                    wal_bytes = self.wal.disk_bytes(),
+                    limit = self.config.wal_max_disk_bytes,
+                    "wal past half its disk bound; cutting every head"
+                );
+            }
+            if let Err(e) = self.flush(pressure).await {
                 warn!(error = %e, "periodic flush failed; rows stay in the head and the wal");
             }
         }
@@ -705,5 +720,7 @@ fn ingester_id(wal_dir: &std::path::Path) -> Result<String> {
     }
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

@@ -1,20 +1,21 @@
 use super::*;
 use crate::model::schema::{LogBatchBuilder, LogFields, Stream};
 use crate::model::{LabelSet, TraceId};
-use crate::storage::ChunkStore;
 
-fn config(dir: &std::path::Path) -> DbConfig {
+pub(super) fn config(dir: &std::path::Path) -> DbConfig {
     DbConfig {
         data_dir: dir.to_owned(),
         object_store: String::new(),
         wal_sync: SyncPolicy::Fsync,
         wal_segment_bytes: 1 << 20,
+        wal_max_disk_bytes: u64::MAX,
+        upload_timeout: crate::storage::store::DEFAULT_UPLOAD_TIMEOUT,
         head_max_bytes: 1 << 30,
         head_max_age: Duration::from_secs(3600),
     }
 }
 
-fn logs(service: &str, lines: &[(i64, &str)]) -> RecordBatch {
+pub(super) fn logs(service: &str, lines: &[(i64, &str)]) -> RecordBatch {
     let stream = Stream::new(LabelSet::new(vec![("service_name".into(), service.into())]).unwrap());
     let mut b = LogBatchBuilder::default();
     for (i, (ts, line)) in lines.iter().enumerate() {
@@ -41,7 +42,8 @@ async fn open(dir: &std::path::Path) -> Arc<Db> {
         .unwrap()
 }
 
-fn rows(db: &Db, filter: &ScanFilter) -> (u64, usize) {
+/// Rows visible to a scan (chunks' and head's), and the chunks among them.
+pub(super) fn rows(db: &Db, filter: &ScanFilter) -> (u64, usize) {
     let sel = db.select(&Tenant::default_tenant(), Signal::Logs, filter);
     let head: usize = sel.head.iter().map(|b| b.num_rows()).sum();
     (
@@ -50,7 +52,7 @@ fn rows(db: &Db, filter: &ScanFilter) -> (u64, usize) {
     )
 }
 
-const HOUR: i64 = crate::storage::keys::HOUR_NS;
+pub(super) const HOUR: i64 = crate::storage::keys::HOUR_NS;
 
 #[tokio::test]
 async fn rows_move_from_head_to_chunks_exactly_once() {
@@ -213,149 +215,6 @@ async fn rows_written_after_quiet_restarts_survive_a_crash() {
     drop(db); // a crash: "d" is only in the WAL
     let db = open(dir.path()).await;
     assert_eq!(rows(&db, &ScanFilter::default()), (4, 1));
-}
-
-/// An in-memory object store whose PUTs can be made to fail, before or after storing.
-#[derive(Debug, Default)]
-struct FlakyStore {
-    inner: object_store::memory::InMemory,
-    fail_puts: std::sync::atomic::AtomicBool,
-    fail_after_storing_meta: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Display for FlakyStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FlakyStore")
-    }
-}
-
-mod flaky {
-    use super::FlakyStore;
-    use futures::stream::BoxStream;
-    use object_store::path::Path;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-    };
-    use std::sync::atomic::Ordering;
-
-    fn injected() -> object_store::Error {
-        object_store::Error::Generic {
-            store: "flaky",
-            source: "injected failure".into(),
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectStore for FlakyStore {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> Result<PutResult> {
-            if self.fail_puts.load(Ordering::SeqCst) {
-                return Err(injected());
-            }
-            let stored = self.inner.put_opts(location, payload, opts).await?;
-            if location.as_ref().ends_with(".meta")
-                && self.fail_after_storing_meta.load(Ordering::SeqCst)
-            {
-                return Err(injected());
-            }
-            Ok(stored)
-        }
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> Result<Box<dyn MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
-        }
-        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-            self.inner.get_opts(location, options).await
-        }
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, Result<Path>>,
-        ) -> BoxStream<'static, Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-            self.inner.copy_opts(from, to, options).await
-        }
-    }
-}
-
-async fn open_flaky(dir: &std::path::Path, store: Arc<FlakyStore>) -> Arc<Db> {
-    let metrics = Arc::new(Metrics::default());
-    let chunks = ChunkStore::from_store(store, Arc::clone(&metrics));
-    Db::open_with_store(config(dir), chunks, metrics)
-        .await
-        .unwrap()
-}
-
-#[tokio::test]
-async fn failed_uploads_keep_rows_in_the_head_and_the_wal() {
-    use std::sync::atomic::Ordering;
-    let dir = tempfile::tempdir().unwrap();
-    let tenant = Tenant::default_tenant();
-    let store = Arc::new(FlakyStore::default());
-    let db = open_flaky(dir.path(), Arc::clone(&store)).await;
-    db.write(
-        &tenant,
-        Signal::Logs,
-        logs("api", &[(10, "a"), (HOUR + 1, "b")]),
-    )
-    .await
-    .unwrap();
-    store.fail_puts.store(true, Ordering::SeqCst);
-    let report = db.flush(true).await.unwrap();
-    assert_eq!((report.chunks, report.failed_windows), (0, 2));
-    assert_eq!(
-        rows(&db, &ScanFilter::default()),
-        (2, 0),
-        "still visible, from the head"
-    );
-    assert_eq!(
-        db.metrics()
-            .chunk_write_errors_total
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
-
-    // A crash now loses nothing: the WAL still has the rows.
-    drop(db);
-    let db = open_flaky(dir.path(), Arc::clone(&store)).await;
-    assert_eq!(rows(&db, &ScanFilter::default()), (2, 0));
-    store.fail_puts.store(false, Ordering::SeqCst);
-    assert_eq!(db.flush(true).await.unwrap().chunks, 2);
-    assert_eq!(rows(&db, &ScanFilter::default()), (2, 2));
-}
-
-#[tokio::test]
-async fn a_metadata_put_that_errors_after_storing_commits_once() {
-    use std::sync::atomic::Ordering;
-    let dir = tempfile::tempdir().unwrap();
-    let tenant = Tenant::default_tenant();
-    let store = Arc::new(FlakyStore::default());
-    let db = open_flaky(dir.path(), Arc::clone(&store)).await;
-    db.write(&tenant, Signal::Logs, logs("api", &[(10, "a")]))
-        .await
-        .unwrap();
-    store.fail_after_storing_meta.store(true, Ordering::SeqCst);
-    let report = db.flush(true).await.unwrap();
-    assert_eq!((report.chunks, report.failed_windows), (1, 0));
-    assert_eq!(rows(&db, &ScanFilter::default()), (1, 1));
-    drop(db);
-    let db = open_flaky(dir.path(), store).await;
-    assert_eq!(rows(&db, &ScanFilter::default()), (1, 1));
 }
 
 #[tokio::test]

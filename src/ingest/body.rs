@@ -44,18 +44,7 @@ pub fn decompress(
     match encoding {
         ContentEncoding::Identity if body.len() > limit => Err(BodyError::TooLarge { limit }),
         ContentEncoding::Identity => Ok(body),
-        ContentEncoding::Gzip => {
-            let decoder = flate2::read::MultiGzDecoder::new(&body[..]);
-            let mut out = Vec::with_capacity((body.len() * 4).min(limit));
-            decoder
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(BodyError::BadGzip)?;
-            if out.len() > limit {
-                return Err(BodyError::TooLarge { limit });
-            }
-            Ok(out.into())
-        }
+        ContentEncoding::Gzip => inflate_gzip(&body, limit),
         ContentEncoding::Snappy => {
             // The block format declares its length up front: check it before allocating.
             let len = snap::raw::decompress_len(&body).map_err(BodyError::BadSnappy)?;
@@ -68,6 +57,57 @@ pub fn decompress(
             Ok(out.into())
         }
     }
+}
+
+/// Inflates gzip into at most `limit` bytes while holding no more memory than the body
+/// declares, so that a bomb costs what its sender claims, not what the limit allows.
+///
+/// Every gzip member ends with its inflated size mod 2^32 (ISIZE). The last member's
+/// is read first: the body inflates to at least that much, so past the limit it is
+/// refused before anything is inflated. Otherwise the body is inflated into a buffer
+/// of the declared size; output beyond it (several members, or a trailer that lies) is
+/// only counted, in a small scratch buffer, and a body that stays within the limit is
+/// inflated again into a buffer of the counted size.
+fn inflate_gzip(body: &[u8], limit: usize) -> Result<bytes::Bytes, BodyError> {
+    const HEADER_AND_TRAILER: usize = 18;
+    let declared = match body.len().checked_sub(4) {
+        Some(at) if body.len() >= HEADER_AND_TRAILER && body.starts_with(&[0x1f, 0x8b]) => {
+            let mut size = [0u8; 4];
+            size.copy_from_slice(&body[at..]);
+            u32::from_le_bytes(size) as usize
+        }
+        _ => 0,
+    };
+    if declared > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    let mut out = Vec::with_capacity(declared);
+    (&mut decoder)
+        .take(declared as u64)
+        .read_to_end(&mut out)
+        .map_err(BodyError::BadGzip)?;
+    let mut scratch = [0u8; 8 << 10];
+    let mut total = out.len();
+    loop {
+        match decoder.read(&mut scratch) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BodyError::BadGzip(e)),
+        }
+        if total > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+    }
+    if total == out.len() {
+        return Ok(out.into());
+    }
+    let mut out = Vec::with_capacity(total);
+    flate2::read::MultiGzDecoder::new(body)
+        .read_to_end(&mut out)
+        .map_err(BodyError::BadGzip)?;
+    Ok(out.into())
 }
 
 #[cfg(test)]
@@ -87,6 +127,29 @@ mod tests {
         assert!(bomb.len() < 1 << 20);
         let err = decompress(bomb, ContentEncoding::Gzip, 1 << 20).unwrap_err();
         assert!(matches!(err, BodyError::TooLarge { limit } if limit == 1 << 20));
+    }
+
+    /// A bomb whose trailer understates its size is counted, not held, past the size
+    /// it declares.
+    #[test]
+    fn gzip_bomb_with_a_lying_trailer_stops_at_the_limit() {
+        let mut bomb = gzip(&vec![0u8; 8 << 20]).to_vec();
+        let at = bomb.len() - 4;
+        bomb[at..].copy_from_slice(&100u32.to_le_bytes());
+        let err = decompress(bomb.into(), ContentEncoding::Gzip, 1 << 20).unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn gzip_members_concatenated_inflate_whole() {
+        let mut body = gzip(b"first member, ").to_vec();
+        body.extend_from_slice(&gzip(b"second"));
+        let out = decompress(body.clone().into(), ContentEncoding::Gzip, 100).unwrap();
+        assert_eq!(&out[..], b"first member, second");
+        assert!(matches!(
+            decompress(body.into(), ContentEncoding::Gzip, 19),
+            Err(BodyError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-use crate::ingest::{ContentEncoding, decompress};
+use crate::ingest::{BodyError, ContentEncoding, decompress};
 use crate::proto::perftools::profiles as pb;
 
 /// Frames kept per stack; deeper stacks keep their leaf-most frames under a
@@ -22,8 +22,10 @@ pub const TRUNCATED_FRAME: &str = "(truncated)";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PprofError {
-    #[error("profile is not valid gzip or exceeds the size limit: {0}")]
+    #[error("profile is not valid gzip: {0}")]
     Body(String),
+    #[error("profile exceeds the size limit: {0}")]
+    TooLarge(String),
     #[error("profile is not a valid pprof protobuf: {0}")]
     Decode(String),
     #[error("invalid pprof: {0}")]
@@ -81,9 +83,12 @@ pub struct Profile {
 /// the inflated size under `limit`.
 pub fn inflate(raw: bytes::Bytes, limit: usize) -> Result<bytes::Bytes, PprofError> {
     if raw.starts_with(&[0x1f, 0x8b]) {
-        decompress(raw, ContentEncoding::Gzip, limit).map_err(|e| PprofError::Body(e.to_string()))
+        decompress(raw, ContentEncoding::Gzip, limit).map_err(|e| match e {
+            BodyError::TooLarge { .. } => PprofError::TooLarge(e.to_string()),
+            _ => PprofError::Body(e.to_string()),
+        })
     } else if raw.len() > limit {
-        Err(PprofError::Body(format!(
+        Err(PprofError::TooLarge(format!(
             "{} bytes exceed the limit of {limit}",
             raw.len()
         )))

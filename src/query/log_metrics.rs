@@ -162,18 +162,22 @@ impl Evaluation<'_> {
         let mut samples = Samples::new(self.engine.config().max_memory_bytes, self.held);
         // (stream, metadata fingerprint) → series, for pipelines that read only labels.
         let mut known: HashMap<(StreamId, u128), Option<usize>> = HashMap::new();
-        // The time span of each stream's lines that passed the scan's filters, for
-        // the filter cache.
-        let mut passed: HashMap<StreamId, (i64, i64)> = HashMap::new();
         let mut batches = df.execute_stream().await?;
+        // Planned with the stream just now: what the filter cache can learn from it,
+        // and the time span of each stream's lines that passed the scan's filters.
+        let scans = self.stats.take_filter_scans();
+        let mut passed: Option<HashMap<StreamId, (i64, i64)>> =
+            (!scans.is_empty()).then(HashMap::new);
         while let Some(batch) = batches.next().await {
             let batch = batch?;
             let lines = LineBatch::new(&batch)?;
             for row in 0..lines.rows() {
                 let id = StreamId(lines.streams.value(row));
                 let time = lines.timestamps.value(row);
-                let span = passed.entry(id).or_insert((time, time));
-                *span = (span.0.min(time), span.1.max(time));
+                if let Some(passed) = &mut passed {
+                    let span = passed.entry(id).or_insert((time, time));
+                    *span = (span.0.min(time), span.1.max(time));
+                }
                 let body = lines.bodies.value(row);
                 self.counts.lines += 1;
                 self.counts.bytes += body.len() as u64;
@@ -231,8 +235,10 @@ impl Evaluation<'_> {
                 self.counts.returned += 1;
             }
         }
-        for scan in self.stats.take_filter_scans() {
-            self.engine.filter_cache().learn(&scan, &passed);
+        if let Some(passed) = passed {
+            for scan in &scans {
+                self.engine.filter_cache().learn(scan, &passed);
+            }
         }
         self.held = samples.held;
         samples.windows(r, &steps)

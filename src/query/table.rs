@@ -182,6 +182,10 @@ impl SignalTable {
                 None => set,
             });
         };
+        let mut narrow = |lo: i64, hi: i64| {
+            (start, end) = (start.max(lo), end.min(hi));
+            true
+        };
         let time_column = self.signal.time_column();
         for expr in filters.iter().flat_map(split_conjunction) {
             if let Some(ids) = self.located_ids(expr) {
@@ -192,52 +196,24 @@ impl SignalTable {
             // Whether the time range or the stream set now says all this condition does.
             let said = match expr {
                 Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                    let (column, op, value) = match (left.as_ref(), right.as_ref()) {
-                        (Expr::Column(c), Expr::Literal(v, _)) => (c.name.as_str(), *op, v),
-                        (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
-                            Some(op) => (c.name.as_str(), op, v),
-                            None => {
-                                rest.push(expr);
-                                continue;
-                            }
-                        },
-                        _ => {
-                            rest.push(expr);
-                            continue;
-                        }
-                    };
-                    match (column, op, timestamp_ns(value)) {
-                        (c, op, Some(t)) if c == time_column => match op {
-                            Operator::Eq => {
-                                (start, end) = (start.max(t), end.min(t));
-                                true
-                            }
-                            Operator::Gt => {
-                                start = start.max(t.saturating_add(1));
-                                true
-                            }
-                            Operator::GtEq => {
-                                start = start.max(t);
-                                true
-                            }
-                            Operator::Lt => {
-                                end = end.min(t.saturating_sub(1));
-                                true
-                            }
-                            Operator::LtEq => {
-                                end = end.min(t);
-                                true
-                            }
+                    match comparison(left, *op, right) {
+                        Some((c, op, value)) if c == time_column => match (op, timestamp_ns(value))
+                        {
+                            (Operator::Eq, Some(t)) => narrow(t, t),
+                            (Operator::Gt, Some(t)) => narrow(t.saturating_add(1), i64::MAX),
+                            (Operator::GtEq, Some(t)) => narrow(t, i64::MAX),
+                            (Operator::Lt, Some(t)) => narrow(i64::MIN, t.saturating_sub(1)),
+                            (Operator::LtEq, Some(t)) => narrow(i64::MIN, t),
                             _ => false,
                         },
-                        ("stream_id", Operator::Eq, _) => match unsigned(value) {
+                        Some(("stream_id", Operator::Eq, value)) => match unsigned(value) {
                             Some(id) => {
                                 intersect([StreamId(id)].into());
                                 true
                             }
                             None => false,
                         },
-                        (c, Operator::Eq, _) => {
+                        Some((c, Operator::Eq, value)) => {
                             if let Some(label) = self.label_of_column(c)
                                 && let Some(m) = text(value)
                                     .and_then(|v| Matcher::new(label, MatchOp::Equal, v).ok())
@@ -280,9 +256,7 @@ impl SignalTable {
                         && c.name == time_column
                         && let (Some(lo), Some(hi)) = (timestamp_ns(lo), timestamp_ns(hi))
                     {
-                        start = start.max(lo);
-                        end = end.min(hi);
-                        true
+                        narrow(lo, hi)
                     } else {
                         false
                     }
@@ -310,12 +284,10 @@ impl SignalTable {
         }
         filter
     }
-}
 
-impl SignalTable {
-    /// The rows of each chunk that may pass `conditions`, as far as the filter cache
-    /// knows; the streams of each chunk this scan reads in full are noted for it to
-    /// learn from.
+    /// The chunks that may hold rows passing `conditions`, with the rows to read, as
+    /// far as the filter cache knows; the streams of each chunk this scan reads in
+    /// full are noted for it to learn from.
     fn consult_filter_cache(
         &self,
         filter: &ScanFilter,
@@ -333,29 +305,29 @@ impl SignalTable {
         let mut out = Vec::with_capacity(chunks.len());
         for chunk in chunks {
             let rows = self.filter_cache.rows(&chunk, &conditions, wanted);
-            let wanted_rows: u64 = chunk
+            let wanted_rows = || -> u64 {
+                let streams = chunk.streams.iter().filter(|s| wanted(s.id));
+                streams.map(|s| s.rows).sum()
+            };
+            match &rows {
+                ChunkRows::All => {}
+                ChunkRows::None => {
+                    skipped += wanted_rows();
+                    continue;
+                }
+                ChunkRows::Ranges(ranges) => {
+                    let read: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+                    skipped += wanted_rows().saturating_sub(read);
+                }
+            }
+            let covered: Vec<StreamId> = chunk
                 .streams
                 .iter()
-                .filter(|s| wanted(s.id))
-                .map(|s| s.rows)
-                .sum();
-            skipped += match &rows {
-                ChunkRows::All => 0,
-                ChunkRows::None => wanted_rows,
-                ChunkRows::Ranges(ranges) => {
-                    wanted_rows.saturating_sub(ranges.iter().map(|r| r.end - r.start).sum())
-                }
-            };
-            if rows != ChunkRows::None {
-                let covered: Vec<StreamId> = chunk
-                    .streams
-                    .iter()
-                    .filter(|s| wanted(s.id) && whole(s.min_time, s.max_time))
-                    .map(|s| s.id)
-                    .collect();
-                if !covered.is_empty() {
-                    learnable.push((Arc::clone(&chunk), covered));
-                }
+                .filter(|s| wanted(s.id) && whole(s.min_time, s.max_time))
+                .map(|s| s.id)
+                .collect();
+            if !covered.is_empty() {
+                learnable.push((Arc::clone(&chunk), covered));
             }
             out.push((chunk, rows));
         }
@@ -459,6 +431,19 @@ fn select_rows(group_rows: &[u64], ranges: &[Range<u64>]) -> Option<Vec<Option<R
     Some(out)
 }
 
+/// `column op literal`, with the literal on either side.
+fn comparison<'a>(
+    left: &'a Expr,
+    op: Operator,
+    right: &'a Expr,
+) -> Option<(&'a str, Operator, &'a ScalarValue)> {
+    match (left, right) {
+        (Expr::Column(c), Expr::Literal(v, _)) => Some((c.name.as_str(), op, v)),
+        (Expr::Literal(v, _), Expr::Column(c)) => Some((c.name.as_str(), op.swap()?, v)),
+        _ => None,
+    }
+}
+
 fn timestamp_ns(value: &ScalarValue) -> Option<i64> {
     match value {
         ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
@@ -513,20 +498,12 @@ impl TableProvider for SignalTable {
         let table_schema = self.schema();
         let (filter, conditions) = self.scan_filter(filters);
         let selection = self.db.select(&self.tenant, self.signal, &filter);
-        let mut pruned = selection.pruned_chunks;
+        let selected = selection.chunks.len();
         let chunks = match conditions {
             // A trace lookup reads little already; a limited scan may stop early, so
             // its output does not tell the cache anything.
             Some(conditions) if filter.ids.is_none() && limit.is_none() => {
-                let chunks = self.consult_filter_cache(&filter, conditions, selection.chunks);
-                pruned += chunks
-                    .iter()
-                    .filter(|(_, rows)| *rows == ChunkRows::None)
-                    .count();
-                chunks
-                    .into_iter()
-                    .filter(|(_, rows)| *rows != ChunkRows::None)
-                    .collect()
+                self.consult_filter_cache(&filter, conditions, selection.chunks)
             }
             _ => selection
                 .chunks
@@ -534,6 +511,7 @@ impl TableProvider for SignalTable {
                 .map(|chunk| (chunk, ChunkRows::All))
                 .collect::<Vec<_>>(),
         };
+        let pruned = selection.pruned_chunks + (selected - chunks.len());
         self.stats
             .chunks_selected
             .fetch_add(chunks.len() as u64, Ordering::Relaxed);

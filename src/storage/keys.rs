@@ -191,6 +191,34 @@ mod tests {
             prop_assert!(PartitionKey::parse(partition).is_some());
         }
 
+        /// Whatever a client sends as `X-Scope-OrgID` (percent-encodings, dots, slashes,
+        /// unicode look-alikes), either it is refused or every key of its chunks lies
+        /// inside its own prefix, with the same shape as any other tenant's.
+        #[test]
+        fn every_key_stays_inside_its_tenant(
+            id in prop_oneof![
+                "\\PC{0,160}",
+                "[a-zA-Z0-9_./%\\\\-]{1,40}",
+                Just("..".to_owned()),
+                Just("%2e%2e%2f".to_owned()),
+                Just("a/../b".to_owned()),
+            ],
+            value in "\\PC{0,40}",
+        ) {
+            let Ok(tenant) = Tenant::new(&id) else {
+                return Ok(());
+            };
+            let key = ChunkKey { tenant: tenant.clone(), ..key(&value) };
+            for path in [key.data_path(), key.meta_path()] {
+                let prefix = format!("{}/", tenant.as_str());
+                prop_assert!(path.as_ref().starts_with(&prefix), "{path} outside {prefix}");
+                let parts: Vec<_> = path.as_ref().split('/').collect();
+                prop_assert_eq!(parts.len(), 6);
+                prop_assert_eq!(parts[0], id.as_str());
+                prop_assert!(parts.iter().all(|p| !p.is_empty() && *p != "." && *p != ".."));
+            }
+        }
+
         #[test]
         fn distinct_short_values_get_distinct_partitions(a in "[a-z./%]{1,10}", b in "[a-z./%]{1,10}") {
             let (pa, pb) = (PartitionKey::from_label_value(Some(&a)), PartitionKey::from_label_value(Some(&b)));

@@ -1,11 +1,15 @@
 //! The object store chunks live in: the local filesystem by default, or S3, GCS or
 //! Azure by URL. Every read goes through a counting layer so `/metrics` (and the
 //! pruning tests) can see exactly how many objects and bytes a query touched.
+//!
+//! Every write is bounded in time: the local filesystem has no timeout of its own, and
+//! a hung PUT would otherwise hold up flushing, and so the WAL's truncation, for good.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -35,7 +39,19 @@ pub enum StoreError {
     },
     #[error("chunk metadata {path}: {reason}")]
     Meta { path: String, reason: String },
+    #[error("writing {path} to the object store took longer than {after:?}")]
+    Timeout { path: String, after: Duration },
+    #[error("sync of {path} did not finish: {source}")]
+    SyncTask {
+        path: PathBuf,
+        source: tokio::task::JoinError,
+    },
 }
+
+/// How long a chunk upload may take unless configured otherwise: longer than the cloud
+/// stores' own request timeouts and retries (30 s per request, retried for up to 3
+/// minutes), so it only ever stops a store that has stopped answering.
+pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -132,6 +148,7 @@ pub struct ChunkStore {
     /// durable by syncing the file and its directories, which `object_store` does not.
     local_root: Option<PathBuf>,
     description: String,
+    upload_timeout: Duration,
 }
 
 impl fmt::Debug for ChunkStore {
@@ -196,6 +213,7 @@ impl ChunkStore {
             store: Arc::new(Counting { inner, metrics }),
             local_root,
             description,
+            upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
         })
     }
 
@@ -208,36 +226,67 @@ impl ChunkStore {
             }),
             local_root: None,
             description: "custom".into(),
+            upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
         }
+    }
+
+    /// Bounds each `put`, and the `exists` check that follows a failed one.
+    pub fn with_upload_timeout(mut self, timeout: Duration) -> Self {
+        self.upload_timeout = timeout;
+        self
     }
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.store)
     }
 
-    /// Writes an object and returns once it is durable.
+    /// Writes an object and returns once it is durable, or fails once the upload
+    /// timeout passes. A write that timed out may still land later (a local write
+    /// runs on to its end; a remote store may have committed before its reply was lost).
     pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {
+        tokio::time::timeout(self.upload_timeout, self.put_durable(path, bytes))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Timeout {
+                    path: path.to_string(),
+                    after: self.upload_timeout,
+                })
+            })
+    }
+
+    async fn put_durable(&self, path: &Path, bytes: Bytes) -> Result<()> {
         self.store.put(path, PutPayload::from(bytes)).await?;
         if let Some(root) = &self.local_root {
             let file = root.join(path.as_ref());
-            let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
-            let mut result = sync(&file);
-            let mut dir = file.parent();
-            while result.is_ok()
-                && let Some(d) = dir
-                && d.starts_with(root)
-            {
-                result = sync(d);
-                dir = d.parent();
-            }
-            result.map_err(|source| StoreError::Sync { path: file, source })?;
+            let root = root.clone();
+            // Off the async workers, so the timeout can fire while a sync hangs.
+            let synced = tokio::task::spawn_blocking(move || {
+                let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
+                let mut result = sync(&file);
+                let mut dir = file.parent();
+                while result.is_ok()
+                    && let Some(d) = dir
+                    && d.starts_with(&root)
+                {
+                    result = sync(d);
+                    dir = d.parent();
+                }
+                result.map_err(|source| StoreError::Sync { path: file, source })
+            });
+            synced.await.map_err(|source| StoreError::SyncTask {
+                path: PathBuf::from(path.as_ref()),
+                source,
+            })??;
         }
         Ok(())
     }
 
-    /// Whether an object is there (a failed HEAD counts as not there).
+    /// Whether an object is there (a failed or timed-out HEAD counts as not there).
     pub async fn exists(&self, path: &Path) -> bool {
-        self.store.head(path).await.is_ok()
+        matches!(
+            tokio::time::timeout(self.upload_timeout, self.store.head(path)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Reads every chunk's metadata. Chunks without metadata are unfinished writes and

@@ -9,16 +9,25 @@
 //! started on open and when the current one passes the size limit; whole segments are
 //! removed once every row in them is in a durable chunk.
 //!
-//! On open, every segment is replayed. A bad record at the end of the newest segment is
-//! a torn write from a crash: the file is cut there and the cut is logged. A bad record
-//! anywhere else is corruption: it and the rest of its segment are skipped, the damage
-//! is logged and counted, and later segments are still replayed.
+//! On open, every segment is replayed. A bad record in the newest segment with no intact
+//! record anywhere after it is a torn write from a crash: the file is cut there and the
+//! cut is logged and counted. Any other bad record is corruption: it and the rest of its
+//! segment are skipped, the damage is logged and counted, and later segments are still
+//! replayed; a segment left without one readable record is renamed `*.corrupt` and kept
+//! as evidence. Replay never resynchronises inside a damaged segment: what follows a bad
+//! length cannot be trusted to be a record boundary.
+//!
+//! The segments' size on disk is bounded: once they hold `max_disk_bytes` (counting
+//! records queued for them), appends are refused before anything is written, until
+//! flushed segments are removed. The bound is soft by one request, so that a request
+//! larger than the bound is not refused forever.
 
 pub mod record;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -29,7 +38,7 @@ use tracing::{error, info, warn};
 
 pub use record::EncodedRows;
 pub use record::WalRecord;
-use record::{FRAME_HEADER, MAX_RECORD_BYTES, decode_body, encode_frame_head};
+use record::{FRAME_HEADER, MAX_RECORD_BYTES, MIN_BODY, decode_body, encode_frame_head};
 
 use crate::metrics::Metrics;
 use crate::model::{Signal, Tenant};
@@ -65,6 +74,8 @@ pub struct WalConfig {
     pub dir: PathBuf,
     pub sync: SyncPolicy,
     pub segment_bytes: u64,
+    /// Appends are refused while the segments hold this many bytes or more.
+    pub max_disk_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +89,8 @@ pub enum Error {
     Write(Arc<std::io::Error>),
     #[error("wal is closed")]
     Closed,
+    #[error("wal is full: its segments hold {used} bytes, the limit is {limit}")]
+    Full { used: u64, limit: u64 },
     #[error("cannot encode rows for the wal: {0}")]
     Encode(#[from] arrow::error::ArrowError),
 }
@@ -98,8 +111,10 @@ pub struct ReplayReport {
     pub records: usize,
     /// Newest segment cut at this offset (a torn write).
     pub torn_tail: Option<(PathBuf, u64)>,
-    /// Older segments with a bad record at this offset; the rest of each was skipped.
+    /// Segments with a bad record at this offset, and why; the rest of each was skipped.
     pub corrupt: Vec<(PathBuf, u64, String)>,
+    /// Corrupt segments without one readable record, renamed to these paths.
+    pub set_aside: Vec<PathBuf>,
 }
 
 struct Pending {
@@ -121,6 +136,8 @@ struct SegmentInfo {
     path: PathBuf,
     first_seq: u64,
     last_seq: Option<u64>,
+    /// The file's length.
+    bytes: u64,
 }
 
 pub struct Wal {
@@ -130,7 +147,13 @@ pub struct Wal {
     /// Closed segments, oldest first; only these are ever removed.
     closed: Mutex<Vec<SegmentInfo>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Bytes of every segment file, plus the frames queued for the writer: what the
+    /// disk bound is checked against.
+    disk_bytes: AtomicU64,
     metrics: Arc<Metrics>,
+    /// A write error the writer reports instead of finishing its next writes.
+    #[cfg(test)]
+    injected_write_error: Mutex<Option<std::io::ErrorKind>>,
 }
 
 /// A record appended but not yet known to be durable.
@@ -197,10 +220,12 @@ impl Wal {
                 let aside = segment.path.with_extension("corrupt");
                 fs::rename(&segment.path, &aside).map_err(io_err(&segment.path))?;
                 warn!(path = %aside.display(), "wal: set aside a segment with no readable record");
+                report.set_aside.push(aside);
             } else {
                 fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
             }
         }
+        let disk_bytes = kept.iter().map(|s| s.bytes).sum();
 
         let wal = Arc::new(Self {
             config,
@@ -211,8 +236,12 @@ impl Wal {
             wake: Condvar::new(),
             closed: Mutex::new(kept),
             writer: Mutex::new(None),
+            disk_bytes: AtomicU64::new(disk_bytes),
             metrics,
+            #[cfg(test)]
+            injected_write_error: Mutex::new(None),
         });
+        wal.grow(0);
         let active = wal.create_segment(next_seq)?;
         let thread_wal = Arc::clone(&wal);
         let handle = std::thread::Builder::new()
@@ -243,12 +272,21 @@ impl Wal {
         if queue.closed {
             return Err(Error::Closed);
         }
+        // Checked and reserved under the queue lock, so concurrent appends cannot all
+        // pass the check on the same reading.
+        let used = self.disk_bytes();
+        let limit = self.config.max_disk_bytes;
+        if used >= limit {
+            Metrics::add(&self.metrics.wal_disk_full_refusals_total, 1);
+            return Err(Error::Full { used, limit });
+        }
         let mut appended = Vec::with_capacity(records.len());
         for (signal, rows) in records {
             let (tx, rx) = oneshot::channel();
             let seq = queue.next_seq;
             queue.next_seq += 1;
             let head = encode_frame_head(seq, tenant, *signal, rows);
+            self.grow((head.len() + rows.bytes.len()) as u64);
             queue.pending.push(Pending {
                 head,
                 rows: rows.bytes.clone(),
@@ -267,6 +305,40 @@ impl Wal {
         lock(&self.queue).next_seq
     }
 
+    /// Bytes the segments hold on disk, counting records queued for them.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the segments hold half their bound or more: time to write every head
+    /// out, due or not, so that a healthy store never makes pushes wait for disk.
+    pub fn disk_pressure(&self) -> bool {
+        self.disk_bytes() >= self.config.max_disk_bytes / 2
+    }
+
+    fn grow(&self, bytes: u64) {
+        let now = self.disk_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.metrics.wal_disk_bytes.store(now, Ordering::Relaxed);
+    }
+
+    fn shrink(&self, bytes: u64) {
+        let before = self
+            .disk_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes))
+            })
+            .unwrap_or_default();
+        let now = before.saturating_sub(bytes);
+        self.metrics.wal_disk_bytes.store(now, Ordering::Relaxed);
+    }
+
+    /// Makes the writer fail its next writes with `kind` (after writing half of what
+    /// it was given, as a full disk does), or work again with `None`.
+    #[cfg(test)]
+    pub(crate) fn inject_write_error(&self, kind: Option<std::io::ErrorKind>) {
+        *lock(&self.injected_write_error) = kind;
+    }
+
     /// Removes closed segments whose every record has a sequence number below `seq`.
     pub fn remove_before(&self, seq: u64) -> Result<usize> {
         let mut closed = lock(&self.closed);
@@ -280,6 +352,7 @@ impl Wal {
                 break;
             }
             fs::remove_file(&first.path).map_err(io_err(&first.path))?;
+            self.shrink(first.bytes);
             closed.remove(0);
             removed += 1;
         }
@@ -307,14 +380,17 @@ impl Wal {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        crate::failpoint::pause(crate::failpoint::WAL_ROTATE);
         file.write_all(MAGIC).map_err(io_err(&path))?;
         file.sync_all().map_err(io_err(&path))?;
         sync_dir(&self.config.dir)?;
+        self.grow(MAGIC.len() as u64);
         Ok(ActiveSegment {
             info: SegmentInfo {
                 path,
                 first_seq,
                 last_seq: None,
+                bytes: MAGIC.len() as u64,
             },
             file,
             len: MAGIC.len() as u64,
@@ -367,29 +443,39 @@ impl Wal {
             buf.extend_from_slice(&p.head);
             buf.extend_from_slice(&p.rows);
         }
-        let written = active
-            .file
-            .write_all(&buf)
-            .and_then(|()| match self.config.sync {
-                SyncPolicy::Fsync => {
-                    Metrics::add(&self.metrics.wal_syncs_total, 1);
-                    active.file.sync_data()
-                }
-                SyncPolicy::Buffered => Ok(()),
-            });
+        let written =
+            self.write_segment(&mut active.file, &buf)
+                .and_then(|()| match self.config.sync {
+                    SyncPolicy::Fsync => {
+                        Metrics::add(&self.metrics.wal_syncs_total, 1);
+                        active.file.sync_data()
+                    }
+                    SyncPolicy::Buffered => Ok(()),
+                });
         if let Err(e) = written {
             // Leave no partial frame, and no hole, before whatever is written next.
             let _ = active.file.set_len(start_len);
             let _ = active.file.seek(SeekFrom::Start(start_len));
+            self.shrink(buf.len() as u64);
             return Err(e);
         }
         active.len += buf.len() as u64;
+        active.info.bytes = active.len;
         if let Some(last) = batch.last() {
             active.info.last_seq = Some(last.seq);
         }
         Metrics::add(&self.metrics.wal_records_total, batch.len() as u64);
         Metrics::add(&self.metrics.wal_bytes_total, buf.len() as u64);
         Ok(())
+    }
+
+    fn write_segment(&self, file: &mut File, buf: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(kind) = *lock(&self.injected_write_error) {
+            file.write_all(&buf[..buf.len() / 2])?;
+            return Err(kind.into());
+        }
+        file.write_all(buf)
     }
 
     fn rotate(&self, active: &mut ActiveSegment) -> Result<()> {
@@ -439,6 +525,7 @@ fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
             path: entry.path(),
             first_seq,
             last_seq: None,
+            bytes: 0,
         });
     }
     segments.sort_by_key(|s| s.first_seq);
@@ -452,15 +539,15 @@ fn replay_segment(
     report: &mut ReplayReport,
 ) -> Result<Vec<WalRecord>> {
     let data = fs::read(&segment.path).map_err(io_err(&segment.path))?;
+    segment.bytes = data.len() as u64;
     let mut records = Vec::new();
     let mut offset = MAGIC.len();
-    let fault = if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+    // Why reading stopped, and whether it looks like a write a crash cut short.
+    let fault: Option<(String, bool)> = if data.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         offset = 0;
-        Some(Fault {
-            reason: "bad segment header".to_owned(),
-            // A crash while creating the segment leaves a short or zeroed header.
-            torn: data.len() < MAGIC.len() || data.iter().all(|b| *b == 0),
-        })
+        // A crash while creating the segment leaves a short or zeroed header.
+        let cut_short = data.len() < MAGIC.len() || data.iter().all(|b| *b == 0);
+        Some(("bad segment header".to_owned(), cut_short))
     } else {
         loop {
             if offset == data.len() {
@@ -472,15 +559,20 @@ fn replay_segment(
                     records.push(record);
                     offset += len;
                 }
-                Err(fault) => break Some(fault),
+                Err(fault) => {
+                    // A write cut short leaves nothing whole after it; an intact frame
+                    // further on means the bad one was damaged after it was written.
+                    let min_seq = segment.last_seq.map_or(segment.first_seq, |s| s + 1);
+                    let cut_short =
+                        fault.framing && newest && !intact_frame_after(&data, offset, min_seq);
+                    break Some((fault.reason, cut_short));
+                }
             }
         }
     };
-    if let Some(Fault { reason, torn }) = fault {
+    if let Some((reason, cut_short)) = fault {
         let path = segment.path.clone();
-        // Only an incomplete write at the very end of the newest segment is a torn
-        // tail; a bad frame with more data after it is corruption, and the file is kept.
-        if newest && torn {
+        if newest && cut_short {
             warn!(path = %path.display(), offset, reason, "wal: cutting torn tail of newest segment");
             let file = OpenOptions::new()
                 .write(true)
@@ -488,13 +580,15 @@ fn replay_segment(
                 .map_err(io_err(&path))?;
             file.set_len(offset as u64).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
+            segment.bytes = offset as u64;
             report.torn_tail = Some((path, offset as u64));
         } else {
             error!(
                 path = %path.display(),
                 offset,
                 reason,
-                "wal: corrupt record in an older segment; skipping the rest of that segment"
+                newest,
+                "wal: corrupt record; skipping the rest of its segment"
             );
             report.corrupt.push((path, offset as u64, reason));
         }
@@ -505,47 +599,76 @@ fn replay_segment(
     Ok(records)
 }
 
-/// Why replay stopped reading a segment, and whether it looks like a write that a crash
-/// cut short (everything from the fault to the end of the file is incomplete or zero).
+/// Why replay stopped reading a segment.
 struct Fault {
     reason: String,
-    torn: bool,
+    /// The bytes are not a complete frame with a matching checksum, as after a write
+    /// cut short; otherwise the checksum held and the content itself is bad.
+    framing: bool,
 }
 
 fn read_frame(data: &[u8]) -> Result<(WalRecord, usize), Fault> {
-    let zeros = data.iter().all(|b| *b == 0);
-    let fault = |reason: String, incomplete: bool| Fault {
+    let framing = |reason: String| Fault {
         reason,
-        torn: incomplete || zeros,
+        framing: true,
     };
     if data.len() < FRAME_HEADER {
-        return Err(fault(
-            format!("truncated frame header ({} bytes)", data.len()),
-            true,
-        ));
+        return Err(framing(format!(
+            "truncated frame header ({} bytes)",
+            data.len()
+        )));
     }
     let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
     let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    // A zeroed frame would pass its checksum (the CRC of nothing is 0) without this.
+    if len < MIN_BODY {
+        return Err(framing(format!(
+            "record length {len} is below the minimum of {MIN_BODY}"
+        )));
+    }
+    if len > MAX_RECORD_BYTES {
+        return Err(framing(format!(
+            "record length {len} exceeds {MAX_RECORD_BYTES}"
+        )));
+    }
     // Checked against the bytes present before anything is allocated or read.
     let Some(body) = data.get(FRAME_HEADER..FRAME_HEADER + len) else {
-        let reason = format!("record of {len} bytes runs past the end of the segment");
-        return Err(fault(reason, true));
+        return Err(framing(format!(
+            "record of {len} bytes runs past the end of the segment"
+        )));
     };
-    if len > MAX_RECORD_BYTES {
-        let reason = format!("record length {len} exceeds {MAX_RECORD_BYTES}");
-        return Err(fault(reason, false));
-    }
     if crc32c::crc32c(body) != crc {
-        // A checksum mismatch on the last frame is a write cut short by a crash.
-        let last = FRAME_HEADER + len == data.len();
-        return Err(fault("checksum mismatch".to_owned(), last));
+        return Err(framing("checksum mismatch".to_owned()));
     }
     // The checksum held, so these bytes are what was written; decoding them must still
     // never take the process down.
     let decoded = std::panic::catch_unwind(|| decode_body(body))
         .unwrap_or_else(|_| Err(record::RecordError::Undecodable));
-    let record = decoded.map_err(|e| fault(e.to_string(), false))?;
+    let record = decoded.map_err(|e| Fault {
+        reason: e.to_string(),
+        framing: false,
+    })?;
     Ok((record, FRAME_HEADER + len))
+}
+
+/// Whether an intact frame starts anywhere after `offset`: a length that fits, a
+/// sequence number at or above `min_seq` (and not absurdly far above it), and a
+/// matching checksum. The cheap tests come first, so arbitrary bytes are almost never
+/// checksummed.
+fn intact_frame_after(data: &[u8], offset: usize, min_seq: u64) -> bool {
+    const SEQ_SPAN: u64 = 1 << 32;
+    let last_start = data.len().saturating_sub(FRAME_HEADER + MIN_BODY);
+    (offset + 1..=last_start).any(|p| {
+        let at = &data[p..];
+        let word = |i: usize| u32::from_le_bytes([at[i], at[i + 1], at[i + 2], at[i + 3]]);
+        let len = word(0) as usize;
+        if !(MIN_BODY..=MAX_RECORD_BYTES).contains(&len) || at.len() < FRAME_HEADER + len {
+            return false;
+        }
+        let seq = u64::from(word(8)) | (u64::from(word(12)) << 32);
+        seq.wrapping_sub(min_seq) < SEQ_SPAN
+            && crc32c::crc32c(&at[FRAME_HEADER..FRAME_HEADER + len]) == word(4)
+    })
 }
 
 /// Encodes rows for `Wal::append`, outside any lock.

@@ -18,6 +18,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::model::{Signal, Tenant};
 
 pub const FRAME_HEADER: usize = 8;
+/// The shortest body: sequence number, signal and tenant length.
+pub const MIN_BODY: usize = 10;
 /// Upper bound on one record; anything larger in a header is corruption.
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
@@ -92,7 +94,7 @@ pub fn encode_frame_head(seq: u64, tenant: &Tenant, signal: Signal, rows: &Encod
 }
 
 pub fn decode_body(body: &[u8]) -> Result<WalRecord, RecordError> {
-    if body.len() < 10 {
+    if body.len() < MIN_BODY {
         return Err(RecordError::Short);
     }
     let seq = u64::from_le_bytes(body[..8].try_into().map_err(|_| RecordError::Short)?);
