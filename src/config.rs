@@ -147,8 +147,8 @@ pub struct FileToken {
     pub token: String,
 }
 
-/// A `[tenants.<id>]` table: the `[ingest]` limits this tenant has instead of the
-/// defaults.
+/// A `[tenants.<id>]` table: the `[ingest]` and `[query]` limits this tenant has
+/// instead of the defaults (query ones prefixed `query_`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTenantLimits {
@@ -157,6 +157,11 @@ pub struct FileTenantLimits {
     pub rate_bytes: Option<u64>,
     pub burst_bytes: Option<u64>,
     pub max_active_streams: Option<usize>,
+    pub query_timeout: Option<String>,
+    pub query_max_memory_bytes: Option<usize>,
+    pub query_max_rows: Option<usize>,
+    pub query_max_range: Option<String>,
+    pub query_max_concurrent: Option<usize>,
 }
 
 /// The file's layout: the same settings, grouped in sections.
@@ -369,6 +374,8 @@ pub struct Config {
     pub limits: TenantLimits,
     pub auth: AuthConfig,
     pub query: QueryConfig,
+    /// Query limits of the tenants that have their own.
+    pub query_overrides: BTreeMap<Tenant, QueryConfig>,
     pub scrape: Vec<ScrapeJob>,
 }
 
@@ -453,7 +460,24 @@ impl Config {
             max_body_bytes: positive("max_body_bytes", raw.max_body_bytes, DEFAULT_MAX_BODY_BYTES)?,
             max_line_bytes,
         };
-        let limits = tenant_limits(defaults, &raw.tenants)?;
+        let query = QueryConfig {
+            timeout: parse_duration(raw.query_timeout.as_deref().unwrap_or("30s"))
+                .map_err(|e| invalid("query_timeout", e))?,
+            max_memory_bytes: positive(
+                "query_max_memory_bytes",
+                raw.query_max_memory_bytes,
+                1 << 30,
+            )?,
+            max_result_rows: positive("query_max_rows", raw.query_max_rows, 100_000)?,
+            max_range: parse_duration(raw.query_max_range.as_deref().unwrap_or("31d"))
+                .map_err(|e| invalid("query_max_range", e))?,
+            max_concurrent: positive(
+                "query_max_concurrent",
+                raw.query_max_concurrent,
+                DEFAULT_MAX_CONCURRENT_QUERIES,
+            )?,
+        };
+        let (limits, query_overrides) = tenant_limits(defaults, &query, &raw.tenants)?;
         let auth = auth(&raw.auth_tokens, raw.require_tenant.unwrap_or(false))?;
         Ok(Config {
             scrape,
@@ -478,24 +502,9 @@ impl Config {
                 max_line_bytes,
             },
             limits,
+            query_overrides,
             auth,
-            query: QueryConfig {
-                timeout: parse_duration(raw.query_timeout.as_deref().unwrap_or("30s"))
-                    .map_err(|e| invalid("query_timeout", e))?,
-                max_memory_bytes: positive(
-                    "query_max_memory_bytes",
-                    raw.query_max_memory_bytes,
-                    1 << 30,
-                )?,
-                max_result_rows: positive("query_max_rows", raw.query_max_rows, 100_000)?,
-                max_range: parse_duration(raw.query_max_range.as_deref().unwrap_or("31d"))
-                    .map_err(|e| invalid("query_max_range", e))?,
-                max_concurrent: positive(
-                    "query_max_concurrent",
-                    raw.query_max_concurrent,
-                    DEFAULT_MAX_CONCURRENT_QUERIES,
-                )?,
-            },
+            query,
         })
     }
 }
@@ -516,8 +525,10 @@ fn positive<T: Copy + PartialEq + From<u8>>(
 /// The defaults, and each `[tenants.<id>]` table over them.
 fn tenant_limits(
     defaults: Limits,
+    query: &QueryConfig,
     tenants: &BTreeMap<String, FileTenantLimits>,
-) -> Result<TenantLimits, ConfigError> {
+) -> Result<(TenantLimits, BTreeMap<Tenant, QueryConfig>), ConfigError> {
+    let mut queries = BTreeMap::new();
     let setting = "tenants";
     let mut limits = TenantLimits::uniform(defaults.clone());
     for (id, file) in tenants {
@@ -531,9 +542,25 @@ fn tenant_limits(
             max_body_bytes: positive(setting, file.max_body_bytes, defaults.max_body_bytes)?,
             max_line_bytes: positive(setting, file.max_line_bytes, defaults.max_line_bytes)?,
         };
-        limits.overrides.insert(tenant, overrides);
+        let duration = |text: &Option<String>, default: Duration| match text {
+            Some(text) => parse_duration(text).map_err(|e| invalid(setting, format!("{id}: {e}"))),
+            None => Ok(default),
+        };
+        let query = QueryConfig {
+            timeout: duration(&file.query_timeout, query.timeout)?,
+            max_memory_bytes: positive(
+                setting,
+                file.query_max_memory_bytes,
+                query.max_memory_bytes,
+            )?,
+            max_result_rows: positive(setting, file.query_max_rows, query.max_result_rows)?,
+            max_range: duration(&file.query_max_range, query.max_range)?,
+            max_concurrent: positive(setting, file.query_max_concurrent, query.max_concurrent)?,
+        };
+        limits.overrides.insert(tenant.clone(), overrides);
+        queries.insert(tenant, query);
     }
-    Ok(limits)
+    Ok((limits, queries))
 }
 
 /// Tokens must be long, unique, and name valid tenants.
@@ -851,6 +878,7 @@ mod tests {
             [tenants.team-a]
             rate_bytes = 5000
             max_line_bytes = 10
+            query_max_concurrent = 2
             [auth]
             require_tenant = true
             [[auth.tokens]]
@@ -862,6 +890,8 @@ mod tests {
         let team = Tenant::new("team-a").unwrap();
         assert_eq!(ok.limits.of(&team).ingest_rate_bytes, 5000);
         assert_eq!(ok.limits.of(&team).max_line_bytes, 10);
+        assert_eq!(ok.query_overrides[&team].timeout, ok.query.timeout);
+        assert_eq!(ok.query_overrides[&team].max_concurrent, 2);
         assert_eq!(
             ok.limits.of(&team).ingest_burst_bytes,
             DEFAULT_INGEST_BURST_BYTES
@@ -876,6 +906,7 @@ mod tests {
         let bad = |text: &str| config(text).unwrap_err().to_string();
         assert!(bad("[tenants.\"a/b\"]\nrate_bytes = 1").contains("tenant id"));
         assert!(bad("[tenants.a]\nrate_bytes = 0").contains("greater than 0"));
+        assert!(bad("[tenants.a]\nquery_timeout = \"soon\"").contains("a: "));
         assert!(
             bad("[[auth.tokens]]\ntenant = \"a\"\ntoken = \"short\"").contains("shorter than 16")
         );

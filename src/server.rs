@@ -84,7 +84,10 @@ impl Server {
                 return Err(e.into());
             }
         };
-        let engine = Arc::new(QueryEngine::new(Arc::clone(&db), config.query.clone()));
+        let engine = Arc::new(
+            QueryEngine::new(Arc::clone(&db), config.query.clone())
+                .with_overrides(config.query_overrides.clone()),
+        );
         let scraper = Arc::new(Scraper::new(
             &config.scrape,
             config.limits.defaults.max_body_bytes,

@@ -667,51 +667,48 @@ fn round(
 /// Every ID found in the store, per table, with how often it was found.
 fn stored(rt: &tokio::runtime::Runtime, url: &str) -> HashMap<(Table, u64), u32> {
     let queries = [
-        (Table::Logs, "SELECT body AS v FROM logs"),
-        (Table::Spans, "SELECT name AS v FROM spans"),
+        (Table::Logs, "SELECT body FROM logs"),
+        (Table::Spans, "SELECT name FROM spans"),
         (
             Table::Samples,
-            "SELECT value AS v FROM samples WHERE metric IN ('crash_otlp', 'crash_rw')",
+            "SELECT value FROM samples WHERE metric IN ('crash_otlp', 'crash_rw')",
         ),
         (
             Table::ProfileSamples,
-            "SELECT functions[-1] AS v FROM profile_samples",
+            "SELECT functions[-1] FROM profile_samples",
         ),
     ];
     let http = reqwest::Client::new();
     let mut found = HashMap::new();
     for (table, sql) in queries {
+        // CSV: millions of rows stay small, and no value here needs quoting.
         let text = rt.block_on(async {
             let response = http
-                .post(format!("{url}/threadline/v1/sql"))
+                .post(format!("{url}/threadline/v1/sql?format=csv"))
                 .body(sql)
                 .send()
                 .await
                 .unwrap();
             let status = response.status();
+            let truncated = response.headers().get("x-threadline-truncated").cloned();
             let text = response.text().await.unwrap();
             assert!(status.is_success(), "{sql}: {status} {text}");
+            assert_eq!(truncated.unwrap(), "false", "{sql}: result truncated");
             text
         });
-        let body: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(body["truncated"], false, "{sql}: result truncated");
-        for row in body["rows"].as_array().unwrap() {
-            let id = match &row["v"] {
-                Value::Number(n) => n.as_f64().unwrap() as u64,
-                Value::String(s) => {
-                    let digits = s
-                        .split_once("id=")
-                        .map(|(_, rest)| rest)
-                        .or_else(|| s.strip_prefix("crash-"))
-                        .or_else(|| s.strip_prefix("crash_"))
-                        .unwrap_or_else(|| panic!("{sql}: no ID in {s:?}"));
-                    let digits = digits.split(' ').next().unwrap_or_default();
-                    digits
-                        .parse()
-                        .unwrap_or_else(|_| panic!("{sql}: no ID in {s:?}"))
+        for value in text.lines().skip(1) {
+            let id = match table {
+                Table::Samples => value.parse::<f64>().ok().map(|v| v as u64),
+                Table::Logs => value
+                    .split_once("id=")
+                    .and_then(|(_, rest)| rest.split(' ').next())
+                    .and_then(|id| id.parse().ok()),
+                Table::Spans => value.strip_prefix("crash-").and_then(|id| id.parse().ok()),
+                Table::ProfileSamples => {
+                    value.strip_prefix("crash_").and_then(|id| id.parse().ok())
                 }
-                other => panic!("{sql}: unexpected value {other}"),
             };
+            let id = id.unwrap_or_else(|| panic!("{sql}: no ID in {value:?}"));
             *found.entry((table, id)).or_default() += 1;
         }
     }
@@ -764,6 +761,18 @@ fn report(what: &str, verdict: &Verdict) {
         verdict.duplicated.len(),
         verdict.unknown.len()
     );
+    let mut per_api: HashMap<(&str, &str), u64> = HashMap::new();
+    for (_, api) in &verdict.lost {
+        *per_api.entry(("lost", api.name())).or_default() += 1;
+    }
+    for (_, api, _, _) in &verdict.duplicated {
+        *per_api.entry(("duplicated", api.name())).or_default() += 1;
+    }
+    let mut per_api: Vec<_> = per_api.into_iter().collect();
+    per_api.sort();
+    for ((what, api), n) in per_api {
+        println!("  {what} from {api}: {n}");
+    }
     for (id, api) in verdict.lost.iter().take(20) {
         println!("  lost: id {id} ({})", api.name());
     }

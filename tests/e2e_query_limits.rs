@@ -178,3 +178,82 @@ async fn a_metric_query_holds_its_samples_against_one_budget() {
         "{body}"
     );
 }
+
+/// `[tenants.<id>]` query limits apply to that tenant alone, and each tenant has its
+/// own concurrency slots: one tenant's busy queries never hold up another's.
+#[tokio::test]
+async fn tenants_have_their_own_query_limits_and_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = RawConfig {
+        query_max_concurrent: Some(1),
+        query_timeout: Some("60s".into()),
+        ..settings(dir.path())
+    };
+    raw.tenants.insert(
+        "tight".into(),
+        threadline::config::FileTenantLimits {
+            query_timeout: Some("1s".into()),
+            query_max_range: Some("1d".into()),
+            ..Default::default()
+        },
+    );
+    let server = TestServer::start_with(raw).await;
+    let sql = |tenant: &'static str, sql: &'static str| {
+        let server = &server;
+        async move {
+            let response = server
+                .http
+                .post(format!("{}/threadline/v1/sql", server.url))
+                .header("x-scope-orgid", tenant)
+                .body(sql)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            response.ok().map(|r| r.status().as_u16())
+        }
+    };
+    // The default tenant's only slot is taken by an endless query for the whole test;
+    // the tight tenant's endless query stops at its own one-second limit.
+    let endless = sql("default", ENDLESS);
+    let tight = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let status = sql("tight", ENDLESS).await;
+        let quick = sql("tight", "SELECT 1").await;
+        (status, started.elapsed(), quick)
+    };
+    let (status, elapsed, quick) = tokio::select! {
+        _ = endless => panic!("the endless query ended"),
+        result = tight => result,
+    };
+    assert_eq!(status, Some(503));
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_eq!(quick, Some(200), "the tight tenant's slot is its own");
+
+    let end = now_ns() / 1_000_000_000;
+    let start = (end - 2 * DAY_S).to_string();
+    let end = end.to_string();
+    let range = |tenant: &'static str| {
+        let (start, end) = (start.clone(), end.clone());
+        let server = &server;
+        async move {
+            let response = server
+                .http
+                .get(format!("{}/loki/api/v1/query_range", server.url))
+                .header("x-scope-orgid", tenant)
+                .query(&[
+                    ("query", r#"{app="api"}"#),
+                    ("start", &start),
+                    ("end", &end),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, text) = range("tight").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most 24h0m"), "{text}");
+    assert_eq!(range("other").await.0, 200);
+}

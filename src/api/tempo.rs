@@ -291,8 +291,8 @@ async fn distinct_span_values(
     values: SpanValues<'_>,
 ) -> Result<BTreeSet<String>, ApiError> {
     Ok(engine
-        .counted(async {
-            engine.check_range(range)?;
+        .counted(tenant, async {
+            engine.check_range(tenant, range)?;
             let ctx = engine.session(tenant, Default::default())?;
             let df = ctx
                 .table(Signal::Spans.as_str())

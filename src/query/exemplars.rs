@@ -54,7 +54,7 @@ impl QueryEngine {
         start: i64,
         end: i64,
     ) -> Result<ExemplarResult> {
-        self.counted(self.run_exemplars(tenant, selectors, start, end))
+        self.counted(tenant, self.run_exemplars(tenant, selectors, start, end))
             .await
     }
 
@@ -97,7 +97,8 @@ impl QueryEngine {
     /// The exemplars that name `trace`, with their series: the reverse of following
     /// an exemplar to its trace.
     pub async fn trace_exemplars(&self, tenant: &Tenant, trace: TraceId) -> Result<ExemplarResult> {
-        self.counted(self.run_trace_exemplars(tenant, trace)).await
+        self.counted(tenant, self.run_trace_exemplars(tenant, trace))
+            .await
     }
 
     async fn run_trace_exemplars(&self, tenant: &Tenant, trace: TraceId) -> Result<ExemplarResult> {

@@ -58,7 +58,8 @@ impl QueryEngine {
         tenant: &Tenant,
         request: &MetricRequest,
     ) -> Result<MetricResult> {
-        self.counted(self.run_log_metrics(tenant, request)).await
+        self.counted(tenant, self.run_log_metrics(tenant, request))
+            .await
     }
 
     async fn run_log_metrics(
@@ -67,10 +68,13 @@ impl QueryEngine {
         request: &MetricRequest,
     ) -> Result<MetricResult> {
         let steps = Steps::new(request.start, request.end, request.step)?;
-        self.check_range((
-            request.start.saturating_sub(request.expr.lookback_ns()),
-            request.end,
-        ))?;
+        self.check_range(
+            tenant,
+            (
+                request.start.saturating_sub(request.expr.lookback_ns()),
+                request.end,
+            ),
+        )?;
         let stats = Arc::new(ScanStats::default());
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         let mut evaluation = Evaluation {
@@ -159,7 +163,7 @@ impl Evaluation<'_> {
         let pipeline = Pipeline::new(r.log.remaining_stages());
         let by_labels_only = !pipeline.reads_line() && r.unwrap.is_none();
         let labels = LineLabels::new(&selected);
-        let mut samples = Samples::new(self.engine.config().max_memory_bytes, self.held);
+        let mut samples = Samples::new(self.engine.config(self.tenant).max_memory_bytes, self.held);
         // (stream, metadata fingerprint) → series, for pipelines that read only labels.
         let mut known: HashMap<(StreamId, u128), Option<usize>> = HashMap::new();
         let mut batches = df.execute_stream().await?;

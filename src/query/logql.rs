@@ -227,11 +227,11 @@ impl<'a> LineBatch<'a> {
 
 impl QueryEngine {
     pub async fn logs(&self, tenant: &Tenant, request: &LogRequest) -> Result<LogResult> {
-        self.counted(self.run_logs(tenant, request)).await
+        self.counted(tenant, self.run_logs(tenant, request)).await
     }
 
     async fn run_logs(&self, tenant: &Tenant, request: &LogRequest) -> Result<LogResult> {
-        self.check_range((request.start, request.end))?;
+        self.check_range(tenant, (request.start, request.end))?;
         let stats = Arc::new(ScanStats::default());
         let range = (request.start, request.end);
         let selected = self.select_streams(tenant, Signal::Logs, &request.query.selector, range);

@@ -15,13 +15,15 @@ mod readers;
 pub mod samples;
 pub mod sampling;
 pub mod series;
+pub mod sql_limits;
 pub mod streams;
 pub mod table;
 pub mod time;
 pub mod trace;
 pub mod traceql;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -110,10 +112,12 @@ pub const CHUNK_METADATA_CACHE_BYTES: usize = 256 << 20;
 pub struct QueryEngine {
     db: Arc<Db>,
     config: QueryConfig,
+    /// Tenants with limits of their own.
+    overrides: BTreeMap<Tenant, QueryConfig>,
     chunk_metadata: Arc<FileMetadataCache>,
     filter_cache: Arc<FilterCache>,
-    /// One permit per query allowed to run at once.
-    slots: Arc<tokio::sync::Semaphore>,
+    /// Per tenant, one permit per query allowed to run at once.
+    slots: Mutex<HashMap<Tenant, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl QueryEngine {
@@ -122,19 +126,37 @@ impl QueryEngine {
             DefaultCache::new(CHUNK_METADATA_CACHE_BYTES).with_name("threadline_chunk_metadata");
         Self {
             db,
-            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent)),
             config,
+            overrides: BTreeMap::new(),
+            slots: Mutex::new(HashMap::new()),
             chunk_metadata: Arc::new(cache),
             filter_cache: Arc::new(FilterCache::new(FILTER_CACHE_BYTES)),
         }
+    }
+
+    /// Limits for the tenants named, instead of the defaults.
+    pub fn with_overrides(mut self, overrides: BTreeMap<Tenant, QueryConfig>) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    fn slots(&self, tenant: &Tenant) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let max = self.config(tenant).max_concurrent;
+        Arc::clone(
+            slots
+                .entry(tenant.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(max))),
+        )
     }
 
     pub fn db(&self) -> &Arc<Db> {
         &self.db
     }
 
-    pub fn config(&self) -> &QueryConfig {
-        &self.config
+    /// The query limits of a tenant.
+    pub fn config(&self, tenant: &Tenant) -> &QueryConfig {
+        self.overrides.get(tenant).unwrap_or(&self.config)
     }
 
     pub fn filter_cache(&self) -> &FilterCache {
@@ -148,7 +170,7 @@ impl QueryEngine {
             .with_file_metadata_cache(Some(Arc::clone(&self.chunk_metadata)))
             .with_metadata_cache_limit(CHUNK_METADATA_CACHE_BYTES);
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.config.max_memory_bytes, 1.0)
+            .with_memory_limit(self.config(tenant).max_memory_bytes, 1.0)
             .with_cache_manager(caches)
             .build_arc()?;
         let url = url::Url::parse(STORE_URL).map_err(|e| QueryError::Execution(e.to_string()))?;
@@ -174,6 +196,7 @@ impl QueryEngine {
 
     /// Runs one read-only SQL statement for a tenant.
     pub async fn sql(&self, tenant: &Tenant, text: &str) -> Result<QueryOutput> {
+        sql_limits::check(text, &view_names()).map_err(QueryError::Invalid)?;
         let stats = Arc::new(ScanStats::default());
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         for statement in views_named_in(text) {
@@ -183,17 +206,18 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
+        let max_rows = self.config(tenant).max_result_rows;
         let run = async {
             let df = ctx.sql_with_options(text, options).await?;
             // EXPLAIN must stay the root of its plan; everything else is capped.
             let df = match df.logical_plan() {
                 LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
-                _ => df.limit(0, Some(self.config.max_result_rows + 1))?,
+                _ => df.limit(0, Some(max_rows + 1))?,
             };
             self.collect(df).await
         };
-        let (schema, mut batches) = self.counted(run).await?;
-        let truncated = truncate(&mut batches, self.config.max_result_rows);
+        let (schema, mut batches) = self.counted(tenant, run).await?;
+        let truncated = truncate(&mut batches, max_rows);
         Ok(QueryOutput {
             schema,
             batches,
@@ -202,19 +226,22 @@ impl QueryEngine {
         })
     }
 
-    /// Collects a DataFrame within the time limit.
+    /// Collects a DataFrame. Callers run inside `counted`, which bounds their time.
     pub async fn collect(&self, df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        match tokio::time::timeout(self.config.timeout, df.collect()).await {
-            Ok(batches) => Ok((schema, batches?)),
-            Err(_) => Err(QueryError::Timeout(self.config.timeout)),
-        }
+        Ok((schema, df.collect().await?))
     }
 
     /// Runs a query in one of the concurrency slots, within the time limit, and
     /// counts it, its failure, or its cancellation (the caller dropped it: the client
     /// went away) in the metrics.
-    pub async fn counted<T>(&self, run: impl Future<Output = Result<T>>) -> Result<T> {
+    pub async fn counted<T>(
+        &self,
+        tenant: &Tenant,
+        run: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let config = self.config(tenant);
+        let slots = self.slots(tenant);
         let metrics = self.db.metrics();
         Metrics::add(&metrics.queries_total, 1);
         let mut guard = Unfinished {
@@ -224,21 +251,20 @@ impl QueryEngine {
         // Waiting for a slot and running share one time limit. A query that spent
         // most of it waiting is reported as refused for lack of a slot.
         let queued = tokio::time::Instant::now();
-        let deadline = queued + self.config.timeout;
+        let deadline = queued + config.timeout;
         let busy = || {
             Metrics::add(&metrics.query_rejected_total, 1);
-            Err(QueryError::Busy(self.config.max_concurrent))
+            Err(QueryError::Busy(config.max_concurrent))
         };
         let result = async {
-            let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await
-            else {
+            let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, slots.acquire()).await else {
                 return busy();
             };
             let waited = queued.elapsed();
             match tokio::time::timeout_at(deadline, run).await {
                 Ok(result) => result,
-                Err(_) if waited > self.config.timeout / 2 => busy(),
-                Err(_) => Err(QueryError::Timeout(self.config.timeout)),
+                Err(_) if waited > config.timeout / 2 => busy(),
+                Err(_) => Err(QueryError::Timeout(config.timeout)),
             }
         }
         .await;
@@ -249,10 +275,10 @@ impl QueryEngine {
         result
     }
 
-    /// Refuses a time range longer than `query.max_range`.
-    pub fn check_range(&self, (start, end): (i64, i64)) -> Result<()> {
+    /// Refuses a time range longer than the tenant's `query.max_range`.
+    pub fn check_range(&self, tenant: &Tenant, (start, end): (i64, i64)) -> Result<()> {
         let span = (end as i128 - start as i128).max(0) as u128;
-        let max = self.config.max_range.as_nanos();
+        let max = self.config(tenant).max_range.as_nanos();
         if span > max {
             return Err(QueryError::Invalid(format!(
                 "the query covers {}; at most {} (query.max_range) may be queried at once: narrow start and end",
@@ -301,6 +327,11 @@ fn views_named_in(text: &str) -> impl Iterator<Item = &'static str> {
         .filter(move |statement| {
             view_name(statement).is_none_or(|name| text.contains(&name.to_ascii_lowercase()))
         })
+}
+
+/// The names of the shipped views.
+pub fn view_names() -> Vec<&'static str> {
+    VIEWS.split(';').filter_map(view_name).collect()
 }
 
 /// The name a `CREATE VIEW name AS …` statement defines.

@@ -130,7 +130,7 @@ impl QueryEngine {
         query: &ProfileQuery,
         with_lines: bool,
     ) -> Result<MergeResult> {
-        self.counted(self.run_merge(tenant, query, with_lines))
+        self.counted(tenant, self.run_merge(tenant, query, with_lines))
             .await
     }
 
@@ -141,7 +141,7 @@ impl QueryEngine {
         with_lines: bool,
     ) -> Result<MergeResult> {
         if let Some(range) = query.range {
-            self.check_range(range)?;
+            self.check_range(tenant, range)?;
         }
         let stats = Arc::new(ScanStats::default());
         let ctx = self.session(tenant, Arc::clone(&stats))?;
@@ -285,8 +285,8 @@ impl QueryEngine {
         tenant: &Tenant,
         (start, end): (i64, i64),
     ) -> Result<Vec<String>> {
-        self.counted(async {
-            self.check_range((start, end))?;
+        self.counted(tenant, async {
+            self.check_range(tenant, (start, end))?;
             let ctx = self.session(tenant, Arc::default())?;
             let df = ctx
                 .table(Signal::ProfileSamples.as_str())
@@ -320,11 +320,11 @@ impl QueryEngine {
         step: i64,
         average: bool,
     ) -> Result<Vec<(SeriesLabels, Vec<(i64, f64)>)>> {
-        self.counted(async {
+        self.counted(tenant, async {
             let (start, end) = query
                 .range
                 .ok_or_else(|| QueryError::Invalid("a series query needs a time range".into()))?;
-            self.check_range((start, end))?;
+            self.check_range(tenant, (start, end))?;
             if step <= 0 || (end - start) / step > crate::query::series::MAX_STEPS as i64 {
                 return Err(QueryError::Invalid(format!(
                     "step must be positive and give at most {} points",
@@ -408,7 +408,7 @@ impl QueryEngine {
         range: (i64, i64),
         limit: usize,
     ) -> Result<Vec<FunctionTrace>> {
-        self.counted(async {
+        self.counted(tenant, async {
             let stats = Arc::new(ScanStats::default());
             let ctx = self.session(tenant, stats)?;
             let signal = Signal::ProfileSamples;
@@ -606,6 +606,8 @@ async fn matching_spans(
     predicate: &str,
     (start, end): (i64, i64),
 ) -> Result<TraceSpans> {
+    super::sql_limits::check(predicate, &[])
+        .map_err(|e| QueryError::Invalid(format!("span predicate: {e}")))?;
     let df = ctx.table(Signal::Spans.as_str()).await?;
     let condition = ctx
         .parse_sql_expr(predicate, df.schema())

@@ -35,8 +35,8 @@ impl QueryEngine {
         (start, end): (i64, i64),
         metric: Option<&str>,
     ) -> Result<Vec<(String, String, String)>> {
-        self.counted(async {
-            self.check_range((start, end))?;
+        self.counted(tenant, async {
+            self.check_range(tenant, (start, end))?;
             let ctx = self.session(tenant, Arc::default())?;
             let mut df = ctx
                 .table(Signal::Samples.as_str())
@@ -74,7 +74,7 @@ impl QueryEngine {
         range: (i64, i64),
         limit: usize,
     ) -> Result<SampleResult> {
-        self.counted(self.run_samples(tenant, selector, range, limit))
+        self.counted(tenant, self.run_samples(tenant, selector, range, limit))
             .await
     }
 

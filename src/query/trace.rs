@@ -59,7 +59,7 @@ pub struct TreeSpan {
 impl QueryEngine {
     /// `None` when no signal mentions the trace.
     pub async fn trace(&self, tenant: &Tenant, id: TraceId) -> Result<Option<TraceDocument>> {
-        self.counted(self.run_trace(tenant, id)).await
+        self.counted(tenant, self.run_trace(tenant, id)).await
     }
 
     async fn run_trace(&self, tenant: &Tenant, id: TraceId) -> Result<Option<TraceDocument>> {
@@ -148,7 +148,7 @@ impl QueryEngine {
     /// Every span of a trace, oldest first, found through the trace-ID index with no
     /// time range; empty when the trace is unknown.
     pub async fn trace_spans(&self, tenant: &Tenant, id: TraceId) -> Result<Vec<RecordBatch>> {
-        self.counted(async {
+        self.counted(tenant, async {
             let ctx = self.session(tenant, Arc::new(ScanStats::default()))?;
             self.trace_rows(&ctx, Signal::Spans, &id.to_hex()).await
         })
@@ -162,7 +162,7 @@ impl QueryEngine {
         tenant: &Tenant,
         id: TraceId,
     ) -> Result<Vec<(Signal, Vec<RecordBatch>)>> {
-        self.counted(async {
+        self.counted(tenant, async {
             let ctx = self.session(tenant, Arc::new(ScanStats::default()))?;
             let hex = id.to_hex();
             let (spans, logs, exemplars, samples) = futures::try_join!(

@@ -76,7 +76,7 @@ impl QueryEngine {
         request: &SearchRequest,
         label_attributes: &[String],
     ) -> Result<SearchResult> {
-        self.counted(self.run_search(tenant, request, label_attributes))
+        self.counted(tenant, self.run_search(tenant, request, label_attributes))
             .await
     }
 
@@ -87,7 +87,7 @@ impl QueryEngine {
         label_attributes: &[String],
     ) -> Result<SearchResult> {
         let stats = Arc::new(ScanStats::default());
-        self.check_range((request.start, request.end))?;
+        self.check_range(tenant, (request.start, request.end))?;
         let ctx = self.session(tenant, Arc::clone(&stats))?;
         let single_filter = matches!(request.search.spansets, Spanset::Filter(_));
         let trace_level = request

@@ -54,8 +54,8 @@ impl QueryEngine {
         (start, end): (i64, i64),
         step: i64,
     ) -> Result<PromResult> {
-        self.counted(async {
-            self.check_range((start.saturating_sub(lookback_ns(expr)), end))?;
+        self.counted(tenant, async {
+            self.check_range(tenant, (start.saturating_sub(lookback_ns(expr)), end))?;
             let steps = Steps::new(start, end, step)?;
             let stats = Arc::new(ScanStats::default());
             let ctx = self.session(tenant, Arc::clone(&stats))?;
@@ -186,7 +186,7 @@ impl Evaluation<'_> {
             .scan(self.ctx, Signal::Samples, (lo.saturating_add(1), hi))
             .await?
             .select_columns(&["stream_id", "timestamp", "value"])?;
-        let max_points = self.engine.config().max_memory_bytes / 16;
+        let max_points = self.engine.config(self.tenant).max_memory_bytes / 16;
         let mut by_stream: HashMap<StreamId, Vec<(i64, f64)>> = HashMap::new();
         let mut batches = df.execute_stream().await?;
         while let Some(batch) = batches.next().await {
