@@ -26,9 +26,10 @@
 //! ```sh
 //! # the CI version: 40 kills (30 at random, 2 at each of the 5 failpoints), ~2 minutes
 //! cargo test --test crash -- --nocapture
-//! # the long version: more kills, so more records
-//! THREADLINE_CRASH_ROUNDS=300 cargo test --release --test crash -- --nocapture
-//! # repeat a run's schedule (kill moments, batch sizes, failpoint order)
+//! # the long version: 300 kills (225 at random, 15 at each failpoint), ~10 minutes
+//! THREADLINE_CRASH_ROUNDS=300 cargo test --test crash -- --nocapture
+//! # the same schedule again: kill moments, batch sizes, failpoint order (the
+//! # server's own timing, and so what each kill interrupts, still varies)
 //! THREADLINE_CRASH_SEED=<the seed it printed> cargo test --test crash -- --nocapture
 //! ```
 //!

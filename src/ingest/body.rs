@@ -64,17 +64,22 @@ pub fn decompress(
 ///
 /// Every gzip member ends with its inflated size mod 2^32 (ISIZE). The last member's
 /// is read first: the body inflates to at least that much, so past the limit it is
-/// refused before anything is inflated. Otherwise the body is inflated into a buffer
-/// of the declared size; output beyond it (several members, or a trailer that lies) is
-/// only counted, in a small scratch buffer, and a body that stays within the limit is
-/// inflated again into a buffer of the counted size.
+/// refused before anything is inflated — unless no deflate stream of this length could
+/// inflate that far (deflate expands at most 1032-fold), which means the body is cut
+/// short or corrupt and the trailer is noise. Otherwise the body is inflated into a
+/// buffer of the declared size; output beyond it (several members, or a trailer that
+/// lies) is only counted, in a small scratch buffer, and a body that stays within the
+/// limit is inflated again into a buffer of the counted size.
 fn inflate_gzip(body: &[u8], limit: usize) -> Result<bytes::Bytes, BodyError> {
     const HEADER_AND_TRAILER: usize = 18;
+    const MAX_DEFLATE_RATIO: u64 = 1032;
     let declared = match body.len().checked_sub(4) {
         Some(at) if body.len() >= HEADER_AND_TRAILER && body.starts_with(&[0x1f, 0x8b]) => {
             let mut size = [0u8; 4];
             size.copy_from_slice(&body[at..]);
-            u32::from_le_bytes(size) as usize
+            let size = u32::from_le_bytes(size);
+            let possible = u64::from(size) <= MAX_DEFLATE_RATIO * body.len() as u64;
+            if possible { size as usize } else { 0 }
         }
         _ => 0,
     };
@@ -138,6 +143,19 @@ mod tests {
         bomb[at..].copy_from_slice(&100u32.to_le_bytes());
         let err = decompress(bomb.into(), ContentEncoding::Gzip, 1 << 20).unwrap_err();
         assert!(matches!(err, BodyError::TooLarge { .. }), "{err}");
+    }
+
+    /// A body cut short ends in deflate data, not a trailer: its last four bytes claim
+    /// a size no body of its length could inflate to, and it is reported as corrupt.
+    #[test]
+    fn truncated_gzip_is_corrupt_not_too_large() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut cut = gzip(&data).to_vec();
+        cut.truncate(cut.len() / 2);
+        let n = cut.len();
+        cut[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = decompress(cut.into(), ContentEncoding::Gzip, 1 << 20).unwrap_err();
+        assert!(matches!(err, BodyError::BadGzip(_)), "{err}");
     }
 
     #[test]

@@ -81,6 +81,22 @@ impl From<DataFusionError> for QueryError {
         let message = e.to_string();
         match e.find_root() {
             DataFusionError::ResourcesExhausted(_) => Self::ResourcesExhausted(message),
+            // Regex functions report a pattern that does not compile (bad syntax, or too
+            // large) as an internal error; it is the query's fault.
+            DataFusionError::Internal(m) | DataFusionError::Execution(m)
+                if m.contains(REGEX_DID_NOT_COMPILE) =>
+            {
+                let (_, detail) = m.split_at(m.find(REGEX_DID_NOT_COMPILE).unwrap_or(0));
+                let detail = detail.trim_end_matches('.').replacen('R', "r", 1);
+                Self::Invalid(if detail.contains("CompiledTooBig") {
+                    format!("{detail}: the pattern is too large once compiled (repetitions multiply its size)")
+                } else {
+                    detail
+                })
+            }
+            DataFusionError::External(inner) if inner.downcast_ref::<regex::Error>().is_some() => {
+                Self::Invalid(format!("invalid regex: {inner}"))
+            }
             DataFusionError::ObjectStore(_)
             | DataFusionError::IoError(_)
             | DataFusionError::ParquetError(_)
@@ -96,6 +112,9 @@ impl From<DataFusionError> for QueryError {
         }
     }
 }
+
+/// How DataFusion's regex functions say a pattern failed to compile.
+const REGEX_DID_NOT_COMPILE: &str = "Regular expression did not compile";
 
 /// A query's result and what the indexes did for it.
 pub struct QueryOutput {

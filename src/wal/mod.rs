@@ -202,7 +202,9 @@ impl Wal {
             (report.corrupt.len() + report.torn_tail.is_some() as usize) as u64,
         );
         // Every segment's name counts towards the next sequence number, even one about
-        // to be dropped or set aside: numbers (and segment names) are never reused.
+        // to be dropped or set aside: segment names, and the numbers of readable
+        // records, are never reused. (Numbers in the skipped rest of a corrupt segment
+        // may be: those records are never replayed.)
         let next_seq = records
             .iter()
             .map(|r| r.seq + 1)

@@ -575,7 +575,7 @@ async fn corruption_matrix() {
                         kept, 0,
                         "{case}: only a segment with no record is set aside"
                     );
-                    assert_eq!(report.set_aside, [aside.clone()], "{case}");
+                    assert_eq!(report.set_aside, std::slice::from_ref(&aside), "{case}");
                     assert!(log.contains("set aside"), "{case}: {log}");
                     assert!(!target.path.exists(), "{case}");
                     &aside

@@ -229,7 +229,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `threadline serve` on a free port and reads its address from its log.
+    /// Starts `threadline serve` on a free port and reads its address from its log,
+    /// once it says every API is served (its WAL replayed).
     pub fn serve(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -246,9 +247,11 @@ impl Running {
         let addr = loop {
             let line = lines
                 .next()
-                .expect("server exited before listening")
+                .expect("server exited before it was ready")
                 .unwrap();
-            if let Some(rest) = line.split("addr=").nth(1) {
+            if line.contains("threadline ready")
+                && let Some(rest) = line.split("addr=").nth(1)
+            {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
         };

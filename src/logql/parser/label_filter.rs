@@ -20,6 +20,7 @@ impl LogqlParser<'_> {
         self.enter()?;
         let mut lhs = self.label_conjunction()?;
         while self.keyword("or") {
+            self.count_term()?;
             let rhs = self.label_conjunction()?;
             lhs = LabelPredicate::Or(Box::new(lhs), Box::new(rhs));
         }
@@ -36,15 +37,22 @@ impl LogqlParser<'_> {
             } else if !self.keyword("and") {
                 return Ok(lhs);
             }
-            self.operators += 1;
-            if self.operators > MAX_STAGES {
-                return Err(self.c.error(&format!(
-                    "the label filter has more than {MAX_STAGES} terms"
-                )));
-            }
+            self.count_term()?;
             let rhs = self.label_comparison()?;
             lhs = LabelPredicate::And(Box::new(lhs), Box::new(rhs));
         }
+    }
+
+    /// Counts one `and` or `or` against the query's operator budget, so a chain of
+    /// either (a tree as deep as it is long) stays short.
+    fn count_term(&mut self) -> Result<()> {
+        self.operators += 1;
+        if self.operators > MAX_STAGES {
+            return Err(self.c.error(&format!(
+                "the label filter has more than {MAX_STAGES} terms"
+            )));
+        }
+        Ok(())
     }
 
     fn label_comparison(&mut self) -> Result<LabelPredicate> {
