@@ -41,6 +41,14 @@ enum Command {
         /// TOML config file; flags and THREADLINE_* variables override it.
         #[arg(long, env = "THREADLINE_CONFIG")]
         config: Option<PathBuf>,
+        /// Log lines as text, or as one JSON object each (for log shippers).
+        #[arg(
+            long,
+            env = "THREADLINE_LOG_FORMAT",
+            value_enum,
+            default_value = "text"
+        )]
+        log_format: LogFormat,
         #[command(flatten)]
         settings: Box<RawConfig>,
     },
@@ -110,7 +118,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, settings } => serve(config, *settings).await,
+        Command::Serve {
+            config,
+            settings,
+            log_format,
+        } => serve(config, *settings, log_format).await,
         Command::Sql { query, client } => {
             print(Client::new(&client.url, client.tenant).sql(&query).await)
         }
@@ -184,14 +196,27 @@ fn print(result: threadline::cli::Result<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: Option<PathBuf>, settings: RawConfig) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("THREADLINE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    settings: RawConfig,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_env("THREADLINE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    match log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let raw = match &config {
         Some(path) => RawConfig::from_file(path)?.merge(settings),
         None => settings,

@@ -177,3 +177,41 @@ async fn settings_come_from_environment_and_flags_win() {
     let server = Running::serve(dir.path(), &["--max-line-bytes", "100"], &env);
     assert_eq!(push(server.url.clone()).await, serde_json::json!({}));
 }
+
+/// `--log-format json` writes one JSON object per line, with the event's fields at
+/// the top level, for log shippers to read as they are.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(event["level"], "INFO", "{line}");
+        let message = event["message"].as_str().unwrap().to_owned();
+        if message == "threadline ready" {
+            assert!(event["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+            break;
+        }
+        seen.push(message);
+    }
+    assert!(seen.contains(&"store opened".to_owned()), "{seen:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

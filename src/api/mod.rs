@@ -218,7 +218,25 @@ pub fn app(state: AppState) -> Router {
             Arc::clone(&state.auth),
             auth::authenticate,
         ))
+        .layer(axum::middleware::map_response(close_after_refusal))
         .with_state(state)
+}
+
+/// Refusals that may leave the request body unread (sent before or while reading it)
+/// close the connection and say so: the server cannot reuse a connection holding the
+/// rest of a body, and a client that did not know would send its next request into a
+/// closing connection.
+async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
+    if matches!(
+        response.status().as_u16(),
+        401 | 403 | 408 | 413 | 415 | 429
+    ) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 async fn metrics(State(state): State<AppState>) -> ([(&'static str, &'static str); 1], String) {

@@ -94,7 +94,9 @@ impl From<DataFusionError> for QueryError {
                     detail
                 })
             }
-            DataFusionError::External(inner) if inner.downcast_ref::<regex::Error>().is_some() => {
+            // The optimizer parses literal patterns first and passes on the parser's
+            // error (regex-syntax's, or regex's).
+            DataFusionError::External(inner) if inner.to_string().starts_with("regex parse error") => {
                 Self::Invalid(format!("invalid regex: {inner}"))
             }
             DataFusionError::ObjectStore(_)
