@@ -19,7 +19,7 @@ use crate::ingest::{
 };
 use crate::limits::{Limits, TenantLimits};
 use crate::model::Tenant;
-use crate::model::labels::validate_name;
+use crate::model::labels::{MAX_LABELS, MAX_NAME_LEN, MAX_VALUE_LEN, validate_name};
 use crate::query::QueryConfig;
 use crate::scrape::profiles::{ProfileKind, Profiling};
 use crate::scrape::{ScrapeJob, StaticTarget};
@@ -100,6 +100,15 @@ pub struct RawConfig {
     /// Streams a tenant may have active (with rows in the last 30 minutes); 0: no limit.
     #[arg(long, env = "THREADLINE_MAX_ACTIVE_STREAMS")]
     pub max_active_streams: Option<usize>,
+    /// Labels a stream may have (at most 64); streams with more are refused.
+    #[arg(long, env = "THREADLINE_MAX_LABELS_PER_STREAM")]
+    pub max_labels_per_stream: Option<usize>,
+    /// Longest label name (at most 128 bytes).
+    #[arg(long, env = "THREADLINE_MAX_LABEL_NAME_BYTES")]
+    pub max_label_name_bytes: Option<usize>,
+    /// Longest label value (at most 2048 bytes).
+    #[arg(long, env = "THREADLINE_MAX_LABEL_VALUE_BYTES")]
+    pub max_label_value_bytes: Option<usize>,
     /// Refuse requests without X-Scope-OrgID instead of filing them under `default`.
     #[arg(long, env = "THREADLINE_REQUIRE_TENANT")]
     pub require_tenant: Option<bool>,
@@ -157,6 +166,9 @@ pub struct FileTenantLimits {
     pub rate_bytes: Option<u64>,
     pub burst_bytes: Option<u64>,
     pub max_active_streams: Option<usize>,
+    pub max_labels_per_stream: Option<usize>,
+    pub max_label_name_bytes: Option<usize>,
+    pub max_label_value_bytes: Option<usize>,
     pub query_timeout: Option<String>,
     pub query_max_memory_bytes: Option<usize>,
     pub query_max_rows: Option<usize>,
@@ -270,6 +282,9 @@ struct FileIngest {
     rate_bytes: Option<u64>,
     burst_bytes: Option<u64>,
     max_active_streams: Option<usize>,
+    max_labels_per_stream: Option<usize>,
+    max_label_name_bytes: Option<usize>,
+    max_label_value_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -307,6 +322,9 @@ impl RawConfig {
             ingest_rate_bytes: file.ingest.rate_bytes,
             ingest_burst_bytes: file.ingest.burst_bytes,
             max_active_streams: file.ingest.max_active_streams,
+            max_labels_per_stream: file.ingest.max_labels_per_stream,
+            max_label_name_bytes: file.ingest.max_label_name_bytes,
+            max_label_value_bytes: file.ingest.max_label_value_bytes,
             require_tenant: file.auth.require_tenant,
             label_attributes: file.ingest.label_attributes,
             trace_id_pattern: file.ingest.trace_id_pattern,
@@ -338,6 +356,9 @@ impl RawConfig {
             ingest_rate_bytes: over.ingest_rate_bytes.or(self.ingest_rate_bytes),
             ingest_burst_bytes: over.ingest_burst_bytes.or(self.ingest_burst_bytes),
             max_active_streams: over.max_active_streams.or(self.max_active_streams),
+            max_labels_per_stream: over.max_labels_per_stream.or(self.max_labels_per_stream),
+            max_label_name_bytes: over.max_label_name_bytes.or(self.max_label_name_bytes),
+            max_label_value_bytes: over.max_label_value_bytes.or(self.max_label_value_bytes),
             require_tenant: over.require_tenant.or(self.require_tenant),
             label_attributes: over.label_attributes.or(self.label_attributes),
             trace_id_pattern: over.trace_id_pattern.or(self.trace_id_pattern),
@@ -459,6 +480,21 @@ impl Config {
             max_active_streams: raw.max_active_streams.unwrap_or(DEFAULT_MAX_ACTIVE_STREAMS),
             max_body_bytes: positive("max_body_bytes", raw.max_body_bytes, DEFAULT_MAX_BODY_BYTES)?,
             max_line_bytes,
+            max_labels_per_stream: at_most(
+                "max_labels_per_stream",
+                raw.max_labels_per_stream,
+                MAX_LABELS,
+            )?,
+            max_label_name_bytes: at_most(
+                "max_label_name_bytes",
+                raw.max_label_name_bytes,
+                MAX_NAME_LEN,
+            )?,
+            max_label_value_bytes: at_most(
+                "max_label_value_bytes",
+                raw.max_label_value_bytes,
+                MAX_VALUE_LEN,
+            )?,
         };
         let query = QueryConfig {
             timeout: parse_duration(raw.query_timeout.as_deref().unwrap_or("30s"))
@@ -522,6 +558,18 @@ fn positive<T: Copy + PartialEq + From<u8>>(
     }
 }
 
+/// `v` between 1 and `ceiling`, or `ceiling` when absent: lowers a bound the store
+/// always enforces.
+fn at_most(setting: &'static str, v: Option<usize>, ceiling: usize) -> Result<usize, ConfigError> {
+    match v {
+        Some(v) if v == 0 || v > ceiling => {
+            Err(invalid(setting, format!("{v} is outside 1..={ceiling}")))
+        }
+        Some(v) => Ok(v),
+        None => Ok(ceiling),
+    }
+}
+
 /// The defaults, and each `[tenants.<id>]` table over them.
 fn tenant_limits(
     defaults: Limits,
@@ -541,6 +589,24 @@ fn tenant_limits(
                 .unwrap_or(defaults.max_active_streams),
             max_body_bytes: positive(setting, file.max_body_bytes, defaults.max_body_bytes)?,
             max_line_bytes: positive(setting, file.max_line_bytes, defaults.max_line_bytes)?,
+            max_labels_per_stream: at_most(
+                setting,
+                file.max_labels_per_stream
+                    .or(Some(defaults.max_labels_per_stream)),
+                MAX_LABELS,
+            )?,
+            max_label_name_bytes: at_most(
+                setting,
+                file.max_label_name_bytes
+                    .or(Some(defaults.max_label_name_bytes)),
+                MAX_NAME_LEN,
+            )?,
+            max_label_value_bytes: at_most(
+                setting,
+                file.max_label_value_bytes
+                    .or(Some(defaults.max_label_value_bytes)),
+                MAX_VALUE_LEN,
+            )?,
         };
         let duration = |text: &Option<String>, default: Duration| match text {
             Some(text) => parse_duration(text).map_err(|e| invalid(setting, format!("{id}: {e}"))),
@@ -906,6 +972,7 @@ mod tests {
         let bad = |text: &str| config(text).unwrap_err().to_string();
         assert!(bad("[tenants.\"a/b\"]\nrate_bytes = 1").contains("tenant id"));
         assert!(bad("[tenants.a]\nrate_bytes = 0").contains("greater than 0"));
+        assert!(bad("[tenants.a]\nmax_labels_per_stream = 65").contains("outside 1..=64"));
         assert!(bad("[tenants.a]\nquery_timeout = \"soon\"").contains("a: "));
         assert!(
             bad("[[auth.tokens]]\ntenant = \"a\"\ntoken = \"short\"").contains("shorter than 16")

@@ -29,6 +29,46 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest log line; longer records are refused one by one.
     pub max_line_bytes: usize,
+    /// Labels a stream may have (at most `labels::MAX_LABELS`).
+    pub max_labels_per_stream: usize,
+    /// Longest label name (at most `labels::MAX_NAME_LEN`).
+    pub max_label_name_bytes: usize,
+    /// Longest label value (at most `labels::MAX_VALUE_LEN`).
+    pub max_label_value_bytes: usize,
+}
+
+impl Limits {
+    /// Why a stream's labels pass this tenant's limits, if they do not.
+    pub fn check_labels<'a>(
+        &self,
+        labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        if labels.len() > self.max_labels_per_stream {
+            return Err(format!(
+                "stream has {} labels, more than the {} allowed (max_labels_per_stream)",
+                labels.len(),
+                self.max_labels_per_stream
+            ));
+        }
+        for (name, value) in labels {
+            if name.len() > self.max_label_name_bytes {
+                return Err(format!(
+                    "label name {:?}… is {} bytes, longer than the {} allowed (max_label_name_bytes)",
+                    &name[..name.floor_char_boundary(32)],
+                    name.len(),
+                    self.max_label_name_bytes
+                ));
+            }
+            if value.len() > self.max_label_value_bytes {
+                return Err(format!(
+                    "value of label {name:?} is {} bytes, longer than the {} allowed (max_label_value_bytes)",
+                    value.len(),
+                    self.max_label_value_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How long a stream stays active after its last row.
@@ -233,7 +273,28 @@ mod tests {
             max_active_streams: streams,
             max_body_bytes: 1 << 20,
             max_line_bytes: 1 << 10,
+            max_labels_per_stream: 4,
+            max_label_name_bytes: 8,
+            max_label_value_bytes: 16,
         }
+    }
+
+    #[test]
+    fn labels_are_checked_against_the_tenant_limits() {
+        let limits = limits(1, 1, 0);
+        let ok = [("job", "api"), ("env", "prod")];
+        assert_eq!(limits.check_labels(ok.into_iter()), Ok(()));
+        let many = [("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")];
+        let err = limits.check_labels(many.into_iter()).unwrap_err();
+        assert!(err.contains("5 labels, more than the 4"), "{err}");
+        let err = limits
+            .check_labels([("a_long_name", "1")].into_iter())
+            .unwrap_err();
+        assert!(err.contains("max_label_name_bytes"), "{err}");
+        let err = limits
+            .check_labels([("job", "a value of twenty bytes")].into_iter())
+            .unwrap_err();
+        assert!(err.contains("\"job\" is 23 bytes"), "{err}");
     }
 
     fn ids(range: std::ops::Range<u64>) -> HashSet<StreamId> {

@@ -1018,19 +1018,3 @@ async fn a_stalled_body_is_cut_off() {
 
 
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tmp_probe() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let n = 33usize << 20;
-    let head = format!("POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {n}\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let w = stream.write_all(&vec![b' '; n]).await;
-    eprintln!("write: {w:?}");
-    let mut answer = vec![0u8; 4096];
-    let r = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await;
-    eprintln!("read: {r:?}");
-    if let Ok(Ok(k)) = r { eprintln!("{}", String::from_utf8_lossy(&answer[..k])); }
-}

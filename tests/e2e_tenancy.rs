@@ -588,3 +588,92 @@ async fn active_stream_limit_refuses_new_streams_but_not_known_ones() {
     let body = common::json_body(response).await;
     assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "1", "{body}");
 }
+
+#[tokio::test]
+async fn label_limits_refuse_the_records_of_streams_past_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = settings(dir.path());
+    raw.max_label_value_bytes = Some(16);
+    raw.tenants.insert(
+        "few".into(),
+        FileTenantLimits {
+            max_labels_per_stream: Some(2),
+            ..FileTenantLimits::default()
+        },
+    );
+    let server = TestServer::start_with(raw).await;
+    let t = now_ns().to_string();
+    let push = |tenant: &'static str, streams: Value| {
+        let server = &server;
+        async move {
+            send(
+                server,
+                reqwest::Method::POST,
+                "/loki/api/v1/push",
+                Some(tenant),
+                &[],
+                Some((
+                    "application/json",
+                    json!({ "streams": streams }).to_string(),
+                )),
+            )
+            .await
+        }
+    };
+    let streams = json!([
+        {"stream": {"service_name": "api", "env": "prod"}, "values": [[t, "kept"]]},
+        {"stream": {"service_name": "api", "env": "prod", "pod": "p-1"}, "values": [[t, "refused"], [t, "refused"]]},
+        {"stream": {"service_name": "api", "env": "a value over sixteen bytes"}, "values": [[t, "refused"]]},
+    ]);
+    let (status, text) = push("few", streams.clone()).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("rejected 3 of 4"), "{text}");
+    assert!(text.contains("3 labels, more than the 2 allowed"), "{text}");
+    assert!(text.contains("max_label_value_bytes"), "{text}");
+    // Other tenants keep the default label count; the value limit holds for all.
+    let (status, text) = push("many", streams).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("rejected 1 of 4"), "{text}");
+    for (tenant, expected) in [("few", 1), ("many", 3)] {
+        let (status, text) = send(
+            &server,
+            reqwest::Method::POST,
+            "/threadline/v1/sql",
+            Some(tenant),
+            &[],
+            Some(("application/sql", "SELECT count(*) AS n FROM logs".into())),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["rows"][0]["n"], expected, "{tenant}");
+    }
+    // OTLP reports the refusal as partial success.
+    let mut body = logs_json("api", &[(now_ns(), "INFO", "x", "")]);
+    body["resourceLogs"][0]["resource"]["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "k8s.pod.name", "value": {"stringValue": "p-1"}}));
+    let (status, text) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/logs",
+        Some("few"),
+        &[],
+        Some(("application/json", body.to_string())),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], "1",
+        "{answer}"
+    );
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("max_labels_per_stream"),
+        "{answer}"
+    );
+}

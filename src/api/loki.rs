@@ -57,9 +57,9 @@ pub async fn push(
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let total = loki::entry_count(&streams);
     let decoded = loki::push_to_batch(&streams, &state.rules(&tenant), now_ns());
-    let rejected = decoded.rejected;
+    let mut rejected = decoded.rejected;
     let batches = vec![(Signal::Logs, decoded.batch)];
-    store(&state, &tenant, batches, &rejected, data.len()).await?;
+    store(&state, &tenant, batches, &mut rejected, data.len()).await?;
     if rejected.count > 0 {
         return Err(ApiError::bad_request(
             rejected.message(total, "log entries"),

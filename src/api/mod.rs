@@ -18,7 +18,7 @@ mod query;
 mod tempo;
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -290,16 +290,19 @@ pub fn body_error(e: BodyError) -> ApiError {
     }
 }
 
-/// Writes a decoded request: counts the records it refused, waits until its rows are
-/// durable, then counts its body bytes.
+/// Writes a decoded request: refuses the rows of streams whose labels pass the
+/// tenant's limits (adding them to `rejected`), admits the request under the
+/// tenant's rate and stream limits, counts the records refused, waits until the rows
+/// are durable, then counts its body bytes.
 pub async fn store(
     state: &AppState,
     tenant: &Tenant,
     batches: Vec<(Signal, RecordBatch)>,
-    rejected: &Rejected,
+    rejected: &mut Rejected,
     body_bytes: usize,
 ) -> Result<(), ApiError> {
     let metrics = state.db.metrics();
+    let batches = within_label_limits(state.limits(tenant), batches, rejected)?;
     let streams = if state.limits(tenant).max_active_streams > 0 {
         streams_of(&batches)
     } else {
@@ -317,6 +320,56 @@ pub async fn store(
     state.db.write_all(tenant, batches).await?;
     Metrics::add(&metrics.ingested_bytes_total, body_bytes as u64);
     Ok(())
+}
+
+/// The batches without the rows of streams whose labels pass `limits`; each such row
+/// is a refused record.
+fn within_label_limits(
+    limits: &Limits,
+    batches: Vec<(Signal, RecordBatch)>,
+    rejected: &mut Rejected,
+) -> Result<Vec<(Signal, RecordBatch)>, ApiError> {
+    let mut out = Vec::with_capacity(batches.len());
+    for (signal, batch) in batches {
+        let (Some(ids), Some(labels)) = (
+            batch
+                .column_by_name("stream_id")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>()),
+            batch.column_by_name("labels").and_then(|c| c.as_map_opt()),
+        ) else {
+            out.push((signal, batch));
+            continue;
+        };
+        let names = labels.keys().as_string::<i32>();
+        let values = labels.values().as_string::<i32>();
+        // One verdict per stream, from its first row: rows of a stream share labels.
+        let mut verdicts: HashMap<u64, Option<String>> = HashMap::new();
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for (row, id) in ids.values().iter().enumerate() {
+            let verdict = verdicts.entry(*id).or_insert_with(|| {
+                let range =
+                    labels.value_offsets()[row] as usize..labels.value_offsets()[row + 1] as usize;
+                let pairs = range.map(|i| (names.value(i), values.value(i)));
+                limits.check_labels(pairs).err()
+            });
+            match verdict {
+                None => keep.push(true),
+                Some(reason) => {
+                    rejected.add(reason.clone());
+                    keep.push(false);
+                }
+            }
+        }
+        if keep.iter().all(|k| *k) {
+            out.push((signal, batch));
+        } else {
+            let kept = arrow::compute::filter_record_batch(&batch, &keep.into()).map_err(|e| {
+                ApiError::new(ErrorCode::Internal, format!("cannot filter rows: {e}"))
+            })?;
+            out.push((signal, kept));
+        }
+    }
+    Ok(out)
 }
 
 /// The streams a request writes to.

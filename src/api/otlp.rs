@@ -14,7 +14,7 @@ use super::{
 };
 use crate::ingest::otlp::{self, Encoding};
 use crate::ingest::otlp_metrics;
-use crate::ingest::{ContentEncoding, Decoded, decompress};
+use crate::ingest::{ContentEncoding, Decoded, Rejected, decompress};
 use crate::model::{Signal, Tenant};
 
 /// `google.rpc.Status`, the error body OTLP/HTTP asks for.
@@ -115,18 +115,14 @@ async fn write(
     accepted: &Accepted,
     signal: Signal,
     decoded: Decoded,
-) -> Result<(), OtlpError> {
+) -> Result<Rejected, OtlpError> {
     let batches = vec![(signal, decoded.batch)];
+    let mut rejected = decoded.rejected;
     let body_bytes = accepted.data.len();
-    store(
-        state,
-        &accepted.tenant,
-        batches,
-        &decoded.rejected,
-        body_bytes,
-    )
-    .await
-    .map_err(|e| OtlpError(e, accepted.encoding))
+    store(state, &accepted.tenant, batches, &mut rejected, body_bytes)
+        .await
+        .map_err(|e| OtlpError(e, accepted.encoding))?;
+    Ok(rejected)
 }
 
 fn ok(encoding: Encoding, body: Vec<u8>) -> Response {
@@ -150,8 +146,7 @@ pub async fn logs(
     let total = otlp::log_record_count(&request);
     let rules = state.rules(&accepted.tenant);
     let decoded = otlp::logs_to_batch(&request, &rules, now_ns());
-    let rejected = decoded.rejected.clone();
-    write(&state, &accepted, Signal::Logs, decoded).await?;
+    let rejected = write(&state, &accepted, Signal::Logs, decoded).await?;
     Ok(ok(
         encoding,
         otlp::logs_response(&rejected, total, encoding),
@@ -169,8 +164,7 @@ pub async fn traces(
         .map_err(|e| OtlpError(ApiError::bad_request(e.to_string()), encoding))?;
     let total = otlp::span_count(&request);
     let decoded = otlp::traces_to_batch(&request, &state.ingest);
-    let rejected = decoded.rejected.clone();
-    write(&state, &accepted, Signal::Spans, decoded).await?;
+    let rejected = write(&state, &accepted, Signal::Spans, decoded).await?;
     Ok(ok(
         encoding,
         otlp::traces_response(&rejected, total, encoding),
@@ -192,8 +186,8 @@ pub async fn metrics(
         .map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
     let total = otlp_metrics::data_point_count(&request);
     let rows = otlp_metrics::metrics_to_rows(&request, &state.ingest);
-    let (batches, rejected) = metric_batches(rows).map_err(fail)?;
-    store(&state, &tenant, batches, &rejected, data.len())
+    let (batches, mut rejected) = metric_batches(rows).map_err(fail)?;
+    store(&state, &tenant, batches, &mut rejected, data.len())
         .await
         .map_err(fail)?;
     Ok(ok(

@@ -226,7 +226,16 @@ async fn store_profiles(
     let batches = tokio::task::spawn_blocking(move || decode_all(pending, limit))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("decoding failed: {e}")))??;
-    store(state, tenant, batches, &Rejected::default(), body_bytes).await
+    let mut rejected = Rejected::default();
+    store(state, tenant, batches, &mut rejected, body_bytes).await?;
+    if rejected.count > 0 {
+        return Err(ApiError::bad_request(format!(
+            "refused {} profile rows: {}",
+            rejected.count,
+            rejected.reasons.join("; ")
+        )));
+    }
+    Ok(())
 }
 
 fn decode_all(pending: Vec<Pending>, limit: usize) -> Result<Vec<(Signal, RecordBatch)>, ApiError> {

@@ -78,8 +78,8 @@ async fn write(
         Version::V2 => remote_write::decode_v2(&data),
     };
     let (rows, counts) = decoded.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (batches, rejected) = metric_batches(rows)?;
-    store(state, &tenant, batches, &rejected, data.len()).await?;
+    let (batches, mut rejected) = metric_batches(rows)?;
+    store(state, &tenant, batches, &mut rejected, data.len()).await?;
     *written = counts;
     if rejected.count > 0 {
         return Err(ApiError::bad_request(format!(
