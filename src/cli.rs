@@ -22,26 +22,43 @@ pub enum CliError {
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
 
+/// Who the CLI's requests speak for: a tenant (`X-Scope-OrgID`) and, where the
+/// server wants one, a bearer token.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub tenant: Option<String>,
+    pub token: Option<String>,
+}
+
+impl Credentials {
+    pub fn apply(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(tenant) = &self.tenant {
+            request = request.header(TENANT_HEADER, tenant);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+}
+
 pub struct Client {
     base: String,
-    tenant: Option<String>,
+    credentials: Credentials,
     http: reqwest::Client,
 }
 
 impl Client {
-    pub fn new(base: &str, tenant: Option<String>) -> Self {
+    pub fn new(base: &str, credentials: Credentials) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            tenant,
+            credentials,
             http: reqwest::Client::new(),
         }
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<bytes::Bytes> {
-        let request = match &self.tenant {
-            Some(t) => request.header(TENANT_HEADER, t),
-            None => request,
-        };
+        let request = self.credentials.apply(request);
         let response = request.send().await.map_err(|source| CliError::Connect {
             url: url.to_owned(),
             source,

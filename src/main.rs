@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use threadline::cli::Client;
+use threadline::cli::{Client, Credentials};
 use threadline::config::{Config, RawConfig};
 use threadline::generate::{self, push::Run};
 use threadline::ingest::now_ns;
@@ -32,6 +32,18 @@ struct ClientArgs {
     /// Tenant (sent as X-Scope-OrgID).
     #[arg(long, env = "THREADLINE_TENANT")]
     tenant: Option<String>,
+    /// Bearer token, for a server with [auth] tokens.
+    #[arg(long, env = "THREADLINE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ClientArgs {
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            tenant: self.tenant.clone(),
+            token: self.token.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -123,21 +135,23 @@ async fn main() -> anyhow::Result<()> {
             settings,
             log_format,
         } => serve(config, *settings, log_format).await,
-        Command::Sql { query, client } => {
-            print(Client::new(&client.url, client.tenant).sql(&query).await)
-        }
+        Command::Sql { query, client } => print(
+            Client::new(&client.url, client.credentials())
+                .sql(&query)
+                .await,
+        ),
         Command::Query {
             query,
             since,
             limit,
             client,
         } => print(
-            Client::new(&client.url, client.tenant)
+            Client::new(&client.url, client.credentials())
                 .query(&query, since, limit)
                 .await,
         ),
         Command::Trace { trace_id, client } => print(
-            Client::new(&client.url, client.tenant)
+            Client::new(&client.url, client.credentials())
                 .trace(&trace_id)
                 .await,
         ),
@@ -153,7 +167,8 @@ async fn main() -> anyhow::Result<()> {
             client,
         } => {
             if let Some(dir) = replay {
-                let pusher = generate::push::Pusher::new(&client.url, client.tenant, concurrency);
+                let pusher =
+                    generate::push::Pusher::new(&client.url, client.credentials(), concurrency);
                 let summary = generate::files::replay(&dir, pusher).await?;
                 println!("{}", summary.report());
                 return Ok(());
@@ -183,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let summary = match out {
                 Some(dir) => generate::files::record(&run, &dir)?,
-                None => generate::push::run(run, &client.url, client.tenant).await?,
+                None => generate::push::run(run, &client.url, client.credentials()).await?,
             };
             println!("{}", summary.report());
             Ok(())

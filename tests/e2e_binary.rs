@@ -215,3 +215,43 @@ fn json_logs_are_one_object_per_line() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A server with tokens in its config file; the CLI sends `--token` (or
+/// `THREADLINE_TOKEN`) as a bearer token, and is refused without it.
+#[tokio::test]
+async fn cli_authenticates_with_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("threadline.toml");
+    std::fs::write(
+        &config,
+        "[[auth.tokens]]\ntenant = \"team-a\"\ntoken = \"cli-token-0123456789\"\n",
+    )
+    .unwrap();
+    let server = Running::serve(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let sql = |envs: &[(&str, &str)]| {
+        Command::new(BIN)
+            .args([
+                "sql",
+                "--url",
+                &server.url,
+                "SELECT count(*) AS n FROM logs",
+            ])
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let refused = sql(&[]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("401"), "{message}");
+    let allowed = sql(&[("THREADLINE_TOKEN", "cli-token-0123456789")]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use threadline::cli::Credentials;
 use threadline::generate::push::{Run, run};
 use threadline::generate::{self, GenerateError};
 
@@ -36,7 +37,9 @@ async fn generated_telemetry_is_stored_once_and_correlated() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let start = now_ns() - 150 * S;
-    let summary = run(two_minutes(start), &server.url, None).await.unwrap();
+    let summary = run(two_minutes(start), &server.url, Default::default())
+        .await
+        .unwrap();
     let totals = &summary.totals;
     assert!(totals.spans > 10_000 && totals.logs > 10_000, "{totals:?}");
     // The first two minutes in chunks, the next half minute in the head: both are read.
@@ -47,7 +50,7 @@ async fn generated_telemetry_is_stored_once_and_correlated() {
             ..two_minutes(start + 120 * S)
         },
         &server.url,
-        None,
+        Default::default(),
     )
     .await
     .unwrap()
@@ -133,7 +136,16 @@ async fn refusals_and_unreachable_servers_are_reported() {
         until_ns: start + 10 * S,
         ..two_minutes(start)
     };
-    match run(short.clone(), &server.url, Some("../other".into())).await {
+    match run(
+        short.clone(),
+        &server.url,
+        Credentials {
+            tenant: Some("../other".into()),
+            token: None,
+        },
+    )
+    .await
+    {
         Err(GenerateError::Refused {
             status, message, ..
         }) => {
@@ -144,7 +156,7 @@ async fn refusals_and_unreachable_servers_are_reported() {
     }
     let gone = server.url.clone();
     server.server.shutdown().await.unwrap();
-    match run(short, &gone, None).await {
+    match run(short, &gone, Default::default()).await {
         Err(e @ GenerateError::Connect { .. }) => {
             assert!(e.to_string().contains(&gone), "{e}");
         }
@@ -177,7 +189,7 @@ async fn recorded_telemetry_replays_to_the_same_rows() {
     assert_eq!(rows("spans.parquet"), recorded.spans);
 
     let server = TestServer::start(&dir.path().join("data")).await;
-    let pusher = threadline::generate::push::Pusher::new(&server.url, None, 4);
+    let pusher = threadline::generate::push::Pusher::new(&server.url, Default::default(), 4);
     let replayed = threadline::generate::files::replay(&out, pusher)
         .await
         .unwrap()
@@ -188,7 +200,10 @@ async fn recorded_telemetry_replays_to_the_same_rows() {
     // What was recorded is what a live run sends.
     let live_dir = tempfile::tempdir().unwrap();
     let live = TestServer::start(live_dir.path()).await;
-    let sent = run(run_spec, &live.url, None).await.unwrap().totals;
+    let sent = run(run_spec, &live.url, Default::default())
+        .await
+        .unwrap()
+        .totals;
     assert_eq!(sent, recorded);
     let sql = "SELECT trace_id, span_id, name, duration_ns FROM spans ORDER BY span_id";
     assert_eq!(server.rows(sql).await, live.rows(sql).await);
@@ -198,7 +213,7 @@ async fn recorded_telemetry_replays_to_the_same_rows() {
         "00000000.body\t/v1/logs\n",
     )
     .unwrap();
-    let pusher = threadline::generate::push::Pusher::new(&server.url, None, 4);
+    let pusher = threadline::generate::push::Pusher::new(&server.url, Default::default(), 4);
     let error = threadline::generate::files::replay(&out, pusher)
         .await
         .err()
@@ -223,7 +238,7 @@ async fn a_trace_lookup_reads_only_the_pages_of_its_rows() {
         },
         ..two_minutes(start)
     };
-    let summary = run(spec, &server.url, None).await.unwrap();
+    let summary = run(spec, &server.url, Default::default()).await.unwrap();
     server.flush().await;
     let chunk_bytes = parquet_bytes(&dir.path().join("chunks"));
     let trace_id = summary.highlight.unwrap().trace_id;

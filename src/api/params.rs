@@ -50,6 +50,11 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Each name's last value, as a form decoded into a map keeps it.
+    pub fn into_map(self) -> std::collections::HashMap<String, String> {
+        self.0.into_iter().collect()
+    }
+
     /// Every value given for `name`, in order.
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.0

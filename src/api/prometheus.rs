@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -131,8 +130,10 @@ fn selector_param(params: &HashMap<String, String>) -> Result<Selector, ApiError
 pub async fn query_exemplars(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    params: Params,
 ) -> Result<Response, ApiError> {
+    // Read by `Params`, so that a stalled form body times out as every body does.
+    let params = params.into_map();
     let tenant = tenant(&headers)?;
     let query = query_param(&params)?.to_owned();
     let selectors = parse_query("", move || promql::selectors(&query)).await?;
@@ -172,8 +173,9 @@ pub async fn trace_exemplars(
 pub async fn samples(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    params: Params,
 ) -> Result<Response, ApiError> {
+    let params = params.into_map();
     let tenant = tenant(&headers)?;
     let selector = selector_param(&params)?;
     let range = super::query::time_range(

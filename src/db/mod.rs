@@ -343,7 +343,7 @@ impl Db {
         let (mut rows, mut bytes) = (0u64, 0u64);
         for (signal, batch) in &batches {
             rows += batch.num_rows() as u64;
-            bytes += batch.get_array_memory_size() as u64;
+            bytes += head::memory_size(batch) as u64;
             prepared.push((
                 *signal,
                 wal::encode_rows(batch)?,
@@ -536,7 +536,7 @@ impl Db {
                 ) else {
                     continue;
                 };
-                let per_row = batch.get_array_memory_size() as u64 / batch.num_rows().max(1) as u64;
+                let per_row = head::memory_size(batch) as u64 / batch.num_rows().max(1) as u64;
                 for (id, time) in ids.values().iter().zip(times.values()) {
                     let id = StreamId(*id);
                     if wanted(&id) && (start..=end).contains(time) {

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use super::encode::Request;
 use super::{Batch, Config, GenerateError, Generator, SpanRecord, encode, topology};
-use crate::api::TENANT_HEADER;
+use crate::cli::Credentials;
 use crate::model::to_hex;
 
 /// Retries of one request the server asked to slow down for.
@@ -46,18 +46,18 @@ impl Totals {
 pub struct Pusher {
     http: reqwest::Client,
     base: String,
-    tenant: Option<String>,
+    credentials: Credentials,
     slots: Arc<Semaphore>,
     in_flight: JoinSet<Result<(), GenerateError>>,
     totals: Totals,
 }
 
 impl Pusher {
-    pub fn new(base: &str, tenant: Option<String>, concurrency: usize) -> Self {
+    pub fn new(base: &str, credentials: Credentials, concurrency: usize) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
-            tenant,
+            credentials,
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             in_flight: JoinSet::new(),
             totals: Totals::default(),
@@ -81,13 +81,11 @@ impl Pusher {
             .expect("the semaphore is never closed");
         self.totals.count(&request);
         let url = format!("{}{}", self.base, request.endpoint());
-        let mut builder = self
-            .http
-            .post(format!("{}{}", self.base, request.path))
-            .header("content-type", request.content_type);
-        if let Some(t) = &self.tenant {
-            builder = builder.header(TENANT_HEADER, t);
-        }
+        let builder = self.credentials.apply(
+            self.http
+                .post(format!("{}{}", self.base, request.path))
+                .header("content-type", request.content_type),
+        );
         let body = Bytes::from(request.body);
         self.in_flight.spawn(async move {
             let result = deliver(builder, url, body).await;
@@ -214,9 +212,9 @@ impl Summary {
     }
 }
 
-pub async fn run(run: Run, url: &str, tenant: Option<String>) -> Result<Summary, GenerateError> {
+pub async fn run(run: Run, url: &str, credentials: Credentials) -> Result<Summary, GenerateError> {
     let started = Instant::now();
-    let mut pusher = Pusher::new(url, tenant, run.concurrency);
+    let mut pusher = Pusher::new(url, credentials, run.concurrency);
     let mut generator = Generator::new(run.config.clone());
     let mut highlight = None;
     for batch in generator.until(run.until_ns) {

@@ -180,10 +180,11 @@ fn v1_metadata(message: &[u8]) -> Result<(&str, FamilyMeta<'_>), DecodeError> {
     let (mut name, mut metric_type, mut unit) = ("", None, None);
     for field in Fields::new(message) {
         match field? {
+            // An enum is an int32: a longer varint keeps its low 32 bits, as protobuf
+            // (and prost, and Prometheus's Go decoder) read it.
             (1, Value::Varint(t)) => {
-                metric_type = i32::try_from(t)
+                metric_type = v1::metric_metadata::MetricType::try_from(t as i32)
                     .ok()
-                    .and_then(|t| v1::metric_metadata::MetricType::try_from(t).ok())
                     .and_then(v1_type_name)
             }
             (2, v) => name = v.string()?,

@@ -228,6 +228,11 @@ pub fn resolve(message: &pb::Profile) -> Result<Profile, PprofError> {
             }
             let key = truncate(string(label.key, "label key")?, MAX_LABEL_BYTES);
             let value = truncate(string(label.str, "label value")?, MAX_LABEL_BYTES);
+            // An empty string is no value wherever the table holds it, as at index 0:
+            // otherwise the label would vanish when the profile is written back.
+            if value.is_empty() {
+                continue;
+            }
             budget.take(key.len() + value.len())?;
             labels.push((key.to_owned(), value.to_owned()));
         }

@@ -89,14 +89,18 @@ impl From<DataFusionError> for QueryError {
                 let (_, detail) = m.split_at(m.find(REGEX_DID_NOT_COMPILE).unwrap_or(0));
                 let detail = detail.trim_end_matches('.').replacen('R', "r", 1);
                 Self::Invalid(if detail.contains("CompiledTooBig") {
-                    format!("{detail}: the pattern is too large once compiled (repetitions multiply its size)")
+                    format!(
+                        "{detail}: the pattern is too large once compiled (repetitions multiply its size)"
+                    )
                 } else {
                     detail
                 })
             }
             // The optimizer parses literal patterns first and passes on the parser's
             // error (regex-syntax's, or regex's).
-            DataFusionError::External(inner) if inner.to_string().starts_with("regex parse error") => {
+            DataFusionError::External(inner)
+                if inner.to_string().starts_with("regex parse error") =>
+            {
                 Self::Invalid(format!("invalid regex: {inner}"))
             }
             DataFusionError::ObjectStore(_)

@@ -206,6 +206,19 @@ fn size_nesting_and_operators_are_bounded() {
     assert!(error(&minus).contains("nests deeper"));
 }
 
+/// `or` in a label filter once went uncounted: a 1,000-term chain parsed into a tree
+/// 1,000 levels deep.
+#[test]
+fn label_filter_or_chains_are_bounded() {
+    for joiner in [" or ", " and "] {
+        let chain = format!(
+            "{{a=\"b\"}} | {}",
+            vec!["x=\"1\""; MAX_STAGES + 2].join(joiner)
+        );
+        assert!(error(&chain).contains("more than 256 terms"), "{joiner}");
+    }
+}
+
 /// The deepest and longest queries the bounds accept parse and drop on a stack
 /// smaller than a server thread's.
 #[test]
