@@ -290,7 +290,7 @@ pub fn body_error(e: BodyError) -> ApiError {
     }
 }
 
-/// Writes a decoded request: refuses the rows of streams whose labels pass the
+/// Writes a decoded request: refuses the rows of streams whose labels exceed the
 /// tenant's limits (adding them to `rejected`), admits the request under the
 /// tenant's rate and stream limits, counts the records refused, waits until the rows
 /// are durable, then counts its body bytes.
@@ -322,8 +322,8 @@ pub async fn store(
     Ok(())
 }
 
-/// The batches without the rows of streams whose labels pass `limits`; each such row
-/// is a refused record.
+/// The batches without the rows of streams whose labels exceed `limits`; each such
+/// row is a refused record.
 fn within_label_limits(
     limits: &Limits,
     batches: Vec<(Signal, RecordBatch)>,
