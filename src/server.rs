@@ -52,6 +52,11 @@ pub struct Server {
 /// How long shutdown waits for the final flush before leaving rows to the WAL.
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest a client may take to send a request's headers; a connection that stalls
+/// there is closed (Prometheus and Loki set the same bound). Stalled bodies are cut by
+/// the API's own idle timeout.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Server {
     /// Listens, opens the store, and returns once every API is served.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
@@ -66,14 +71,12 @@ impl Server {
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let (stop, stopped) = watch::channel(false);
         let api = Arc::new(OnceLock::new());
-        let mut serve_stopped = stopped.clone();
-        let serving = tokio::spawn(
-            axum::serve(listener, front(Arc::clone(&api), Arc::clone(&metrics)))
-                .with_graceful_shutdown(async move {
-                    let _ = serve_stopped.wait_for(|s| *s).await;
-                })
-                .into_future(),
-        );
+        let serving = tokio::spawn(serve(
+            listener,
+            front(Arc::clone(&api), Arc::clone(&metrics)),
+            HEADER_READ_TIMEOUT,
+            stopped.clone(),
+        ));
         info!(%addr, "threadline listening; opening the store");
 
         let db = match Db::open(config.db.clone(), metrics).await {
@@ -105,10 +108,7 @@ impl Server {
         let scrapes = scraper.spawn(Arc::clone(&db), stopped);
         let task_db = Arc::clone(&db);
         let task = tokio::spawn(async move {
-            let served = match serving.await {
-                Ok(served) => served,
-                Err(e) => Err(std::io::Error::other(e)),
-            };
+            let served = serving.await.map_err(std::io::Error::other);
             for scrape in scrapes {
                 let _ = scrape.await;
             }
@@ -159,6 +159,50 @@ impl Server {
     pub fn stop_handle(&self) -> watch::Sender<bool> {
         self.stop.clone()
     }
+}
+
+/// Accepts HTTP/1.1 connections until `stopped`, then lets each finish its current
+/// request and waits for them all.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut stop = stopped.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
 }
 
 /// What the listener serves: the APIs once `api` is set, and until then the probes
@@ -214,6 +258,55 @@ mod tests {
             .get("retry-after")
             .map(|v| v.to_str().unwrap().to_owned());
         (response.status(), retry_after)
+    }
+
+    /// A client that sends part of its headers and stops was once held open forever:
+    /// nothing bounded the time to read headers.
+    #[tokio::test]
+    async fn a_client_stalling_in_its_headers_is_disconnected() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpStream;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let router = Router::new().route("/healthz", get(|| async { "ok\n" }));
+        let timeout = Duration::from_millis(500);
+        let serving = tokio::spawn(serve(listener, router, timeout, stopped));
+
+        let mut buf = [0; 256];
+        let mut prompt = TcpStream::connect(addr).await.unwrap();
+        prompt
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = prompt.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /healthz HTTP/1.1\r\nho")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            // Whatever the server sends before closing, the stream ends.
+            while let Ok(n) = stalled.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the stalled connection is still open");
+        assert!(started.elapsed() >= timeout / 2);
+
+        // Stopping closes the idle connection and ends the accept loop.
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("serving stopped")
+            .unwrap();
     }
 
     #[tokio::test]
