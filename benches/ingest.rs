@@ -11,11 +11,14 @@ mod data;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::time::Instant;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use data::{Rng, T0, logs_request, open_db};
 use prost::Message;
 use threadline::ingest::IngestRules;
 use threadline::ingest::otlp::{self, Encoding};
+use threadline::limits::{Limiter, Limits, TenantLimits, streams_of, within_label_limits};
 use threadline::model::{Signal, Tenant};
 use threadline::storage::{encode_chunk, sort_for_chunk};
 use threadline::wal::SyncPolicy;
@@ -34,6 +37,33 @@ fn ingest(c: &mut Criterion) {
         b.iter(|| {
             let request = otlp::decode_logs_request(&body, Encoding::Protobuf).unwrap();
             otlp::logs_to_batch(&request, &rules, T0)
+        })
+    });
+    // What a push pays for its tenant's limits on top of decoding: the label check of
+    // each stream, the set of streams it writes to, and the rate and stream admission.
+    let limits = Limits {
+        ingest_rate_bytes: u64::MAX / 4,
+        ingest_burst_bytes: u64::MAX / 4,
+        max_active_streams: 500_000,
+        max_body_bytes: 32 << 20,
+        max_line_bytes: 256 << 10,
+        max_labels_per_stream: 64,
+        max_label_name_bytes: 128,
+        max_label_value_bytes: 2048,
+    };
+    let limiter = Limiter::new(TenantLimits::uniform(limits.clone()));
+    group.bench_function("otlp_logs_decode_and_limits_2k_records", |b| {
+        b.iter(|| {
+            let request = otlp::decode_logs_request(&body, Encoding::Protobuf).unwrap();
+            let decoded = otlp::logs_to_batch(&request, &rules, T0);
+            let mut rejected = decoded.rejected;
+            let batches = vec![(Signal::Logs, decoded.batch)];
+            let batches = within_label_limits(&limits, batches, &mut rejected).unwrap();
+            let streams = streams_of(&batches);
+            limiter
+                .admit(&tenant, body.len() as u64, &streams, Instant::now())
+                .unwrap();
+            batches
         })
     });
     for (name, sync) in [

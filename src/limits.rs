@@ -7,13 +7,19 @@
 //! (`Retry-After`). Active streams are those that received rows within the last
 //! `stream_idle` period; the count starts afresh on restart, as Loki's does.
 //!
+//! Labels past a tenant's bounds refuse the records of their stream, checked once per
+//! stream of a request.
+//!
 //! Pure bookkeeping: no I/O, an injected clock (`Instant`) in every call.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::model::{StreamId, Tenant};
+use arrow::array::{AsArray, RecordBatch};
+
+use crate::ingest::Rejected;
+use crate::model::{Signal, StreamId, Tenant};
 
 /// One tenant's limits.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,6 +266,68 @@ impl TenantState {
         self.streams
             .retain(|_, seen| now.saturating_duration_since(*seen) < STREAM_IDLE);
     }
+}
+
+/// The batches without the rows of streams whose labels exceed `limits`; each such
+/// row is a refused record.
+pub fn within_label_limits(
+    limits: &Limits,
+    batches: Vec<(Signal, RecordBatch)>,
+    rejected: &mut Rejected,
+) -> Result<Vec<(Signal, RecordBatch)>, arrow::error::ArrowError> {
+    let mut out = Vec::with_capacity(batches.len());
+    for (signal, batch) in batches {
+        let (Some(ids), Some(labels)) = (
+            batch
+                .column_by_name("stream_id")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>()),
+            batch.column_by_name("labels").and_then(|c| c.as_map_opt()),
+        ) else {
+            out.push((signal, batch));
+            continue;
+        };
+        let names = labels.keys().as_string::<i32>();
+        let values = labels.values().as_string::<i32>();
+        // One verdict per stream, from its first row: rows of a stream share labels.
+        let mut verdicts: HashMap<u64, Option<String>> = HashMap::new();
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for (row, id) in ids.values().iter().enumerate() {
+            let verdict = verdicts.entry(*id).or_insert_with(|| {
+                let range =
+                    labels.value_offsets()[row] as usize..labels.value_offsets()[row + 1] as usize;
+                let pairs = range.map(|i| (names.value(i), values.value(i)));
+                limits.check_labels(pairs).err()
+            });
+            match verdict {
+                None => keep.push(true),
+                Some(reason) => {
+                    rejected.add(reason.clone());
+                    keep.push(false);
+                }
+            }
+        }
+        if keep.iter().all(|k| *k) {
+            out.push((signal, batch));
+        } else {
+            let kept = arrow::compute::filter_record_batch(&batch, &keep.into())?;
+            out.push((signal, kept));
+        }
+    }
+    Ok(out)
+}
+
+/// The streams a request writes to.
+pub fn streams_of(batches: &[(Signal, RecordBatch)]) -> HashSet<StreamId> {
+    let mut streams = HashSet::new();
+    for (_, batch) in batches {
+        if let Some(ids) = batch
+            .column_by_name("stream_id")
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>())
+        {
+            streams.extend(ids.values().iter().map(|id| StreamId(*id)));
+        }
+    }
+    streams
 }
 
 #[cfg(test)]

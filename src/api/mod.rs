@@ -18,11 +18,11 @@ mod query;
 mod tempo;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -39,9 +39,9 @@ use crate::ingest::Rejected;
 use crate::ingest::metrics::{MAX_ROWS_PER_REQUEST, MetricRows};
 pub use crate::ingest::now_ns;
 use crate::ingest::{BodyError, ContentEncoding, IngestRules, decompress};
-use crate::limits::{LimitError, Limiter, Limits};
+use crate::limits::{LimitError, Limiter, Limits, streams_of, within_label_limits};
 use crate::metrics::Metrics;
-use crate::model::{Signal, StreamId, Tenant};
+use crate::model::{Signal, Tenant};
 use crate::query::QueryEngine;
 use crate::scrape::Scraper;
 
@@ -302,8 +302,10 @@ pub async fn store(
     body_bytes: usize,
 ) -> Result<(), ApiError> {
     let metrics = state.db.metrics();
-    let batches = within_label_limits(state.limits(tenant), batches, rejected)?;
-    let streams = if state.limits(tenant).max_active_streams > 0 {
+    let limits = state.limits(tenant);
+    let batches = within_label_limits(limits, batches, rejected)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot filter rows: {e}")))?;
+    let streams = if limits.max_active_streams > 0 {
         streams_of(&batches)
     } else {
         HashSet::new()
@@ -320,70 +322,6 @@ pub async fn store(
     state.db.write_all(tenant, batches).await?;
     Metrics::add(&metrics.ingested_bytes_total, body_bytes as u64);
     Ok(())
-}
-
-/// The batches without the rows of streams whose labels exceed `limits`; each such
-/// row is a refused record.
-fn within_label_limits(
-    limits: &Limits,
-    batches: Vec<(Signal, RecordBatch)>,
-    rejected: &mut Rejected,
-) -> Result<Vec<(Signal, RecordBatch)>, ApiError> {
-    let mut out = Vec::with_capacity(batches.len());
-    for (signal, batch) in batches {
-        let (Some(ids), Some(labels)) = (
-            batch
-                .column_by_name("stream_id")
-                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>()),
-            batch.column_by_name("labels").and_then(|c| c.as_map_opt()),
-        ) else {
-            out.push((signal, batch));
-            continue;
-        };
-        let names = labels.keys().as_string::<i32>();
-        let values = labels.values().as_string::<i32>();
-        // One verdict per stream, from its first row: rows of a stream share labels.
-        let mut verdicts: HashMap<u64, Option<String>> = HashMap::new();
-        let mut keep = Vec::with_capacity(batch.num_rows());
-        for (row, id) in ids.values().iter().enumerate() {
-            let verdict = verdicts.entry(*id).or_insert_with(|| {
-                let range =
-                    labels.value_offsets()[row] as usize..labels.value_offsets()[row + 1] as usize;
-                let pairs = range.map(|i| (names.value(i), values.value(i)));
-                limits.check_labels(pairs).err()
-            });
-            match verdict {
-                None => keep.push(true),
-                Some(reason) => {
-                    rejected.add(reason.clone());
-                    keep.push(false);
-                }
-            }
-        }
-        if keep.iter().all(|k| *k) {
-            out.push((signal, batch));
-        } else {
-            let kept = arrow::compute::filter_record_batch(&batch, &keep.into()).map_err(|e| {
-                ApiError::new(ErrorCode::Internal, format!("cannot filter rows: {e}"))
-            })?;
-            out.push((signal, kept));
-        }
-    }
-    Ok(out)
-}
-
-/// The streams a request writes to.
-fn streams_of(batches: &[(Signal, RecordBatch)]) -> HashSet<StreamId> {
-    let mut streams = HashSet::new();
-    for (_, batch) in batches {
-        if let Some(ids) = batch
-            .column_by_name("stream_id")
-            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>())
-        {
-            streams.extend(ids.values().iter().map(|id| StreamId(*id)));
-        }
-    }
-    streams
 }
 
 /// 429 with `Retry-After` for limits that clear with time, 413 for a request no wait
