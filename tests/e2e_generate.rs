@@ -234,6 +234,9 @@ async fn a_trace_lookup_reads_only_the_pages_of_its_rows() {
     let spec = Run {
         config: generate::Config {
             traces_per_second: 200.0,
+            // The generator mixes the start into its seed; cancel it, so every hour
+            // generates the same traces and the same highlighted one.
+            seed: 5 ^ (start as u64).rotate_left(29),
             ..two_minutes(start).config
         },
         ..two_minutes(start)
