@@ -30,6 +30,8 @@ pub fn open_db(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: SyncPo
         upload_timeout: threadline::storage::store::DEFAULT_UPLOAD_TIMEOUT,
         head_max_bytes: usize::MAX,
         head_max_age: Duration::from_secs(3600),
+        compaction: Default::default(),
+        retention: Default::default(),
     };
     rt.block_on(Db::open(config, Arc::new(Metrics::default())))
         .unwrap()

@@ -12,6 +12,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::api::auth::{AuthConfig, MIN_TOKEN_LEN};
+use crate::compact::{CompactionConfig, Periods, Retention};
 use crate::db::DbConfig;
 use crate::ingest::{
     DEFAULT_LABEL_ATTRIBUTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TRACE_ID_PATTERN, IngestRules,
@@ -134,6 +135,37 @@ pub struct RawConfig {
     /// Queries run at once; more wait for a slot, up to the query timeout.
     #[arg(long, env = "THREADLINE_QUERY_MAX_CONCURRENT")]
     pub query_max_concurrent: Option<usize>,
+    /// Whether the server compacts chunks and applies retention in the background.
+    #[arg(long, env = "THREADLINE_COMPACTION_ENABLED")]
+    pub compaction_enabled: Option<bool>,
+    /// How often the background compactor runs (e.g. 5m).
+    #[arg(long, env = "THREADLINE_COMPACTION_INTERVAL")]
+    pub compaction_interval: Option<String>,
+    /// The size compaction packs merged chunks up to.
+    #[arg(long, env = "THREADLINE_COMPACTION_TARGET_BYTES")]
+    pub compaction_target_bytes: Option<u64>,
+    /// How long replaced and expired chunks stay readable before they are deleted;
+    /// at least the longest query timeout.
+    #[arg(long, env = "THREADLINE_COMPACTION_DELETE_DELAY")]
+    pub compaction_delete_delay: Option<String>,
+    /// How long every signal is kept (e.g. 30d); 0 keeps data for ever.
+    #[arg(long, env = "THREADLINE_RETENTION_PERIOD")]
+    pub retention_period: Option<String>,
+    /// How long logs are kept, instead of retention_period.
+    #[arg(long, env = "THREADLINE_RETENTION_LOGS")]
+    pub retention_logs: Option<String>,
+    /// How long spans are kept, instead of retention_period.
+    #[arg(long, env = "THREADLINE_RETENTION_SPANS")]
+    pub retention_spans: Option<String>,
+    /// How long metric samples are kept, instead of retention_period.
+    #[arg(long, env = "THREADLINE_RETENTION_SAMPLES")]
+    pub retention_samples: Option<String>,
+    /// How long exemplars are kept; by default as long as samples.
+    #[arg(long, env = "THREADLINE_RETENTION_EXEMPLARS")]
+    pub retention_exemplars: Option<String>,
+    /// How long profiles and their samples are kept, instead of retention_period.
+    #[arg(long, env = "THREADLINE_RETENTION_PROFILES")]
+    pub retention_profiles: Option<String>,
     /// Scrape jobs: only the config file can list them.
     #[arg(skip)]
     #[serde(skip)]
@@ -174,6 +206,12 @@ pub struct FileTenantLimits {
     pub query_max_rows: Option<usize>,
     pub query_max_range: Option<String>,
     pub query_max_concurrent: Option<usize>,
+    pub retention_period: Option<String>,
+    pub retention_logs: Option<String>,
+    pub retention_spans: Option<String>,
+    pub retention_samples: Option<String>,
+    pub retention_exemplars: Option<String>,
+    pub retention_profiles: Option<String>,
 }
 
 /// The file's layout: the same settings, grouped in sections.
@@ -195,9 +233,33 @@ struct FileConfig {
     #[serde(default)]
     auth: FileAuth,
     #[serde(default)]
+    compaction: FileCompaction,
+    #[serde(default)]
+    retention: FileRetention,
+    #[serde(default)]
     tenants: BTreeMap<String, FileTenantLimits>,
     #[serde(default)]
     scrape_configs: Vec<FileScrapeJob>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCompaction {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    target_bytes: Option<u64>,
+    delete_delay: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    period: Option<String>,
+    logs: Option<String>,
+    spans: Option<String>,
+    samples: Option<String>,
+    exemplars: Option<String>,
+    profiles: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +395,16 @@ impl RawConfig {
             query_max_rows: file.query.max_rows,
             query_max_range: file.query.max_range,
             query_max_concurrent: file.query.max_concurrent,
+            compaction_enabled: file.compaction.enabled,
+            compaction_interval: file.compaction.interval,
+            compaction_target_bytes: file.compaction.target_bytes,
+            compaction_delete_delay: file.compaction.delete_delay,
+            retention_period: file.retention.period,
+            retention_logs: file.retention.logs,
+            retention_spans: file.retention.spans,
+            retention_samples: file.retention.samples,
+            retention_exemplars: file.retention.exemplars,
+            retention_profiles: file.retention.profiles,
             scrape_configs: file.scrape_configs,
             auth_tokens: file.auth.tokens,
             tenants: file.tenants,
@@ -367,6 +439,20 @@ impl RawConfig {
             query_max_rows: over.query_max_rows.or(self.query_max_rows),
             query_max_range: over.query_max_range.or(self.query_max_range),
             query_max_concurrent: over.query_max_concurrent.or(self.query_max_concurrent),
+            compaction_enabled: over.compaction_enabled.or(self.compaction_enabled),
+            compaction_interval: over.compaction_interval.or(self.compaction_interval),
+            compaction_target_bytes: over
+                .compaction_target_bytes
+                .or(self.compaction_target_bytes),
+            compaction_delete_delay: over
+                .compaction_delete_delay
+                .or(self.compaction_delete_delay),
+            retention_period: over.retention_period.or(self.retention_period),
+            retention_logs: over.retention_logs.or(self.retention_logs),
+            retention_spans: over.retention_spans.or(self.retention_spans),
+            retention_samples: over.retention_samples.or(self.retention_samples),
+            retention_exemplars: over.retention_exemplars.or(self.retention_exemplars),
+            retention_profiles: over.retention_profiles.or(self.retention_profiles),
             scrape_configs: if over.scrape_configs.is_empty() {
                 self.scrape_configs
             } else {
@@ -414,6 +500,8 @@ pub const DEFAULT_MAX_ACTIVE_STREAMS: usize = 500_000;
 
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let retention = retention(&raw)?;
+        let compaction = compaction(&raw)?;
         let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen
             .parse()
@@ -515,6 +603,7 @@ impl Config {
         };
         let (limits, query_overrides) = tenant_limits(defaults, &query, &raw.tenants)?;
         let auth = auth(&raw.auth_tokens, raw.require_tenant.unwrap_or(false))?;
+        check_delete_delay(&compaction, &query, &query_overrides)?;
         Ok(Config {
             scrape,
             listen,
@@ -531,6 +620,8 @@ impl Config {
                 head_max_bytes: positive("head_max_bytes", raw.head_max_bytes, 64 << 20)?,
                 head_max_age: parse_duration(raw.head_max_age.as_deref().unwrap_or("5m"))
                     .map_err(|e| invalid("head_max_age", e))?,
+                compaction,
+                retention,
             },
             ingest: IngestRules {
                 label_attributes,
@@ -627,6 +718,134 @@ fn tenant_limits(
         queries.insert(tenant, query);
     }
     Ok((limits, queries))
+}
+
+fn compaction(raw: &RawConfig) -> Result<CompactionConfig, ConfigError> {
+    let defaults = CompactionConfig::default();
+    let duration = |setting, text: &Option<String>, default| match text {
+        Some(text) => parse_duration(text).map_err(|e| invalid(setting, e)),
+        None => Ok(default),
+    };
+    let config = CompactionConfig {
+        enabled: raw.compaction_enabled.unwrap_or(defaults.enabled),
+        interval: duration(
+            "compaction_interval",
+            &raw.compaction_interval,
+            defaults.interval,
+        )?,
+        target_bytes: positive(
+            "compaction_target_bytes",
+            raw.compaction_target_bytes,
+            defaults.target_bytes,
+        )?,
+        delete_delay: duration(
+            "compaction_delete_delay",
+            &raw.compaction_delete_delay,
+            defaults.delete_delay,
+        )?,
+    };
+    Ok(config)
+}
+
+/// Deletion must wait longer than any query can run.
+fn check_delete_delay(
+    config: &CompactionConfig,
+    query: &QueryConfig,
+    overrides: &BTreeMap<Tenant, QueryConfig>,
+) -> Result<(), ConfigError> {
+    let longest_query = overrides
+        .values()
+        .map(|q| q.timeout)
+        .chain([query.timeout])
+        .max()
+        .unwrap_or_default();
+    if config.delete_delay <= longest_query {
+        return Err(invalid(
+            "compaction_delete_delay",
+            format!(
+                "{:?} must be longer than the longest query timeout ({longest_query:?}): a \
+                 query may still be reading a chunk that compaction replaced",
+                config.delete_delay
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A retention period: `0` keeps data for ever.
+fn retention_period(setting: &'static str, text: &str) -> Result<Option<Duration>, ConfigError> {
+    let text = text.trim();
+    let ns = crate::logql::parse_duration(text).map_err(|e| invalid(setting, e))?;
+    match ns {
+        0 => Ok(None),
+        ns if ns < 0 => Err(invalid(setting, format!("{text:?} is negative"))),
+        ns => Ok(Some(Duration::from_nanos(ns as u64))),
+    }
+}
+
+/// The default periods from `[retention]`, and each tenant's over them: a tenant's
+/// `retention_period` stands for its signals it does not name, and exemplars follow
+/// samples unless named.
+fn retention(raw: &RawConfig) -> Result<Retention, ConfigError> {
+    type Texts<'a> = [&'a Option<String>; 6];
+    fn periods(
+        setting: &'static str,
+        [period, logs, spans, samples, exemplars, profiles]: Texts,
+        base: &Periods,
+    ) -> Result<Periods, ConfigError> {
+        let parse = |text: &Option<String>| -> Result<Option<Option<Duration>>, ConfigError> {
+            text.as_deref()
+                .map(|t| retention_period(setting, t))
+                .transpose()
+        };
+        let all = parse(period)?;
+        let pick = |text, inherited: Option<Duration>| -> Result<Option<Duration>, ConfigError> {
+            Ok(parse(text)?.or(all).unwrap_or(inherited))
+        };
+        let samples_named = samples.is_some() || all.is_some();
+        let samples = pick(samples, base.samples)?;
+        Ok(Periods {
+            logs: pick(logs, base.logs)?,
+            spans: pick(spans, base.spans)?,
+            samples,
+            exemplars: match parse(exemplars)? {
+                Some(p) => p,
+                None if samples_named => samples,
+                None => base.exemplars,
+            },
+            profiles: pick(profiles, base.profiles)?,
+        })
+    }
+    let default = periods(
+        "retention",
+        [
+            &raw.retention_period,
+            &raw.retention_logs,
+            &raw.retention_spans,
+            &raw.retention_samples,
+            &raw.retention_exemplars,
+            &raw.retention_profiles,
+        ],
+        &Periods::default(),
+    )?;
+    let mut tenants = BTreeMap::new();
+    for (id, file) in &raw.tenants {
+        let texts = [
+            &file.retention_period,
+            &file.retention_logs,
+            &file.retention_spans,
+            &file.retention_samples,
+            &file.retention_exemplars,
+            &file.retention_profiles,
+        ];
+        if texts.iter().all(|t| t.is_none()) {
+            continue;
+        }
+        let tenant =
+            Tenant::new(id).map_err(|e| invalid("tenants", format!("{id:?}: {e}")))?;
+        tenants.insert(tenant, periods("tenants", texts, &default)?);
+    }
+    Ok(Retention { default, tenants })
 }
 
 /// Tokens must be long, unique, and name valid tenants.

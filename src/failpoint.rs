@@ -26,6 +26,12 @@
 //!   but not yet registered in the catalog, and its rows are still in the head.
 //! - [`FLUSH_BEFORE_TRUNCATE`]: every chunk of a flush is committed and registered; the
 //!   WAL segments they cover are not yet removed.
+//! - [`COMPACT_AFTER_UPLOAD`]: a merged chunk's Parquet object is stored, its metadata
+//!   (the commit point of the compaction) is not.
+//! - [`COMPACT_AFTER_COMMIT`]: the merged chunk's metadata is stored; the catalog still
+//!   serves the chunks it replaces, which are all still stored.
+//! - [`DELETE_AFTER_META`]: a replaced or expired chunk's metadata is deleted, its
+//!   Parquet object is not.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -41,6 +47,9 @@ pub const FLUSH_BEFORE_UPLOAD: &str = "flush.before_upload";
 pub const FLUSH_AFTER_UPLOAD: &str = "flush.after_upload";
 pub const FLUSH_AFTER_META: &str = "flush.after_meta";
 pub const FLUSH_BEFORE_TRUNCATE: &str = "flush.before_truncate";
+pub const COMPACT_AFTER_UPLOAD: &str = "compact.after_upload";
+pub const COMPACT_AFTER_COMMIT: &str = "compact.after_commit";
+pub const DELETE_AFTER_META: &str = "delete.after_meta";
 
 /// Every point, in the order data passes them.
 pub const ALL: &[&str] = &[
@@ -49,6 +58,9 @@ pub const ALL: &[&str] = &[
     FLUSH_AFTER_UPLOAD,
     FLUSH_AFTER_META,
     FLUSH_BEFORE_TRUNCATE,
+    COMPACT_AFTER_UPLOAD,
+    COMPACT_AFTER_COMMIT,
+    DELETE_AFTER_META,
 ];
 
 static LISTED: OnceLock<Vec<(&'static str, Duration)>> = OnceLock::new();

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod compact;
 pub mod config;
 pub mod db;
 pub mod failpoint;

@@ -47,6 +47,15 @@ metrics! {
     chunk_bytes_written_total: "counter", "Bytes of Parquet chunks written to the object store.";
     chunk_write_errors_total: "counter", "Failed chunk writes (the rows stay in the head and the WAL).";
     chunks: "gauge", "Chunks known to the label and trace-ID indexes.";
+    chunks_retired: "gauge", "Chunks replaced by compaction or past retention, waiting for their deletion delay.";
+    chunks_deleted_total: "counter", "Replaced or expired chunks deleted from the object store.";
+    compaction_runs_total: "counter", "Compaction passes run (background and on demand).";
+    compaction_chunks_merged_total: "counter", "Chunks merged into larger ones by compaction.";
+    compaction_chunks_written_total: "counter", "Chunks written by compaction.";
+    compaction_bytes_read_total: "counter", "Bytes of the chunks compaction merged.";
+    compaction_bytes_written_total: "counter", "Bytes of the chunks compaction wrote.";
+    compaction_failures_total: "counter", "Merges that failed (their chunks stay as they were).";
+    retention_chunks_expired_total: "counter", "Chunks taken out of the store because their rows passed the retention period.";
     object_store_get_requests_total: "counter", "GET and ranged-GET requests made to the object store.";
     object_store_get_bytes_total: "counter", "Bytes read from the object store.";
     query_chunks_selected_total: "counter", "Chunks selected for reading by the indexes, over all queries.";

@@ -269,6 +269,8 @@ async fn sql_logic_tests() {
         upload_timeout: threadline::storage::store::DEFAULT_UPLOAD_TIMEOUT,
         head_max_bytes: 1 << 30,
         head_max_age: Duration::from_secs(3600),
+        compaction: Default::default(),
+        retention: Default::default(),
     };
     let db = Db::open(config, Arc::new(Metrics::default()))
         .await

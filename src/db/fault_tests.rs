@@ -22,19 +22,19 @@ use crate::storage::ChunkStore;
 
 /// An in-memory object store whose PUTs can be made to fail or to hang.
 #[derive(Debug, Default)]
-struct FaultyStore {
-    inner: object_store::memory::InMemory,
+pub(super) struct FaultyStore {
+    pub(super) inner: object_store::memory::InMemory,
     /// Every PUT fails before storing anything.
-    fail_puts: AtomicBool,
+    pub(super) fail_puts: AtomicBool,
     /// Metadata PUTs fail before storing anything; data PUTs succeed.
-    fail_meta_puts: AtomicBool,
+    pub(super) fail_meta_puts: AtomicBool,
     /// Metadata PUTs store the object, then answer with an error.
-    fail_after_storing_meta: AtomicBool,
+    pub(super) fail_after_storing_meta: AtomicBool,
     /// Every PUT waits forever.
-    hang_puts: AtomicBool,
+    pub(super) hang_puts: AtomicBool,
     /// Metadata PUTs wait forever; data PUTs succeed.
-    hang_meta_puts: AtomicBool,
-    puts: AtomicUsize,
+    pub(super) hang_meta_puts: AtomicBool,
+    pub(super) puts: AtomicUsize,
 }
 
 impl std::fmt::Display for FaultyStore {
@@ -108,7 +108,7 @@ impl ObjectStore for FaultyStore {
     }
 }
 
-async fn open_on(config: &DbConfig, store: &Arc<FaultyStore>) -> Arc<Db> {
+pub(super) async fn open_on(config: &DbConfig, store: &Arc<FaultyStore>) -> Arc<Db> {
     let metrics = Arc::new(Metrics::default());
     let chunks = ChunkStore::from_store(Arc::clone(store) as _, Arc::clone(&metrics));
     Db::open_with_store(config.clone(), chunks, metrics)
@@ -117,17 +117,17 @@ async fn open_on(config: &DbConfig, store: &Arc<FaultyStore>) -> Arc<Db> {
 }
 
 /// Closes the store (as a graceful stop does, without flushing) and opens it again.
-async fn restart(db: Arc<Db>, config: &DbConfig, store: &Arc<FaultyStore>) -> Arc<Db> {
+pub(super) async fn restart(db: Arc<Db>, config: &DbConfig, store: &Arc<FaultyStore>) -> Arc<Db> {
     db.close();
     drop(db);
     open_on(config, store).await
 }
 
-fn tenant() -> Tenant {
+pub(super) fn tenant() -> Tenant {
     Tenant::default_tenant()
 }
 
-fn bodies(batch: &RecordBatch) -> Vec<String> {
+pub(super) fn bodies(batch: &RecordBatch) -> Vec<String> {
     let column = batch.column_by_name("body").unwrap();
     let column = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).unwrap();
     column
@@ -139,7 +139,7 @@ fn bodies(batch: &RecordBatch) -> Vec<String> {
 
 /// The log lines in the head and, read back from the object store, in registered
 /// chunks; each list sorted, duplicates kept.
-async fn stored_lines(db: &Db) -> (Vec<String>, Vec<String>) {
+pub(super) async fn stored_lines(db: &Db) -> (Vec<String>, Vec<String>) {
     let selection = db.select(&tenant(), Signal::Logs, &ScanFilter::default());
     let mut head: Vec<String> = selection.head.iter().flat_map(bodies).collect();
     let mut chunks = Vec::new();

@@ -17,8 +17,9 @@ use super::head::{HeadBuffer, split_by_partition, split_by_window};
 use super::{Db, Result};
 use crate::metrics::Metrics;
 use crate::model::{Signal, Tenant};
-use crate::storage::meta::FORMAT_VERSION;
-use crate::storage::{ChunkId, ChunkKey, ChunkMeta, PartitionKey, encode_chunk, sort_for_chunk};
+use crate::storage::{
+    ChunkId, ChunkKey, ChunkMeta, PartitionKey, WalMark, encode_chunk, sort_for_chunk,
+};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FlushReport {
@@ -124,10 +125,7 @@ impl Db {
         for meta in written {
             table.register_chunk(meta);
         }
-        self.metrics.chunks.store(
-            catalog.tables.values().map(|t| t.chunks.len() as u64).sum(),
-            Ordering::Relaxed,
-        );
+        self.update_chunk_gauges(&catalog);
         let fresh = catalog.new_buffer(job.buffer.created);
         let table = catalog
             .tables
@@ -172,65 +170,64 @@ impl Db {
         let signal = job.signal;
         let batch = sorted.clone();
         let encoded = tokio::task::spawn_blocking(move || encode_chunk(signal, &batch)).await??;
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let id = ChunkId::new(
-            unix_ms,
-            &self.ingester,
-            self.chunk_counter.fetch_add(1, Ordering::Relaxed),
-        );
         let key = ChunkKey {
             tenant: job.tenant.clone(),
             signal,
             partition: job.partition.clone(),
             window_start: window,
-            id: id.clone(),
-        };
-        let meta = ChunkMeta {
-            format: FORMAT_VERSION,
-            id,
-            tenant: job.tenant.clone(),
-            signal,
-            partition: job.partition.clone(),
-            window_start: window,
-            ingester: self.ingester.clone(),
-            wal_through: job.buffer.max_seq,
-            rows: encoded.rows,
-            size: encoded.bytes.len() as u64,
-            min_time: encoded.min_time,
-            max_time: encoded.max_time,
-            row_groups: encoded.row_groups,
-            streams: encoded.streams,
-            row_group_rows: encoded.row_group_rows,
-            traces: encoded.traces,
+            id: self.next_chunk_id(),
         };
         let size = encoded.bytes.len() as u64;
+        let wal = vec![WalMark {
+            ingester: self.ingester.clone(),
+            through: job.buffer.max_seq,
+        }];
+        let meta = ChunkMeta::new(&key, wal, Vec::new(), size, encoded.summary);
         crate::failpoint::pause_async(crate::failpoint::FLUSH_BEFORE_UPLOAD).await;
         self.store.put(&key.data_path(), encoded.bytes).await?;
         crate::failpoint::pause_async(crate::failpoint::FLUSH_AFTER_UPLOAD).await;
-        let encoded_meta = meta
-            .encode()
-            .map_err(|reason| crate::storage::StoreError::Meta {
-                path: key.meta_path().to_string(),
-                reason,
-            })?;
-        if let Err(e) = self.store.put(&key.meta_path(), encoded_meta.into()).await {
-            // The metadata is the commit point. A PUT can fail after the object was
-            // stored (a timeout on the reply); if it is there, the chunk is committed,
-            // and returning its rows to the head would store them twice. (One that is
-            // not there yet but lands later, after this answer, would do so; nothing
-            // short of a conditional write can rule that out.)
-            if !self.store.exists(&key.meta_path()).await {
-                return Err(e.into());
-            }
-            warn!(chunk = %key.meta_path(), error = %e, "metadata write reported an error but the object exists");
-        }
+        self.commit_meta(&meta).await?;
         crate::failpoint::pause_async(crate::failpoint::FLUSH_AFTER_META).await;
         Metrics::add(&self.metrics.chunks_written_total, 1);
         Metrics::add(&self.metrics.chunk_bytes_written_total, size);
         debug!(chunk = %key.data_path(), rows = meta.rows, bytes = size, "chunk written");
         Ok(meta)
+    }
+
+    /// A chunk ID unique to this ingester, sortable by creation time.
+    pub(super) fn next_chunk_id(&self) -> ChunkId {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        ChunkId::new(
+            unix_ms,
+            &self.ingester,
+            self.chunk_counter.fetch_add(1, Ordering::Relaxed),
+        )
+    }
+
+    /// Writes a chunk's metadata, the commit point of its chunk: once it is stored, the
+    /// chunk is part of the store (and the chunks it replaces are not).
+    pub(super) async fn commit_meta(&self, meta: &ChunkMeta) -> Result<()> {
+        let path = meta.key().meta_path();
+        let encoded = meta
+            .encode()
+            .map_err(|reason| crate::storage::StoreError::Meta {
+                path: path.to_string(),
+                reason,
+            })?;
+        if let Err(e) = self.store.put(&path, encoded.into()).await {
+            // A PUT can fail after the object was stored (a timeout on the reply); if it
+            // is there, the chunk is committed, and undoing it (returning its rows to the
+            // head, or keeping the chunks it replaces) would store rows twice. (One that
+            // is not there yet but lands later, after this answer, would do so; nothing
+            // short of a conditional write can rule that out.)
+            if !self.store.exists(&path).await {
+                return Err(e.into());
+            }
+            warn!(chunk = %path, error = %e, "metadata write reported an error but the object exists");
+        }
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! Writers take it only to append to the WAL queue and push batches; all encoding,
 //! I/O and syncing happens outside it.
 
+mod compact;
 mod flush;
 pub mod head;
 
@@ -22,6 +23,7 @@ use tracing::{error, info, warn};
 pub use flush::FlushReport;
 use head::{HeadBuffer, Part, split_by_partition, split_by_window};
 
+use crate::compact::{CompactionConfig, Retention};
 use crate::index::LabelIndex;
 use crate::metrics::Metrics;
 use crate::model::{Selector, Signal, StreamId, Tenant};
@@ -43,6 +45,8 @@ pub struct DbConfig {
     pub head_max_bytes: usize,
     /// …or when its oldest rows are this old.
     pub head_max_age: Duration,
+    pub compaction: CompactionConfig,
+    pub retention: Retention,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,10 @@ pub enum Error {
     },
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Merge(#[from] crate::compact::merge::MergeError),
+    #[error("compaction: {0}")]
+    Compaction(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -104,6 +112,8 @@ impl Table {
 #[derive(Debug, Default)]
 pub struct Catalog {
     tables: HashMap<(Tenant, Signal), Table>,
+    /// Chunks out of force (replaced or expired) and not yet deleted.
+    retired: Vec<compact::Retired>,
     next_buffer_id: u64,
 }
 
@@ -214,6 +224,7 @@ pub struct Db {
     ingester: String,
     chunk_counter: AtomicU32,
     flush_lock: tokio::sync::Mutex<()>,
+    compact_lock: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -242,8 +253,8 @@ impl Db {
         // Per (tenant, signal, partition, window): the WAL sequence number through which
         // this ingester's rows are already in chunks.
         let mut flushed: HashMap<(Tenant, Signal, PartitionKey, i64), u64> = HashMap::new();
-        for meta in metas {
-            if meta.ingester == ingester {
+        for meta in &metas {
+            for mark in meta.wal.iter().filter(|m| m.ingester == ingester) {
                 let key = (
                     meta.tenant.clone(),
                     meta.signal,
@@ -251,14 +262,28 @@ impl Db {
                     meta.window_start,
                 );
                 let through = flushed.entry(key).or_default();
-                *through = (*through).max(meta.wal_through);
+                *through = (*through).max(mark.through);
             }
+        }
+        let (in_force, replaced) = compact::split_replaced(metas);
+        for meta in in_force {
             catalog
                 .tables
                 .entry((meta.tenant.clone(), meta.signal))
                 .or_default()
                 .register_chunk(Arc::new(meta));
         }
+        // Compacted away before the last stop, and not yet deleted: deleted after the
+        // delay, counted from now.
+        let now = Instant::now();
+        catalog
+            .retired
+            .extend(replaced.into_iter().map(|meta| compact::Retired {
+                meta: Arc::new(meta),
+                since: now,
+            }));
+        // Merges cut short by the last stop.
+        let _ = std::fs::remove_dir_all(config.data_dir.join(compact::SCRATCH_DIR));
         let chunk_count: usize = catalog.tables.values().map(|t| t.chunks.len()).sum();
 
         let min_next_seq = flushed.values().max().map_or(1, |s| s + 1);
@@ -293,9 +318,6 @@ impl Db {
             corrupt_segments = report.corrupt.len(),
             "store opened"
         );
-        metrics
-            .chunks
-            .store(chunk_count as u64, std::sync::atomic::Ordering::Relaxed);
         let db = Arc::new(Self {
             config,
             wal,
@@ -304,9 +326,11 @@ impl Db {
             ingester,
             chunk_counter: AtomicU32::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
+            compact_lock: tokio::sync::Mutex::new(()),
             metrics,
         });
         db.update_head_gauges();
+        db.update_chunk_gauges(&db.read_catalog());
         Ok(db)
     }
 
@@ -720,6 +744,8 @@ fn ingester_id(wal_dir: &std::path::Path) -> Result<String> {
     }
 }
 
+#[cfg(test)]
+mod compact_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

@@ -12,6 +12,8 @@ pub(super) fn config(dir: &std::path::Path) -> DbConfig {
         upload_timeout: crate::storage::store::DEFAULT_UPLOAD_TIMEOUT,
         head_max_bytes: 1 << 30,
         head_max_age: Duration::from_secs(3600),
+        compaction: Default::default(),
+        retention: Default::default(),
     }
 }
 

@@ -25,17 +25,11 @@ impl TraceBlocks {
     /// The locator of rows given as `(trace fingerprint, row ordinal)`, in any order.
     /// `None` when a row lies past `MAX_CHUNK_ROWS`.
     pub fn from_rows(rows: impl IntoIterator<Item = (u64, u32)>) -> Option<Self> {
-        let mut pairs = rows
-            .into_iter()
-            .map(|(fingerprint, row)| {
-                let block = u16::try_from(row as usize / BLOCK_ROWS).ok()?;
-                Some((key(fingerprint), block))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        pairs.sort_unstable();
-        pairs.dedup();
-        let (keys, blocks) = pairs.into_iter().unzip();
-        Some(Self { keys, blocks })
+        let mut builder = TraceBlocksBuilder::default();
+        for (fingerprint, row) in rows {
+            builder.add(fingerprint, u64::from(row))?;
+        }
+        Some(builder.finish())
     }
 
     /// The blocks that may hold rows of the trace with this fingerprint, ascending.
@@ -113,6 +107,40 @@ impl TraceBlocks {
             return Err(format!("{} bytes follow the trace locator", input.len()));
         }
         Ok(out)
+    }
+}
+
+/// Gathers a locator row by row, for a chunk written in pieces. Rows of one trace in
+/// one block collapse as they come, so memory follows the locator's size, not the
+/// chunk's rows.
+#[derive(Debug, Default)]
+pub struct TraceBlocksBuilder {
+    pairs: Vec<(u32, u16)>,
+    /// Pairs at the front known to be sorted and distinct.
+    settled: usize,
+}
+
+impl TraceBlocksBuilder {
+    /// `None` when the row lies past `MAX_CHUNK_ROWS`.
+    pub fn add(&mut self, fingerprint: u64, row: u64) -> Option<()> {
+        let block = u16::try_from(row / BLOCK_ROWS as u64).ok()?;
+        self.pairs.push((key(fingerprint), block));
+        if self.pairs.len() >= 2 * self.settled.max(4096) {
+            self.settle();
+        }
+        Some(())
+    }
+
+    fn settle(&mut self) {
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        self.settled = self.pairs.len();
+    }
+
+    pub fn finish(mut self) -> TraceBlocks {
+        self.settle();
+        let (keys, blocks) = self.pairs.into_iter().unzip();
+        TraceBlocks { keys, blocks }
     }
 }
 

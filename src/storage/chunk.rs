@@ -21,7 +21,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::meta::StreamStats;
 use crate::index::TraceBlocks;
-use crate::index::traces::BLOCK_ROWS;
+use crate::index::traces::{BLOCK_ROWS, TraceBlocksBuilder};
 use crate::model::{LabelSet, Signal, SpanId, StreamId, TraceId, schema};
 
 /// Rows per row group: small enough that a stream's rows span few groups, large
@@ -45,6 +45,12 @@ pub enum ChunkError {
 /// An encoded chunk and what its metadata says about it.
 pub struct EncodedChunk {
     pub bytes: bytes::Bytes,
+    pub summary: ChunkSummary,
+}
+
+/// What a chunk's metadata says about its rows, gathered while it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkSummary {
     pub rows: u64,
     pub row_groups: usize,
     pub min_time: i64,
@@ -126,72 +132,132 @@ fn writer_properties(signal: Signal) -> Result<WriterProperties, ChunkError> {
 
 /// Encodes rows already sorted by `sort_for_chunk`.
 pub fn encode_chunk(signal: Signal, sorted: &RecordBatch) -> Result<EncodedChunk, ChunkError> {
-    let (streams, traces, min_time, max_time) = chunk_stats(signal, sorted)?;
-    let props = writer_properties(signal)?;
     let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut buf, sorted.schema(), Some(props))?;
+    let mut writer = ChunkWriter::new(signal, &mut buf)?;
     writer.write(sorted)?;
-    let metadata = writer.close()?;
+    let summary = writer.finish()?;
     Ok(EncodedChunk {
         bytes: buf.into(),
-        rows: sorted.num_rows() as u64,
-        row_groups: metadata.num_row_groups(),
-        min_time,
-        max_time,
-        streams,
-        traces,
-        row_group_rows: metadata
-            .row_groups()
-            .iter()
-            .map(|g| g.num_rows() as u64)
-            .collect(),
+        summary,
     })
 }
 
-type Stats = (Vec<StreamStats>, TraceBlocks, i64, i64);
+/// Writes a chunk from batches that arrive in chunk order (each sorted, and each
+/// starting at or after the end of the one before), gathering its summary on the way.
+pub struct ChunkWriter<W: std::io::Write + Send> {
+    writer: ArrowWriter<W>,
+    stats: StatsBuilder,
+}
 
-fn chunk_stats(signal: Signal, batch: &RecordBatch) -> Result<Stats, ChunkError> {
-    let stream_ids = batch
-        .column_by_name("stream_id")
-        .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-        .ok_or(ChunkError::Column("stream_id"))?;
-    let times = batch
-        .column_by_name(signal.time_column())
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or(ChunkError::Column("time"))?;
-    let labels = batch
-        .column_by_name("labels")
-        .and_then(|c| c.as_map_opt())
-        .ok_or(ChunkError::Column("labels"))?;
-    if batch.num_rows() > crate::index::traces::MAX_CHUNK_ROWS {
-        return Err(ChunkError::TooManyRows);
+impl<W: std::io::Write + Send> ChunkWriter<W> {
+    pub fn new(signal: Signal, out: W) -> Result<Self, ChunkError> {
+        let writer = ArrowWriter::try_new(
+            out,
+            schema::schema(signal),
+            Some(writer_properties(signal)?),
+        )?;
+        Ok(Self {
+            writer,
+            stats: StatsBuilder::new(signal),
+        })
     }
 
-    let mut streams: Vec<StreamStats> = Vec::new();
-    let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-    for row in 0..batch.num_rows() {
-        let id = StreamId(stream_ids.value(row));
-        let t = times.value(row);
-        min_time = min_time.min(t);
-        max_time = max_time.max(t);
-        match streams.last_mut() {
-            Some(last) if last.id == id => {
-                last.rows += 1;
-                last.min_time = last.min_time.min(t);
-                last.max_time = last.max_time.max(t);
-            }
-            _ => streams.push(StreamStats {
-                id,
-                labels: row_labels(labels, row),
-                rows: 1,
-                min_time: t,
-                max_time: t,
-            }),
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ChunkError> {
+        self.stats.add(batch)?;
+        self.writer.write(batch)?;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.stats.rows
+    }
+
+    pub fn finish(self) -> Result<ChunkSummary, ChunkError> {
+        let metadata = self.writer.close()?;
+        let stats = self.stats;
+        Ok(ChunkSummary {
+            rows: stats.rows,
+            row_groups: metadata.num_row_groups(),
+            min_time: stats.min_time,
+            max_time: stats.max_time,
+            streams: stats.streams,
+            traces: stats.traces.finish(),
+            row_group_rows: metadata
+                .row_groups()
+                .iter()
+                .map(|g| g.num_rows() as u64)
+                .collect(),
+        })
+    }
+}
+
+/// Streams, time range and trace locator of rows seen in chunk order.
+struct StatsBuilder {
+    signal: Signal,
+    rows: u64,
+    streams: Vec<StreamStats>,
+    traces: TraceBlocksBuilder,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl StatsBuilder {
+    fn new(signal: Signal) -> Self {
+        Self {
+            signal,
+            rows: 0,
+            streams: Vec::new(),
+            traces: TraceBlocksBuilder::default(),
+            min_time: i64::MAX,
+            max_time: i64::MIN,
         }
     }
-    let traces =
-        TraceBlocks::from_rows(located_ids(signal, batch)?).ok_or(ChunkError::TooManyRows)?;
-    Ok((streams, traces, min_time, max_time))
+
+    fn add(&mut self, batch: &RecordBatch) -> Result<(), ChunkError> {
+        let stream_ids = batch
+            .column_by_name("stream_id")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or(ChunkError::Column("stream_id"))?;
+        let times = batch
+            .column_by_name(self.signal.time_column())
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            .ok_or(ChunkError::Column("time"))?;
+        let labels = batch
+            .column_by_name("labels")
+            .and_then(|c| c.as_map_opt())
+            .ok_or(ChunkError::Column("labels"))?;
+        if self.rows + batch.num_rows() as u64 > crate::index::traces::MAX_CHUNK_ROWS as u64 {
+            return Err(ChunkError::TooManyRows);
+        }
+        for row in 0..batch.num_rows() {
+            let id = StreamId(stream_ids.value(row));
+            let t = times.value(row);
+            self.min_time = self.min_time.min(t);
+            self.max_time = self.max_time.max(t);
+            match self.streams.last_mut() {
+                Some(last) if last.id == id => {
+                    last.rows += 1;
+                    last.min_time = last.min_time.min(t);
+                    last.max_time = last.max_time.max(t);
+                }
+                _ => self.streams.push(StreamStats {
+                    id,
+                    labels: row_labels(labels, row),
+                    rows: 1,
+                    min_time: t,
+                    max_time: t,
+                }),
+            }
+        }
+        for (fingerprint, row) in located_ids(self.signal, batch)? {
+            self.traces
+                .add(fingerprint, self.rows + u64::from(row))
+                .ok_or(ChunkError::TooManyRows)?;
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
 }
 
 /// The (fingerprint, row) pairs the trace-ID index lists for a batch: every row's
@@ -325,7 +391,8 @@ mod tests {
             );
         }
         let sorted = sort_for_chunk(Signal::Logs, &[b.finish()]).unwrap();
-        let chunk = encode_chunk(Signal::Logs, &sorted).unwrap();
+        let encoded = encode_chunk(Signal::Logs, &sorted).unwrap();
+        let chunk = &encoded.summary;
         assert_eq!(chunk.rows, 10);
         assert_eq!(chunk.streams.len(), 2);
         assert!(chunk.streams[0].id < chunk.streams[1].id || chunk.streams.len() == 1);
@@ -335,7 +402,7 @@ mod tests {
         assert!(!chunk.traces.contains(fingerprint(9)));
         assert_eq!((chunk.min_time, chunk.max_time), (91, 100));
 
-        let reader = ParquetRecordBatchReaderBuilder::try_new(chunk.bytes.clone()).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(encoded.bytes.clone()).unwrap();
         let batches: Vec<_> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(batches[0].schema(), schema::schema(Signal::Logs));
         let ids = batches[0]

@@ -8,5 +8,5 @@ pub mod store;
 
 pub use chunk::{ChunkError, encode_chunk, sort_for_chunk};
 pub use keys::{ChunkId, ChunkKey, PartitionKey};
-pub use meta::{ChunkMeta, StreamStats};
+pub use meta::{ChunkMeta, StreamStats, WalMark};
 pub use store::{ChunkStore, StoreError};

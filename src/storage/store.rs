@@ -256,29 +256,92 @@ impl ChunkStore {
 
     async fn put_durable(&self, path: &Path, bytes: Bytes) -> Result<()> {
         self.store.put(path, PutPayload::from(bytes)).await?;
-        if let Some(root) = &self.local_root {
-            let file = root.join(path.as_ref());
-            let root = root.clone();
-            // Off the async workers, so the timeout can fire while a sync hangs.
-            let synced = tokio::task::spawn_blocking(move || {
-                let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
-                let mut result = sync(&file);
-                let mut dir = file.parent();
-                while result.is_ok()
-                    && let Some(d) = dir
-                    && d.starts_with(&root)
-                {
-                    result = sync(d);
-                    dir = d.parent();
-                }
-                result.map_err(|source| StoreError::Sync { path: file, source })
-            });
-            synced.await.map_err(|source| StoreError::SyncTask {
-                path: PathBuf::from(path.as_ref()),
-                source,
-            })??;
+        self.sync_local(path).await
+    }
+
+    /// On the local filesystem, syncs a written object's file and its directories.
+    async fn sync_local(&self, path: &Path) -> Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = root.join(path.as_ref());
+        let root = root.clone();
+        // Off the async workers, so the timeout can fire while a sync hangs.
+        let synced = tokio::task::spawn_blocking(move || {
+            let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
+            let mut result = sync(&file);
+            let mut dir = file.parent();
+            while result.is_ok()
+                && let Some(d) = dir
+                && d.starts_with(&root)
+            {
+                result = sync(d);
+                dir = d.parent();
+            }
+            result.map_err(|source| StoreError::Sync { path: file, source })
+        });
+        synced.await.map_err(|source| StoreError::SyncTask {
+            path: PathBuf::from(path.as_ref()),
+            source,
+        })?
+    }
+
+    /// Writes a local file as an object, in parts, so a large chunk is never held in
+    /// memory whole; durable on return, like `put`.
+    pub async fn put_file(&self, path: &Path, file: &FsPath) -> Result<()> {
+        tokio::time::timeout(self.upload_timeout, self.put_file_durable(path, file))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Timeout {
+                    path: path.to_string(),
+                    after: self.upload_timeout,
+                })
+            })
+    }
+
+    async fn put_file_durable(&self, path: &Path, file: &FsPath) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        const PART_BYTES: usize = 8 << 20;
+        let local = |source| StoreError::Sync {
+            path: file.to_owned(),
+            source,
+        };
+        let mut input = tokio::fs::File::open(file).await.map_err(local)?;
+        let size = input.metadata().await.map_err(local)?.len();
+        if size <= PART_BYTES as u64 {
+            let mut bytes = Vec::with_capacity(size as usize);
+            input.read_to_end(&mut bytes).await.map_err(local)?;
+            return self.put_durable(path, bytes.into()).await;
         }
-        Ok(())
+        let upload = self.store.put_multipart(path).await?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut buffer = vec![0u8; PART_BYTES];
+        loop {
+            let n = match input.read(&mut buffer).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(source) => {
+                    let _ = writer.abort().await;
+                    return Err(local(source));
+                }
+            };
+            writer.wait_for_capacity(2).await?;
+            writer.write(&buffer[..n]);
+        }
+        writer.finish().await?;
+        self.sync_local(path).await
+    }
+
+    /// Deletes an object; one already gone counts as deleted.
+    pub async fn delete(&self, path: &Path) -> Result<()> {
+        match tokio::time::timeout(self.upload_timeout, self.store.delete(path)).await {
+            Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(StoreError::Timeout {
+                path: path.to_string(),
+                after: self.upload_timeout,
+            }),
+        }
     }
 
     /// Whether an object is there (a failed or timed-out HEAD counts as not there).

@@ -1,0 +1,415 @@
+//! Compaction, retention and deletion against the catalog (see `crate::compact` for
+//! the rules). One pass at a time: the background loop and on-demand runs share a
+//! lock, so no chunk is merged twice or merged while it expires.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::{Db, Result};
+use crate::compact::merge::{MergeError, merge_chunks};
+use crate::compact::{Candidate, CompactionReport, Merge, PlanConfig, Progress, plan};
+use crate::failpoint;
+use crate::metrics::Metrics;
+use crate::storage::{ChunkId, ChunkKey, ChunkMeta, WalMark};
+
+/// A chunk out of force, still stored until its delay has passed.
+#[derive(Debug)]
+pub(super) struct Retired {
+    pub meta: Arc<ChunkMeta>,
+    pub since: Instant,
+}
+
+/// Where merged chunks are written before upload, under the data directory.
+pub(super) const SCRATCH_DIR: &str = "compaction";
+
+impl Db {
+    /// One pass: retention, then compaction of windows that ended before
+    /// `settled_before` (ns since the epoch), then deletion of chunks whose delay has
+    /// passed. `progress` hears each step as it happens.
+    pub async fn compact(
+        &self,
+        settled_before: i64,
+        now_ns: i64,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<CompactionReport> {
+        let _one_at_a_time = self.compact_lock.lock().await;
+        let started = Instant::now();
+        let mut report = CompactionReport {
+            chunks_before: self.chunk_count(),
+            ..CompactionReport::default()
+        };
+        report.chunks_expired = self.expire(now_ns);
+        if report.chunks_expired > 0 {
+            progress(Progress::Expired {
+                chunks: report.chunks_expired,
+            });
+        }
+
+        let candidates: Vec<Candidate> = {
+            let catalog = self.read_catalog();
+            catalog
+                .tables
+                .values()
+                .flat_map(|t| t.chunks.values())
+                .map(|meta| Candidate::of(meta))
+                .collect()
+        };
+        let merges = plan(
+            &candidates,
+            &PlanConfig {
+                target_bytes: self.config.compaction.target_bytes,
+                settled_before,
+            },
+        );
+        progress(Progress::Planned {
+            merges: merges.len(),
+            chunks: merges.iter().map(|m| m.inputs.len()).sum(),
+            bytes: merges.iter().map(Merge::size).sum(),
+        });
+        let of = merges.len();
+        for (n, merge) in merges.iter().enumerate() {
+            let index = n + 1;
+            report.merges += 1;
+            match self.run_merge(merge, index, of, progress).await {
+                Ok(out) => {
+                    report.chunks_merged += merge.inputs.len();
+                    report.chunks_written += 1;
+                    report.rows_merged += out.rows;
+                    report.bytes_read += merge.size();
+                    report.bytes_written += out.size;
+                    progress(Progress::Merged {
+                        merge: index,
+                        of,
+                        chunks: merge.inputs.len(),
+                        bytes_read: merge.size(),
+                        bytes_written: out.size,
+                    });
+                }
+                Err(e) => {
+                    report.failed_merges += 1;
+                    Metrics::add(&self.metrics.compaction_failures_total, 1);
+                    warn!(tenant = %merge.inputs[0].tenant, signal = %merge.inputs[0].signal,
+                        partition = %merge.inputs[0].partition, error = %e,
+                        "compaction failed; the chunks stay as they were");
+                    progress(Progress::MergeFailed {
+                        merge: index,
+                        of,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        report.chunks_deleted = self.delete_retired(Instant::now()).await;
+        if report.chunks_deleted > 0 {
+            progress(Progress::Deleted {
+                chunks: report.chunks_deleted,
+            });
+        }
+        report.chunks_after = self.chunk_count();
+        Metrics::add(&self.metrics.compaction_runs_total, 1);
+        if report.merges + report.chunks_expired + report.chunks_deleted > 0 {
+            info!(
+                merges = report.merges,
+                failed = report.failed_merges,
+                chunks_merged = report.chunks_merged,
+                chunks_expired = report.chunks_expired,
+                chunks_deleted = report.chunks_deleted,
+                chunks_before = report.chunks_before,
+                chunks_after = report.chunks_after,
+                bytes_read = report.bytes_read,
+                bytes_written = report.bytes_written,
+                seconds = started.elapsed().as_secs_f64(),
+                "compaction pass done"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Merges one planned group into a new chunk, commits it and swaps it in.
+    async fn run_merge(
+        &self,
+        merge: &Merge,
+        index: usize,
+        of: usize,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Arc<ChunkMeta>> {
+        let first = &merge.inputs[0];
+        let (inputs, pending): (Vec<Arc<ChunkMeta>>, HashSet<ChunkId>) = {
+            let catalog = self.read_catalog();
+            let table = catalog.table(&first.tenant, first.signal);
+            let inputs = merge
+                .inputs
+                .iter()
+                .filter_map(|c| table.and_then(|t| t.chunks.get(&c.id)).cloned())
+                .collect();
+            let pending = catalog.retired.iter().map(|r| r.meta.id.clone()).collect();
+            (inputs, pending)
+        };
+        if inputs.len() != merge.inputs.len() {
+            return Err(super::Error::Compaction(
+                "an input chunk left the catalog before its merge".into(),
+            ));
+        }
+        let key = ChunkKey {
+            tenant: first.tenant.clone(),
+            signal: first.signal,
+            partition: first.partition.clone(),
+            window_start: first.window_start,
+            id: self.next_chunk_id(),
+        };
+        let scratch = self.config.data_dir.join(SCRATCH_DIR);
+        std::fs::create_dir_all(&scratch).map_err(|source| MergeError::Io {
+            path: scratch.clone(),
+            source,
+        })?;
+        let file = scratch.join(format!("{}.parquet", key.id));
+        let rows = merge.rows();
+        let report_rows = |rows_done| {
+            progress(Progress::Merging {
+                merge: index,
+                of,
+                rows_done,
+                rows,
+            })
+        };
+        let written = self
+            .write_merged(&key, &inputs, &file, rows, &report_rows)
+            .await;
+        let _ = std::fs::remove_file(&file);
+        let (size, summary) = written?;
+
+        let meta = Arc::new(ChunkMeta::new(
+            &key,
+            merged_wal_marks(&inputs),
+            replaced_ids(&inputs, &pending),
+            size,
+            summary,
+        ));
+        // A failed commit leaves the object behind: its metadata may still land (a PUT
+        // that timed out), and a chunk in force must never lose its data.
+        self.commit_meta(&meta).await?;
+        failpoint::pause_async(failpoint::COMPACT_AFTER_COMMIT).await;
+        self.swap_in(&meta, &inputs);
+        Metrics::add(&self.metrics.compaction_chunks_merged_total, inputs.len() as u64);
+        Metrics::add(&self.metrics.compaction_chunks_written_total, 1);
+        Metrics::add(&self.metrics.compaction_bytes_read_total, merge.size());
+        Metrics::add(&self.metrics.compaction_bytes_written_total, size);
+        Ok(meta)
+    }
+
+    /// Writes the merged chunk's object; returns its size and summary.
+    async fn write_merged(
+        &self,
+        key: &ChunkKey,
+        inputs: &[Arc<ChunkMeta>],
+        file: &std::path::Path,
+        rows: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(u64, crate::storage::chunk::ChunkSummary)> {
+        let store = self.store.object_store();
+        let summary =
+            merge_chunks(&store, key.signal, inputs, file.to_owned(), progress).await?;
+        // Every input row lands in the output: a merge that lost or made rows is not
+        // committed.
+        if summary.rows != rows {
+            return Err(super::Error::Compaction(format!(
+                "merged {} rows from chunks holding {rows}",
+                summary.rows
+            )));
+        }
+        let size = std::fs::metadata(file)
+            .map_err(|source| MergeError::Io {
+                path: file.to_owned(),
+                source,
+            })?
+            .len();
+        self.store.put_file(&key.data_path(), file).await?;
+        failpoint::pause_async(failpoint::COMPACT_AFTER_UPLOAD).await;
+        Ok((size, summary))
+    }
+
+    /// Replaces `inputs` by `merged` in the catalog, in one step under its lock.
+    fn swap_in(&self, merged: &Arc<ChunkMeta>, inputs: &[Arc<ChunkMeta>]) {
+        let now = Instant::now();
+        let mut catalog = self.write_catalog();
+        let table = catalog
+            .tables
+            .entry((merged.tenant.clone(), merged.signal))
+            .or_default();
+        for input in inputs {
+            table.chunks.remove(&input.id);
+        }
+        table.register_chunk(Arc::clone(merged));
+        catalog
+            .retired
+            .extend(inputs.iter().map(|meta| Retired {
+                meta: Arc::clone(meta),
+                since: now,
+            }));
+        self.update_chunk_gauges(&catalog);
+    }
+
+    /// Takes chunks past their retention out of the catalog; returns how many.
+    fn expire(&self, now_ns: i64) -> usize {
+        let now = Instant::now();
+        let retention = &self.config.retention;
+        let mut catalog = self.write_catalog();
+        let mut expired = Vec::new();
+        for ((tenant, signal), table) in catalog.tables.iter_mut() {
+            let Some(cutoff) = retention.cutoff(tenant, *signal, now_ns) else {
+                continue;
+            };
+            let gone: Vec<ChunkId> = table
+                .chunks
+                .values()
+                .filter(|c| c.max_time < cutoff)
+                .map(|c| c.id.clone())
+                .collect();
+            for id in gone {
+                if let Some(meta) = table.chunks.remove(&id) {
+                    expired.push(Retired { meta, since: now });
+                }
+            }
+        }
+        let count = expired.len();
+        catalog.retired.extend(expired);
+        self.update_chunk_gauges(&catalog);
+        Metrics::add(&self.metrics.retention_chunks_expired_total, count as u64);
+        count
+    }
+
+    /// Deletes retired chunks whose delay has passed, metadata first; returns how
+    /// many. A chunk whose replaced chunks are not yet deleted waits for them.
+    pub async fn delete_retired(&self, now: Instant) -> usize {
+        let delay = self.config.compaction.delete_delay;
+        let mut deleted = 0;
+        loop {
+            let due: Vec<Arc<ChunkMeta>> = {
+                let catalog = self.read_catalog();
+                let waiting: HashSet<&ChunkId> =
+                    catalog.retired.iter().map(|r| &r.meta.id).collect();
+                catalog
+                    .retired
+                    .iter()
+                    .filter(|r| now.saturating_duration_since(r.since) >= delay)
+                    .filter(|r| !r.meta.replaces.iter().any(|id| waiting.contains(id)))
+                    .map(|r| Arc::clone(&r.meta))
+                    .collect()
+            };
+            if due.is_empty() {
+                return deleted;
+            }
+            let mut progressed = false;
+            for meta in due {
+                let key = meta.key();
+                let result = async {
+                    self.store.delete(&key.meta_path()).await?;
+                    failpoint::pause_async(failpoint::DELETE_AFTER_META).await;
+                    self.store.delete(&key.data_path()).await
+                }
+                .await;
+                match result {
+                    Ok(()) => {
+                        self.write_catalog()
+                            .retired
+                            .retain(|r| r.meta.id != meta.id);
+                        Metrics::add(&self.metrics.chunks_deleted_total, 1);
+                        deleted += 1;
+                        progressed = true;
+                    }
+                    Err(e) => {
+                        warn!(chunk = %key.data_path(), error = %e, "cannot delete a chunk; retrying on the next pass");
+                    }
+                }
+            }
+            if !progressed {
+                return deleted;
+            }
+        }
+    }
+
+    fn chunk_count(&self) -> usize {
+        let catalog = self.read_catalog();
+        catalog.tables.values().map(|t| t.chunks.len()).sum()
+    }
+
+    pub(super) fn update_chunk_gauges(&self, catalog: &super::Catalog) {
+        self.metrics.chunks.store(
+            catalog.tables.values().map(|t| t.chunks.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        self.metrics
+            .chunks_retired
+            .store(catalog.retired.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Runs a pass every interval until stopped.
+    pub async fn run_compactor(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let interval = self.config.compaction.interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+            let now_ns = crate::ingest::now_ns();
+            // A window is settled once its last rows have had time to be cut.
+            let age = i64::try_from(self.config.head_max_age.as_nanos()).unwrap_or(i64::MAX);
+            let pass = self.compact(now_ns.saturating_sub(age), now_ns, &|_| {});
+            tokio::select! {
+                result = pass => {
+                    if let Err(e) = result {
+                        warn!(error = %e, "compaction pass failed");
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// The highest WAL mark of each ingester among the inputs, so replay keeps skipping
+/// what the inputs held.
+fn merged_wal_marks(inputs: &[Arc<ChunkMeta>]) -> Vec<WalMark> {
+    let mut marks: BTreeMap<&str, u64> = BTreeMap::new();
+    for mark in inputs.iter().flat_map(|m| &m.wal) {
+        let through = marks.entry(&mark.ingester).or_default();
+        *through = (*through).max(mark.through);
+    }
+    marks
+        .into_iter()
+        .map(|(ingester, through)| WalMark {
+            ingester: ingester.to_owned(),
+            through,
+        })
+        .collect()
+}
+
+/// The inputs, and the chunks they replace that are not deleted yet: the new chunk
+/// takes over their replacement, so the inputs can go before them.
+fn replaced_ids(inputs: &[Arc<ChunkMeta>], pending: &HashSet<ChunkId>) -> Vec<ChunkId> {
+    let mut ids: Vec<ChunkId> = inputs.iter().map(|m| m.id.clone()).collect();
+    ids.extend(
+        inputs
+            .iter()
+            .flat_map(|m| &m.replaces)
+            .filter(|id| pending.contains(*id))
+            .cloned(),
+    );
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Splits loaded metadata into the chunks in force and those a compacted chunk
+/// replaces.
+pub(super) fn split_replaced(metas: Vec<ChunkMeta>) -> (Vec<ChunkMeta>, Vec<ChunkMeta>) {
+    let replaced: HashSet<ChunkId> = metas
+        .iter()
+        .flat_map(|m| m.replaces.iter().cloned())
+        .collect();
+    metas.into_iter().partition(|m| !replaced.contains(&m.id))
+}
