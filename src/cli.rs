@@ -1,11 +1,13 @@
 //! The client side of the CLI: `threadline sql`, `query` and `trace` talk to a running
 //! server over HTTP and print aligned tables.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::pretty::pretty_format_batches;
+
 use serde_json::Value;
 
 use crate::api::TENANT_HEADER;
@@ -128,6 +130,48 @@ impl Client {
         table(&["time", "labels", "line"], rows)
     }
 
+    /// Runs a compaction pass on the server, printing its progress as it comes;
+    /// returns the summary.
+    pub async fn compact(&self, all: bool) -> Result<String> {
+        let url = format!("{}/threadline/v1/compact?all={all}", self.base);
+        let connect = |source| CliError::Connect {
+            url: url.clone(),
+            source,
+        };
+        let request = self.credentials.apply(self.http.post(&url));
+        let mut response = request.send().await.map_err(connect)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.map_err(connect)?;
+            return Err(CliError::Server {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        let mut buffer = Vec::new();
+        let mut shown_percent = HashMap::new();
+        while let Some(chunk) = response.chunk().await.map_err(connect)? {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let event: Value = serde_json::from_slice(&line)
+                    .map_err(|e| CliError::Response(e.to_string()))?;
+                match event["event"].as_str() {
+                    Some("done") => return Ok(compaction_summary(&event)),
+                    Some("error") => return Err(CliError::Response(text(&event["error"]))),
+                    _ => {
+                        if let Some(line) = progress_line(&event, &mut shown_percent) {
+                            println!("{line}");
+                        }
+                    }
+                }
+            }
+        }
+        Err(CliError::Response(
+            "the server closed the connection before the pass ended".into(),
+        ))
+    }
+
     pub async fn trace(&self, id: &str) -> Result<String> {
         let doc = self
             .get_json(&format!("/threadline/v1/traces/{id}"), &[])
@@ -209,6 +253,68 @@ fn format_batches(batches: &[RecordBatch]) -> Result<String> {
 }
 
 /// An aligned text table, drawn by the same printer as SQL results.
+/// One line for a progress event; merges report every tenth of their rows.
+fn progress_line(event: &Value, shown_percent: &mut HashMap<u64, u64>) -> Option<String> {
+    let n = |key: &str| event[key].as_u64().unwrap_or_default();
+    let mb = |key: &str| n(key) as f64 / 1e6;
+    match event["event"].as_str()? {
+        "planned" => Some(format!(
+            "{} merges of {} chunks ({:.1} MB)",
+            n("merges"),
+            n("chunks"),
+            mb("bytes")
+        )),
+        "merging" => {
+            let percent = n("rows_done") * 100 / n("rows").max(1);
+            let shown = shown_percent.entry(n("merge")).or_insert(0);
+            if percent < *shown + 10 && percent < 100 {
+                return None;
+            }
+            *shown = percent;
+            Some(format!(
+                "merge {}/{}: {percent}% of {} rows",
+                n("merge"),
+                n("of"),
+                n("rows")
+            ))
+        }
+        "merged" => Some(format!(
+            "merge {}/{} done: {} chunks, {:.1} MB -> {:.1} MB",
+            n("merge"),
+            n("of"),
+            n("chunks"),
+            mb("bytes_read"),
+            mb("bytes_written")
+        )),
+        "merge_failed" => Some(format!(
+            "merge {}/{} failed: {}",
+            n("merge"),
+            n("of"),
+            text(&event["error"])
+        )),
+        "expired" => Some(format!("{} chunks past retention", n("chunks"))),
+        "deleted" => Some(format!("{} replaced or expired chunks deleted", n("chunks"))),
+        _ => None,
+    }
+}
+
+fn compaction_summary(report: &Value) -> String {
+    let n = |key: &str| report[key].as_u64().unwrap_or_default();
+    format!(
+        "compaction done: {} chunks -> {} ({} merged into {}, {} failed merges, {} expired, \
+         {} deleted); {:.1} MB read, {:.1} MB written",
+        n("chunks_before"),
+        n("chunks_after"),
+        n("chunks_merged"),
+        n("chunks_written"),
+        n("failed_merges"),
+        n("chunks_expired"),
+        n("chunks_deleted"),
+        n("bytes_read") as f64 / 1e6,
+        n("bytes_written") as f64 / 1e6
+    )
+}
+
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<String> {
     let schema = Arc::new(Schema::new(
         headers

@@ -81,6 +81,14 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Compact small chunks and apply retention now, showing progress.
+    Compact {
+        /// Also compact hours that have not ended yet.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show every span and log line of a trace.
     Trace {
         trace_id: String,
@@ -148,6 +156,11 @@ async fn main() -> anyhow::Result<()> {
         } => print(
             Client::new(&client.url, client.credentials())
                 .query(&query, since, limit)
+                .await,
+        ),
+        Command::Compact { all, client } => print(
+            Client::new(&client.url, client.credentials())
+                .compact(all)
                 .await,
         ),
         Command::Trace { trace_id, client } => print(

@@ -105,6 +105,11 @@ impl Server {
         };
         let _ = api.set(app(state));
         let flusher = tokio::spawn(Arc::clone(&db).run_flusher(stopped.clone()));
+        let compactor = config
+            .db
+            .compaction
+            .enabled
+            .then(|| tokio::spawn(Arc::clone(&db).run_compactor(stopped.clone())));
         let scrapes = scraper.spawn(Arc::clone(&db), stopped);
         let task_db = Arc::clone(&db);
         let task = tokio::spawn(async move {
@@ -113,6 +118,9 @@ impl Server {
                 let _ = scrape.await;
             }
             let _ = flusher.await;
+            if let Some(compactor) = compactor {
+                let _ = compactor.await;
+            }
             match tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, task_db.flush(true)).await {
                 Ok(Ok(report)) => info!(
                     chunks = report.chunks,

@@ -14,6 +14,7 @@ mod profile_query;
 mod profiles;
 mod prometheus;
 mod pyroscope_query;
+mod compaction;
 mod query;
 mod tempo;
 
@@ -180,6 +181,8 @@ pub fn app(state: AppState) -> Router {
         .route("/threadline/v1/profiles/merge", get(profile_query::merge))
         .route("/threadline/v1/profiles/traces", get(profile_query::traces))
         .route("/threadline/v1/sql", post(query::sql))
+        .route("/threadline/v1/compact", post(compaction::compact))
+        .route("/threadline/v1/retention", get(compaction::retention))
         .route("/threadline/v1/query", get(query::logs))
         .route("/threadline/v1/labels", get(query::labels))
         .route(

@@ -255,7 +255,7 @@ async fn merge_into(
         let exhausted = input.row == input.keys.len();
         if exhausted || pending.len() >= OUTPUT_BATCH_ROWS {
             // The batch an input leaves behind must be copied out before it goes.
-            merged += emit(&inputs, &mut pending, sender).await?;
+            merged += emit(take_pending(&inputs, &mut pending)?, sender).await?;
             progress(merged);
         }
         let input = &mut inputs[i];
@@ -263,26 +263,38 @@ async fn merge_into(
             heap.push(Reverse((input.key(), i)));
         }
     }
-    merged += emit(&inputs, &mut pending, sender).await?;
+    merged += emit(take_pending(&inputs, &mut pending)?, sender).await?;
     progress(merged);
     Ok(())
 }
 
+/// Hands merged rows to the writer; returns how many.
 async fn emit(
-    inputs: &[Input],
-    pending: &mut Vec<(usize, usize)>,
+    batch: Option<RecordBatch>,
     sender: &tokio::sync::mpsc::Sender<RecordBatch>,
 ) -> Result<u64, MergeError> {
-    if pending.is_empty() {
+    let Some(batch) = batch else {
         return Ok(0);
-    }
-    let batches: Vec<&RecordBatch> = inputs.iter().map(|i| &i.batch).collect();
-    let batch = interleave_record_batch(&batches, pending)?;
-    pending.clear();
+    };
     let rows = batch.num_rows() as u64;
     sender
         .send(batch)
         .await
         .map_err(|_| MergeError::WriterStopped)?;
     Ok(rows)
+}
+
+/// Copies the pending rows out of the inputs' batches (no reference to an input may
+/// be held across an await: its reader is not `Sync`).
+fn take_pending(
+    inputs: &[Input],
+    pending: &mut Vec<(usize, usize)>,
+) -> Result<Option<RecordBatch>, MergeError> {
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let batches: Vec<&RecordBatch> = inputs.iter().map(|i| &i.batch).collect();
+    let batch = interleave_record_batch(&batches, pending)?;
+    pending.clear();
+    Ok(Some(batch))
 }

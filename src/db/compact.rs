@@ -23,6 +23,21 @@ pub(super) struct Retired {
     pub since: Instant,
 }
 
+/// One signal's retention for one tenant.
+#[derive(Debug, Clone)]
+pub struct SignalRetention {
+    pub signal: crate::model::Signal,
+    /// `None` keeps rows for ever.
+    pub period: Option<std::time::Duration>,
+    /// Rows older than this (ns since the epoch) are deleted.
+    pub cutoff: Option<i64>,
+    /// The oldest row stored (in chunks or the head).
+    pub oldest: Option<i64>,
+    pub chunks: usize,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
 /// Where merged chunks are written before upload, under the data directory.
 pub(super) const SCRATCH_DIR: &str = "compaction";
 
@@ -330,6 +345,44 @@ impl Db {
                 return deleted;
             }
         }
+    }
+
+    /// What a tenant keeps of each signal: its period, the instant before which rows
+    /// go, and what is stored now.
+    pub fn retention_status(&self, tenant: &crate::model::Tenant, now_ns: i64) -> Vec<SignalRetention> {
+        let retention = &self.config.retention;
+        let catalog = self.read_catalog();
+        crate::model::Signal::ALL
+            .iter()
+            .map(|&signal| {
+                let mut status = SignalRetention {
+                    signal,
+                    period: retention.period(tenant, signal),
+                    cutoff: retention.cutoff(tenant, signal, now_ns),
+                    oldest: None,
+                    chunks: 0,
+                    bytes: 0,
+                    rows: 0,
+                };
+                if let Some(table) = catalog.table(tenant, signal) {
+                    for chunk in table.chunks.values() {
+                        status.chunks += 1;
+                        status.bytes += chunk.size;
+                        status.rows += chunk.rows;
+                        status.oldest = Some(status.oldest.map_or(chunk.min_time, |o| o.min(chunk.min_time)));
+                    }
+                    for head in table.heads().filter(|h| !h.is_empty()) {
+                        status.rows += head.rows as u64;
+                        status.oldest = Some(status.oldest.map_or(head.min_time, |o| o.min(head.min_time)));
+                    }
+                }
+                status
+            })
+            .collect()
+    }
+
+    pub fn compaction_config(&self) -> &crate::compact::CompactionConfig {
+        &self.config.compaction
     }
 
     fn chunk_count(&self) -> usize {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{AsArray, RecordBatch};
 use tracing::{error, info, warn};
 
+pub use compact::SignalRetention;
 pub use flush::FlushReport;
 use head::{HeadBuffer, Part, split_by_partition, split_by_window};
 
