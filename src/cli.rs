@@ -154,8 +154,8 @@ impl Client {
             buffer.extend_from_slice(&chunk);
             while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
-                let event: Value = serde_json::from_slice(&line)
-                    .map_err(|e| CliError::Response(e.to_string()))?;
+                let event: Value =
+                    serde_json::from_slice(&line).map_err(|e| CliError::Response(e.to_string()))?;
                 match event["event"].as_str() {
                     Some("done") => return Ok(compaction_summary(&event)),
                     Some("error") => return Err(CliError::Response(text(&event["error"]))),
@@ -293,7 +293,10 @@ fn progress_line(event: &Value, shown_percent: &mut HashMap<u64, u64>) -> Option
             text(&event["error"])
         )),
         "expired" => Some(format!("{} chunks past retention", n("chunks"))),
-        "deleted" => Some(format!("{} replaced or expired chunks deleted", n("chunks"))),
+        "deleted" => Some(format!(
+            "{} replaced or expired chunks deleted",
+            n("chunks")
+        )),
         _ => None,
     }
 }

@@ -841,8 +841,7 @@ fn retention(raw: &RawConfig) -> Result<Retention, ConfigError> {
         if texts.iter().all(|t| t.is_none()) {
             continue;
         }
-        let tenant =
-            Tenant::new(id).map_err(|e| invalid("tenants", format!("{id:?}: {e}")))?;
+        let tenant = Tenant::new(id).map_err(|e| invalid("tenants", format!("{id:?}: {e}")))?;
         tenants.insert(tenant, periods("tenants", texts, &default)?);
     }
     Ok(Retention { default, tenants })

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, ApiError, tenant};
+use super::{ApiError, AppState, tenant};
 use crate::compact::Progress;
 use crate::ingest::now_ns;
 

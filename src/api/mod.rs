@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod bundle;
+mod compaction;
 mod error;
 mod loki;
 mod loki_query;
@@ -14,7 +15,6 @@ mod profile_query;
 mod profiles;
 mod prometheus;
 mod pyroscope_query;
-mod compaction;
 mod query;
 mod tempo;
 

@@ -45,7 +45,12 @@ impl Candidate {
     }
 
     fn group(&self) -> (&Tenant, Signal, &PartitionKey, i64) {
-        (&self.tenant, self.signal, &self.partition, self.window_start)
+        (
+            &self.tenant,
+            self.signal,
+            &self.partition,
+            self.window_start,
+        )
     }
 }
 
@@ -135,7 +140,15 @@ mod tests {
 
     fn chunks() -> impl Strategy<Value = Vec<Candidate>> {
         prop::collection::vec(
-            (0..2u8, 0..2u8, 0..3u8, 0..3i64, 0..200u32, 1..400u64, 1..100_000u64),
+            (
+                0..2u8,
+                0..2u8,
+                0..3u8,
+                0..3i64,
+                0..200u32,
+                1..400u64,
+                1..100_000u64,
+            ),
             0..120,
         )
         .prop_map(|raw| {

@@ -209,7 +209,10 @@ impl Db {
         self.commit_meta(&meta).await?;
         failpoint::pause_async(failpoint::COMPACT_AFTER_COMMIT).await;
         self.swap_in(&meta, &inputs);
-        Metrics::add(&self.metrics.compaction_chunks_merged_total, inputs.len() as u64);
+        Metrics::add(
+            &self.metrics.compaction_chunks_merged_total,
+            inputs.len() as u64,
+        );
         Metrics::add(&self.metrics.compaction_chunks_written_total, 1);
         Metrics::add(&self.metrics.compaction_bytes_read_total, merge.size());
         Metrics::add(&self.metrics.compaction_bytes_written_total, size);
@@ -226,8 +229,7 @@ impl Db {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(u64, crate::storage::chunk::ChunkSummary)> {
         let store = self.store.object_store();
-        let summary =
-            merge_chunks(&store, key.signal, inputs, file.to_owned(), progress).await?;
+        let summary = merge_chunks(&store, key.signal, inputs, file.to_owned(), progress).await?;
         // Every input row lands in the output: a merge that lost or made rows is not
         // committed.
         if summary.rows != rows {
@@ -259,12 +261,10 @@ impl Db {
             table.chunks.remove(&input.id);
         }
         table.register_chunk(Arc::clone(merged));
-        catalog
-            .retired
-            .extend(inputs.iter().map(|meta| Retired {
-                meta: Arc::clone(meta),
-                since: now,
-            }));
+        catalog.retired.extend(inputs.iter().map(|meta| Retired {
+            meta: Arc::clone(meta),
+            since: now,
+        }));
         self.update_chunk_gauges(&catalog);
     }
 
@@ -349,7 +349,11 @@ impl Db {
 
     /// What a tenant keeps of each signal: its period, the instant before which rows
     /// go, and what is stored now.
-    pub fn retention_status(&self, tenant: &crate::model::Tenant, now_ns: i64) -> Vec<SignalRetention> {
+    pub fn retention_status(
+        &self,
+        tenant: &crate::model::Tenant,
+        now_ns: i64,
+    ) -> Vec<SignalRetention> {
         let retention = &self.config.retention;
         let catalog = self.read_catalog();
         crate::model::Signal::ALL
@@ -369,11 +373,19 @@ impl Db {
                         status.chunks += 1;
                         status.bytes += chunk.size;
                         status.rows += chunk.rows;
-                        status.oldest = Some(status.oldest.map_or(chunk.min_time, |o| o.min(chunk.min_time)));
+                        status.oldest = Some(
+                            status
+                                .oldest
+                                .map_or(chunk.min_time, |o| o.min(chunk.min_time)),
+                        );
                     }
                     for head in table.heads().filter(|h| !h.is_empty()) {
                         status.rows += head.rows as u64;
-                        status.oldest = Some(status.oldest.map_or(head.min_time, |o| o.min(head.min_time)));
+                        status.oldest = Some(
+                            status
+                                .oldest
+                                .map_or(head.min_time, |o| o.min(head.min_time)),
+                        );
                     }
                 }
                 status

@@ -104,14 +104,38 @@ async fn small_chunks_merge_into_sorted_chunks_holding_every_row_once() {
     assert_eq!(report.rows_merged, 2000);
     assert_eq!(stored_lines(&db).await, before);
     let events = events.into_inner().unwrap();
-    assert!(matches!(events[0], Progress::Planned { merges: 2, chunks: 40, .. }), "{events:?}");
-    assert!(events.iter().any(|e| matches!(e, Progress::Merging { rows_done, rows, .. } if rows_done == rows)));
+    assert!(
+        matches!(
+            events[0],
+            Progress::Planned {
+                merges: 2,
+                chunks: 40,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Progress::Merging { rows_done, rows, .. } if rows_done == rows))
+    );
 
     // Each merged chunk is sorted by stream, then time, and its statistics are its own.
-    for meta in db.select(&tenant(), Signal::Logs, &ScanFilter::default()).chunks {
+    for meta in db
+        .select(&tenant(), Signal::Logs, &ScanFilter::default())
+        .chunks
+    {
         assert_eq!(meta.streams.len(), 2);
         assert_eq!(meta.streams.iter().map(|s| s.rows).sum::<u64>(), meta.rows);
-        let bytes = store.inner.get(&meta.key().data_path()).await.unwrap().bytes().await.unwrap();
+        let bytes = store
+            .inner
+            .get(&meta.key().data_path())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
             .build()
@@ -119,15 +143,26 @@ async fn small_chunks_merge_into_sorted_chunks_holding_every_row_once() {
         let mut keys = Vec::new();
         for batch in reader {
             let batch = batch.unwrap();
-            let ids = batch.column_by_name("stream_id").unwrap().as_primitive::<arrow::datatypes::UInt64Type>();
+            let ids = batch
+                .column_by_name("stream_id")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>();
             let times = batch
                 .column_by_name("timestamp")
                 .unwrap()
                 .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
-            keys.extend(ids.values().iter().zip(times.values().iter()).map(|(a, b)| (*a, *b)));
+            keys.extend(
+                ids.values()
+                    .iter()
+                    .zip(times.values().iter())
+                    .map(|(a, b)| (*a, *b)),
+            );
         }
         assert_eq!(keys.len() as u64, meta.rows);
-        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "merged chunk is not sorted");
+        assert!(
+            keys.windows(2).all(|w| w[0] <= w[1]),
+            "merged chunk is not sorted"
+        );
     }
 
     // The trace locator of the merged chunks finds a trace without a time range.
@@ -142,11 +177,16 @@ async fn small_chunks_merge_into_sorted_chunks_holding_every_row_once() {
     // chunk takes over the replacement of the 40 chunks still waiting for deletion.
     let report = db.compact(i64::MAX, 0, &quiet).await.unwrap();
     assert_eq!((report.merges, report.chunks_after), (1, 1));
-    let merged = db.select(&tenant(), Signal::Logs, &ScanFilter::default()).chunks;
+    let merged = db
+        .select(&tenant(), Signal::Logs, &ScanFilter::default())
+        .chunks;
     assert_eq!(merged[0].replaces.len(), 42);
     assert_eq!(stored_lines(&db).await, before);
     assert_eq!(Metrics::get(&db.metrics().chunks_retired), 42);
-    assert_eq!(Metrics::get(&db.metrics().compaction_chunks_merged_total), 42);
+    assert_eq!(
+        Metrics::get(&db.metrics().compaction_chunks_merged_total),
+        42
+    );
 }
 
 /// Windows that have not ended before `settled_before` are left alone.
@@ -175,7 +215,14 @@ async fn a_query_planned_before_a_merge_still_reads_every_row_once() {
     db.compact(i64::MAX, 0, &quiet).await.unwrap();
     let mut lines = Vec::new();
     for meta in &before.chunks {
-        let bytes = store.inner.get(&meta.key().data_path()).await.unwrap().bytes().await.unwrap();
+        let bytes = store
+            .inner
+            .get(&meta.key().data_path())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
             .build()
@@ -200,7 +247,11 @@ async fn a_restart_after_the_commit_serves_the_merged_chunk_only() {
     let before = stored_lines(&db).await;
     db.compact(i64::MAX, 0, &quiet).await.unwrap();
     let objects = object_count(&store).await;
-    assert_eq!(objects, 2 * 7, "six replaced chunks and the merged one, data and metadata");
+    assert_eq!(
+        objects,
+        2 * 7,
+        "six replaced chunks and the merged one, data and metadata"
+    );
 
     let db = restart(db, &config, &store).await;
     assert_eq!(chunk_ids(&db).len(), 1);
@@ -229,14 +280,18 @@ async fn a_merge_that_cannot_commit_changes_nothing() {
     small_chunks(&db, 4, 0).await;
     let before = stored_lines(&db).await;
     let ids = chunk_ids(&db);
-    store.fail_meta_puts.store(true, std::sync::atomic::Ordering::SeqCst);
+    store
+        .fail_meta_puts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let report = db.compact(i64::MAX, 0, &quiet).await.unwrap();
     assert_eq!((report.merges, report.failed_merges), (1, 1));
     assert_eq!(chunk_ids(&db), ids);
     assert_eq!(stored_lines(&db).await, before);
     assert_eq!(Metrics::get(&db.metrics().compaction_failures_total), 1);
 
-    store.fail_meta_puts.store(false, std::sync::atomic::Ordering::SeqCst);
+    store
+        .fail_meta_puts
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let db = restart(db, &config, &store).await;
     assert_eq!(chunk_ids(&db), ids);
     assert_eq!(stored_lines(&db).await, before);
@@ -260,7 +315,11 @@ async fn wal_marks_survive_the_chunks_they_came_from() {
     assert_eq!(report.chunks_deleted, 4);
     let db = restart(db, &config, &store).await;
     let (head, chunks) = stored_lines(&db).await;
-    assert!(head.is_empty(), "replayed {} rows already in chunks", head.len());
+    assert!(
+        head.is_empty(),
+        "replayed {} rows already in chunks",
+        head.len()
+    );
     assert_eq!((head, chunks), before);
 }
 
@@ -306,7 +365,10 @@ async fn retention_expires_whole_chunks_past_their_period() {
     let (_, lines) = stored_lines(&db).await;
     assert_eq!(lines.len(), 100);
     assert_eq!(object_count(&store).await, 4);
-    assert_eq!(Metrics::get(&db.metrics().retention_chunks_expired_total), 2);
+    assert_eq!(
+        Metrics::get(&db.metrics().retention_chunks_expired_total),
+        2
+    );
     let db = restart(db, &config, &store).await;
     assert_eq!(stored_lines(&db).await.1.len(), 100);
 }

@@ -182,9 +182,15 @@ impl ChunkMeta {
 /// Format 2 named one ingester and its WAL mark in two fields and knew no compaction.
 fn from_format_2(json: &[u8]) -> Result<ChunkMeta, String> {
     let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-    let object = value.as_object_mut().ok_or("metadata is not a JSON object")?;
-    let ingester = object.remove("ingester").ok_or("metadata has no ingester")?;
-    let through = object.remove("wal_through").ok_or("metadata has no wal_through")?;
+    let object = value
+        .as_object_mut()
+        .ok_or("metadata is not a JSON object")?;
+    let ingester = object
+        .remove("ingester")
+        .ok_or("metadata has no ingester")?;
+    let through = object
+        .remove("wal_through")
+        .ok_or("metadata has no wal_through")?;
     object.insert(
         "wal".into(),
         serde_json::json!([{ "ingester": ingester, "through": through }]),
@@ -235,11 +241,7 @@ mod tests {
     #[test]
     fn format_2_reads_as_one_wal_mark() {
         let bytes = ChunkMeta::example().encode().unwrap();
-        let text = String::from_utf8_lossy(&bytes).replacen(
-            "\"format\":3",
-            "\"format\":2",
-            1,
-        );
+        let text = String::from_utf8_lossy(&bytes).replacen("\"format\":3", "\"format\":2", 1);
         let text = text.replacen(
             "\"wal\":[{\"ingester\":\"00ff\",\"through\":9}]",
             "\"ingester\":\"00ff\",\"wal_through\":9",
@@ -255,10 +257,7 @@ mod tests {
     #[test]
     fn replaced_chunks_round_trip() {
         let mut meta = ChunkMeta::example();
-        meta.replaces = vec![
-            ChunkId::new(1, "00ff", 1),
-            ChunkId::new(2, "00ee", 7),
-        ];
+        meta.replaces = vec![ChunkId::new(1, "00ff", 1), ChunkId::new(2, "00ee", 7)];
         let bytes = meta.encode().unwrap();
         assert_eq!(ChunkMeta::decode(&bytes).unwrap(), meta);
     }
