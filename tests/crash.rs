@@ -16,17 +16,21 @@
 //! it with one failpoint listed in `THREADLINE_FAILPOINTS` (see `src/failpoint.rs`),
 //! waits until the round has acknowledged a push and the server announces the point
 //! on stderr, and kills it inside the pause: during WAL rotation, before a chunk
-//! upload, between the chunk and its metadata, after the metadata, and between the
-//! chunks and the WAL truncation. The server runs with 64 KiB WAL segments and a head
-//! cut after 1 s, so rotations and flushes happen all the time.
+//! upload, between the chunk and its metadata, after the metadata, between the
+//! chunks and the WAL truncation, between a merged chunk's upload and its commit,
+//! between the commit and the swap in the catalog, and between a replaced chunk's
+//! metadata deletion and its data's. The server runs with 64 KiB WAL segments and a
+//! head cut after 1 s, so rotations and flushes happen all the time, and the harness
+//! asks for a compaction pass every 300 ms, so chunks are merged, swapped and deleted
+//! all the time too.
 //!
 //! After the last kill the pushers stop, the server starts once more, and the check
 //! runs over SQL twice: on the replayed head, and again after it has been flushed.
 //!
 //! ```sh
-//! # the CI version: 40 kills (30 at random, 2 at each of the 5 failpoints), ~2 minutes
+//! # the CI version: 40 kills (30 at random, 10 at the 8 failpoints), ~2 minutes
 //! cargo test --test crash -- --nocapture
-//! # the long version: 300 kills (225 at random, 15 at each failpoint), ~10 minutes
+//! # the long version: 300 kills (225 at random, 9 or 10 at each failpoint), ~10 minutes
 //! THREADLINE_CRASH_ROUNDS=300 cargo test --test crash -- --nocapture
 //! # the same schedule again: kill moments, batch sizes, failpoint order (the
 //! # server's own timing, and so what each kill interrupts, still varies)
@@ -75,6 +79,11 @@ const DEFAULT_ROUNDS: usize = 40;
 const PUSHERS_PER_API: usize = 4;
 /// Flags of every start: rotations and flushes all the time.
 const SERVE_FLAGS: &[&str] = &["--wal-segment-bytes", "65536", "--head-max-age", "1s"];
+/// Flags of the starts that are killed: replaced chunks are deleted 2 s after a merge
+/// (queries may take 1 s at most), so deletions happen all the time too.
+const ROUND_FLAGS: &[&str] = &["--query-timeout", "1s", "--compaction-delete-delay", "2s"];
+/// How often the harness asks for a compaction pass while a server runs.
+const COMPACT_EVERY: Duration = Duration::from_millis(300);
 /// A random kill comes this long after the start, at most.
 const MAX_RANDOM_DELAY_MS: u64 = 3000;
 /// How long a listed failpoint pauses; the kill comes within its first two thirds.
@@ -488,6 +497,31 @@ async fn pusher(shared: Arc<Shared>, api: Api, index: usize, seed: u64) -> (Vec<
     (sent, outcomes)
 }
 
+/// Asks the running server for a compaction pass of every window, over and over, so
+/// that merges, their commits and the deletion of replaced chunks happen all the time.
+/// Returns how many passes ran to their end.
+async fn compactor(shared: Arc<Shared>) -> u64 {
+    let http = reqwest::Client::new();
+    let mut passes = 0;
+    while !shared.stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(COMPACT_EVERY).await;
+        let Some(url) = shared.url.borrow().clone() else {
+            continue;
+        };
+        let pass = http
+            .post(format!("{url}/threadline/v1/compact?all=true"))
+            .send()
+            .await;
+        if let Ok(response) = pass
+            && let Ok(body) = response.text().await
+            && body.contains(r#""event":"done""#)
+        {
+            passes += 1;
+        }
+    }
+    passes
+}
+
 /// The real binary, its stdout and stderr appended to one log, failpoint
 /// announcements passed on.
 struct Server {
@@ -619,7 +653,7 @@ fn round(
         Kill::Random(_) => String::new(),
     };
     let started = Instant::now();
-    let mut server = Server::start(data, log, &[], &failpoints);
+    let mut server = Server::start(data, log, ROUND_FLAGS, &failpoints);
     url.send_replace(Some(server.url.clone()));
     let reached = match kill {
         Kill::Random(after) => {
@@ -826,6 +860,7 @@ fn acknowledged_records_survive_kill_9_exactly_once() {
             rt.spawn(pusher(Arc::clone(&shared), api, i, pusher_seed))
         })
         .collect();
+    let compactor = rt.spawn(compactor(Arc::clone(&shared)));
     println!(
         "{} pushers over {} APIs; data and server log in {}",
         pushers.len(),
@@ -861,6 +896,7 @@ fn acknowledged_records_survive_kill_9_exactly_once() {
             *outcomes.entry(k).or_default() += v;
         }
     }
+    let passes = rt.block_on(compactor).unwrap();
     let pushing = started.elapsed();
 
     // The last start: no kill, and room for every ID in one result.
@@ -868,7 +904,14 @@ fn acknowledged_records_survive_kill_9_exactly_once() {
     let mut server = Server::start(
         &data,
         &log,
-        &["--query-max-rows", "100000000", "--query-timeout", "600s"],
+        &[
+            "--query-max-rows",
+            "100000000",
+            "--query-timeout",
+            "600s",
+            "--compaction-delete-delay",
+            "601s",
+        ],
         "",
     );
     let http = reqwest::Client::new();
@@ -905,6 +948,7 @@ fn acknowledged_records_survive_kill_9_exactly_once() {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("{passes} compaction passes ran to their end");
     report("after the last restart", &replayed);
     report("after its head was flushed", &flushed);
     println!("total {:.1} s", started.elapsed().as_secs_f64());
@@ -914,5 +958,6 @@ fn acknowledged_records_survive_kill_9_exactly_once() {
         dir.display()
     );
     assert!(replayed.acked > 0, "nothing was acknowledged");
+    assert!(passes > 0, "no compaction pass ran to its end");
     std::fs::remove_dir_all(&dir).unwrap();
 }
