@@ -775,6 +775,9 @@ fn check_delete_delay(
 /// A retention period: `0` keeps data for ever.
 fn retention_period(setting: &'static str, text: &str) -> Result<Option<Duration>, ConfigError> {
     let text = text.trim();
+    if text == "0" {
+        return Ok(None);
+    }
     let ns = crate::logql::parse_duration(text).map_err(|e| invalid(setting, e))?;
     match ns {
         0 => Ok(None),
@@ -1145,6 +1148,60 @@ mod tests {
         assert_eq!(from_file.query.timeout, defaults.query.timeout);
         assert_eq!(from_file.limits.defaults, defaults.limits.defaults);
         assert_eq!(from_file.auth.require_tenant, defaults.auth.require_tenant);
+        assert_eq!(from_file.db.compaction, defaults.db.compaction);
+        assert_eq!(from_file.db.retention, defaults.db.retention);
+    }
+
+    #[test]
+    fn retention_periods_fall_back_signal_by_signal() {
+        let file = r#"
+[retention]
+period = "30d"
+spans = "7d"
+samples = "90d"
+
+[tenants.audit]
+retention_logs = "365d"
+retention_samples = "0"
+
+[tenants.short]
+retention_period = "1d"
+"#;
+        let file: FileConfig = toml::from_str(file).unwrap();
+        let raw = RawConfig {
+            retention_period: file.retention.period,
+            retention_spans: file.retention.spans,
+            retention_samples: file.retention.samples,
+            tenants: file.tenants,
+            ..RawConfig::default()
+        };
+        let retention = Config::from_raw(raw).unwrap().db.retention;
+        let days = |n: u64| Some(Duration::from_secs(n * 86_400));
+        let d = &retention.default;
+        assert_eq!((d.logs, d.spans, d.samples), (days(30), days(7), days(90)));
+        assert_eq!((d.exemplars, d.profiles), (days(90), days(30)));
+        let audit = &retention.tenants[&Tenant::new("audit").unwrap()];
+        assert_eq!((audit.logs, audit.spans), (days(365), days(7)));
+        // Exemplars follow the tenant's samples: kept for ever too.
+        assert_eq!((audit.samples, audit.exemplars), (None, None));
+        let short = &retention.tenants[&Tenant::new("short").unwrap()];
+        assert_eq!(
+            (short.logs, short.spans, short.samples, short.exemplars, short.profiles),
+            (days(1), days(1), days(1), days(1), days(1))
+        );
+        assert!(!retention.tenants.contains_key(&Tenant::default_tenant()));
+
+        let bad = |raw: RawConfig| Config::from_raw(raw).unwrap_err().to_string();
+        let err = bad(RawConfig {
+            retention_logs: Some("soon".into()),
+            ..RawConfig::default()
+        });
+        assert!(err.starts_with("invalid setting retention"), "{err}");
+        let err = bad(RawConfig {
+            compaction_target_bytes: Some(0),
+            ..RawConfig::default()
+        });
+        assert!(err.starts_with("invalid setting compaction_target_bytes"), "{err}");
     }
 
     #[test]
