@@ -1186,7 +1186,13 @@ retention_period = "1d"
         assert_eq!((audit.samples, audit.exemplars), (None, None));
         let short = &retention.tenants[&Tenant::new("short").unwrap()];
         assert_eq!(
-            (short.logs, short.spans, short.samples, short.exemplars, short.profiles),
+            (
+                short.logs,
+                short.spans,
+                short.samples,
+                short.exemplars,
+                short.profiles
+            ),
             (days(1), days(1), days(1), days(1), days(1))
         );
         assert!(!retention.tenants.contains_key(&Tenant::default_tenant()));
@@ -1201,7 +1207,10 @@ retention_period = "1d"
             compaction_target_bytes: Some(0),
             ..RawConfig::default()
         });
-        assert!(err.starts_with("invalid setting compaction_target_bytes"), "{err}");
+        assert!(
+            err.starts_with("invalid setting compaction_target_bytes"),
+            "{err}"
+        );
     }
 
     #[test]

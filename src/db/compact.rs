@@ -284,11 +284,15 @@ impl Db {
                 .filter(|c| c.max_time < cutoff)
                 .map(|c| c.id.clone())
                 .collect();
+            if gone.is_empty() {
+                continue;
+            }
             for id in gone {
                 if let Some(meta) = table.chunks.remove(&id) {
                     expired.push(Retired { meta, since: now });
                 }
             }
+            table.prune_labels();
         }
         let count = expired.len();
         catalog.retired.extend(expired);

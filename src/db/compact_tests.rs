@@ -16,7 +16,12 @@ use crate::model::{LabelSet, TraceId};
 /// `n` lines of two streams of one service, at `start + i`, each with a trace ID
 /// shared by every tenth line.
 fn lines(start: i64, n: usize, tag: &str) -> RecordBatch {
-    let streams: Vec<Stream> = ["a", "b"]
+    lines_of(["a", "b"], start, n, tag)
+}
+
+/// `lines` of two given pods.
+fn lines_of(pods: [&str; 2], start: i64, n: usize, tag: &str) -> RecordBatch {
+    let streams: Vec<Stream> = pods
         .iter()
         .map(|pod| {
             Stream::new(
@@ -356,7 +361,12 @@ async fn retention_expires_whole_chunks_past_their_period() {
     let store = Arc::new(FaultyStore::default());
     let db = open_on(&config, &store).await;
     let now = 10 * HOUR;
-    small_chunks(&db, 2, now - 3 * HOUR).await;
+    // The old lines come from two pods that have no newer rows.
+    for p in 0..2 {
+        let old = lines_of(["x", "y"], now - 3 * HOUR + p * 100, 50, &format!("old{p}"));
+        db.write(&tenant(), Signal::Logs, old).await.unwrap();
+        db.flush(true).await.unwrap();
+    }
     small_chunks(&db, 2, now - HOUR / 2).await;
     // Spans have no period: kept.
     let report = db.compact(0, now, &quiet).await.unwrap();

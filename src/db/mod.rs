@@ -103,6 +103,16 @@ impl Table {
         self.chunks.insert(meta.id.clone(), meta);
     }
 
+    /// Drops from the label index the streams no chunk or head holds any more.
+    fn prune_labels(&mut self) {
+        let chunks = self
+            .chunks
+            .values()
+            .flat_map(|c| c.streams.iter().map(|s| s.id));
+        let heads = self.heads().flat_map(|h| h.streams.iter().copied());
+        self.labels = self.labels.retain(chunks.chain(heads).collect::<Vec<_>>());
+    }
+
     fn heads(&self) -> impl Iterator<Item = &HeadBuffer> {
         self.partitions
             .values()

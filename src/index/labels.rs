@@ -33,6 +33,17 @@ impl LabelIndex {
         self.streams.insert(id, labels.clone());
     }
 
+    /// The index of only the streams `keep` holds (the others no longer have rows).
+    pub fn retain(&self, keep: impl IntoIterator<Item = StreamId>) -> Self {
+        let mut kept = Self::default();
+        for id in keep {
+            if let Some(labels) = self.streams.get(&id) {
+                kept.insert(id, labels);
+            }
+        }
+        kept
+    }
+
     pub fn labels(&self, id: StreamId) -> Option<&LabelSet> {
         self.streams.get(&id)
     }
