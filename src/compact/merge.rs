@@ -205,11 +205,7 @@ pub async fn merge_chunks(
         while let Some(batch) = receiver.blocking_recv() {
             writer.write(&batch)?;
         }
-        let summary = writer.finish()?;
-        std::fs::File::open(&writer_path)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        Ok(summary)
+        Ok(writer.finish()?)
     });
 
     let merged = merge_into(store, signal, chunks, &sender, progress).await;

@@ -382,3 +382,37 @@ async fn retention_expires_whole_chunks_past_their_period() {
     let db = restart(db, &config, &store).await;
     assert_eq!(stored_lines(&db).await.1.len(), 100);
 }
+
+/// A chunk object whose metadata was never written (a flush or merge cut short) is
+/// listed as abandoned once it is old enough, and deleted on start; a young one may
+/// still be in progress and is left alone.
+#[tokio::test]
+async fn abandoned_chunk_objects_are_deleted_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let store = Arc::new(FaultyStore::default());
+    let db = open_on(&config, &store).await;
+    small_chunks(&db, 1, 0).await;
+    let committed = chunk_ids(&db);
+    let abandoned = object_store::path::Path::from(
+        "default/logs/api/1970-01-01/00/000000000001-00ff-00000001.parquet",
+    );
+    store
+        .inner
+        .put(&abandoned, b"cut short".to_vec().into())
+        .await
+        .unwrap();
+    let listing = db.store().load_metas(Duration::ZERO).await.unwrap();
+    assert_eq!(listing.orphans, vec![abandoned.clone()]);
+    assert_eq!(listing.metas.len(), 1);
+    let listing = db
+        .store()
+        .load_metas(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(listing.orphans.is_empty());
+    // Too young to be deleted on start.
+    let db = restart(db, &config, &store).await;
+    assert!(store.inner.head(&abandoned).await.is_ok());
+    assert_eq!(chunk_ids(&db), committed);
+}

@@ -73,6 +73,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A chunk object without metadata this old is an abandoned write (a flush or merge cut
+/// short), not one in progress, and is deleted on start.
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
 /// A head buffer with at least this many small batches at its end merges them into one.
 const COALESCE_BATCHES: usize = 32;
 
@@ -259,7 +263,8 @@ impl Db {
             source,
         })?;
         let ingester = ingester_id(&wal_dir)?;
-        let metas = store.load_metas().await?;
+        let listing = store.load_metas(ORPHAN_AGE).await?;
+        let metas = listing.metas;
         let mut catalog = Catalog::default();
         // Per (tenant, signal, partition, window): the WAL sequence number through which
         // this ingester's rows are already in chunks.
@@ -295,6 +300,16 @@ impl Db {
             }));
         // Merges cut short by the last stop.
         let _ = std::fs::remove_dir_all(config.data_dir.join(compact::SCRATCH_DIR));
+        for orphan in &listing.orphans {
+            match store.delete(orphan).await {
+                Ok(()) => {
+                    info!(object = %orphan, "deleted a chunk object whose metadata was never written")
+                }
+                Err(e) => {
+                    warn!(object = %orphan, error = %e, "cannot delete an abandoned chunk object")
+                }
+            }
+        }
         let chunk_count: usize = catalog.tables.values().map(|t| t.chunks.len()).sum();
 
         let min_next_seq = flushed.values().max().map_or(1, |s| s + 1);

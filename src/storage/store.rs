@@ -55,6 +55,14 @@ pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What the store holds: every chunk's metadata, and the data objects of chunks whose
+/// metadata was never written (writes cut short long enough ago to be abandoned).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub metas: Vec<ChunkMeta>,
+    pub orphans: Vec<Path>,
+}
+
 /// Counts reads on the way through to the real store.
 #[derive(Debug)]
 struct Counting {
@@ -353,15 +361,19 @@ impl ChunkStore {
     }
 
     /// Reads every chunk's metadata. Chunks without metadata are unfinished writes and
-    /// are skipped; unreadable metadata is an error, never silently dropped.
-    pub async fn load_metas(&self) -> Result<Vec<ChunkMeta>> {
+    /// are skipped (those older than `orphan_age` are listed, to be deleted); unreadable
+    /// metadata is an error, never silently dropped.
+    pub async fn load_metas(&self, orphan_age: Duration) -> Result<Listing> {
         let mut paths = Vec::new();
+        let mut data: Vec<ObjectMeta> = Vec::new();
         let mut listing = self.store.list(None);
         while let Some(item) = listing.next().await {
             let item = item?;
             let name = item.location.as_ref();
             if name.ends_with(".meta") {
                 paths.push(item.location);
+            } else if name.ends_with(".parquet") {
+                data.push(item);
             } else if name.ends_with(".meta.json") {
                 return Err(StoreError::Meta {
                     path: name.to_owned(),
@@ -371,6 +383,19 @@ impl ChunkStore {
                 });
             }
         }
+        let committed: std::collections::HashSet<&str> = paths
+            .iter()
+            .filter_map(|p| p.as_ref().strip_suffix(".meta"))
+            .collect();
+        let cutoff = chrono::Utc::now() - orphan_age;
+        let orphans = data
+            .into_iter()
+            .filter(|o| {
+                let stem = o.location.as_ref().trim_end_matches(".parquet");
+                !committed.contains(stem) && o.last_modified < cutoff
+            })
+            .map(|o| o.location)
+            .collect();
         let mut metas = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = self.store.get(&path).await?.bytes().await?;
@@ -386,6 +411,6 @@ impl ChunkStore {
             }
             metas.push(meta);
         }
-        Ok(metas)
+        Ok(Listing { metas, orphans })
     }
 }
