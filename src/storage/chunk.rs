@@ -144,9 +144,16 @@ pub fn encode_chunk(signal: Signal, sorted: &RecordBatch) -> Result<EncodedChunk
 
 /// Writes a chunk from batches that arrive in chunk order (each sorted, and each
 /// starting at or after the end of the one before), gathering its summary on the way.
+///
+/// The Parquet writer starts a page only between the pieces it is handed, so rows go
+/// to it in whole blocks of `BLOCK_ROWS`: pages then line up with the trace locator's
+/// blocks whatever the sizes of the batches written.
 pub struct ChunkWriter<W: std::io::Write + Send> {
     writer: ArrowWriter<W>,
     stats: StatsBuilder,
+    /// Rows short of a whole block, held until more come.
+    partial: Vec<RecordBatch>,
+    partial_rows: usize,
 }
 
 impl<W: std::io::Write + Send> ChunkWriter<W> {
@@ -159,12 +166,27 @@ impl<W: std::io::Write + Send> ChunkWriter<W> {
         Ok(Self {
             writer,
             stats: StatsBuilder::new(signal),
+            partial: Vec::new(),
+            partial_rows: 0,
         })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ChunkError> {
         self.stats.add(batch)?;
-        self.writer.write(batch)?;
+        if self.partial.is_empty() && batch.num_rows() % BLOCK_ROWS == 0 {
+            self.writer.write(batch)?;
+            return Ok(());
+        }
+        self.partial.push(batch.clone());
+        self.partial_rows += batch.num_rows();
+        if self.partial_rows >= BLOCK_ROWS {
+            let held = concat_batches(&batch.schema(), &self.partial)?;
+            let whole = held.num_rows() / BLOCK_ROWS * BLOCK_ROWS;
+            self.writer.write(&held.slice(0, whole))?;
+            let rest = held.slice(whole, held.num_rows() - whole);
+            self.partial_rows = rest.num_rows();
+            self.partial = vec![rest];
+        }
         Ok(())
     }
 
@@ -173,7 +195,10 @@ impl<W: std::io::Write + Send> ChunkWriter<W> {
         self.stats.rows
     }
 
-    pub fn finish(self) -> Result<ChunkSummary, ChunkError> {
+    pub fn finish(mut self) -> Result<ChunkSummary, ChunkError> {
+        for batch in std::mem::take(&mut self.partial) {
+            self.writer.write(&batch)?;
+        }
         let metadata = self.writer.close()?;
         let stats = self.stats;
         Ok(ChunkSummary {
@@ -363,6 +388,57 @@ mod tests {
         let mut expected = rows.clone();
         expected.sort();
         assert_eq!(rows, expected);
+    }
+
+    /// Batches of any size give pages of whole blocks (the last one aside).
+    #[test]
+    fn pages_hold_whole_blocks_whatever_the_batch_sizes() {
+        let stream = Stream::new(LabelSet::new(vec![("service_name".into(), "a".into())]).unwrap());
+        let batch = |start: i64, n: usize| {
+            let mut b = LogBatchBuilder::default();
+            for i in 0..n {
+                b.append(
+                    &stream,
+                    LogFields {
+                        timestamp: start + i as i64,
+                        observed_timestamp: None,
+                        severity_number: None,
+                        body: "line",
+                        trace_id: None,
+                        span_id: None,
+                        attributes: &[],
+                        scope_name: None,
+                    },
+                );
+            }
+            b.finish()
+        };
+        let mut out = Vec::new();
+        let mut writer = ChunkWriter::new(Signal::Logs, &mut out).unwrap();
+        let mut start = 0;
+        for n in [700, 300, 5000, 1, 1023, 2048, 77] {
+            writer.write(&batch(start, n)).unwrap();
+            start += n as i64;
+        }
+        let summary = writer.finish().unwrap();
+        assert_eq!(summary.rows, start as u64);
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(bytes::Bytes::from(out), options)
+                .unwrap();
+        let offsets = reader.metadata().offset_index().unwrap();
+        for column in &offsets[0] {
+            let firsts: Vec<i64> = column
+                .page_locations()
+                .iter()
+                .map(|p| p.first_row_index)
+                .collect();
+            assert!(
+                firsts.iter().all(|f| f % BLOCK_ROWS as i64 == 0),
+                "pages start at {firsts:?}"
+            );
+        }
     }
 
     #[test]
