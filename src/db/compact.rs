@@ -70,6 +70,7 @@ impl Db {
                 .tables
                 .values()
                 .flat_map(|t| t.chunks.values())
+                .filter(|meta| !catalog.unsettled.contains(&meta.id))
                 .map(|meta| Candidate::of(meta))
                 .collect()
         };
@@ -153,16 +154,14 @@ impl Db {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Arc<ChunkMeta>> {
         let first = &merge.inputs[0];
-        let (inputs, pending): (Vec<Arc<ChunkMeta>>, HashSet<ChunkId>) = {
+        let inputs: Vec<Arc<ChunkMeta>> = {
             let catalog = self.read_catalog();
             let table = catalog.table(&first.tenant, first.signal);
-            let inputs = merge
+            merge
                 .inputs
                 .iter()
                 .filter_map(|c| table.and_then(|t| t.chunks.get(&c.id)).cloned())
-                .collect();
-            let pending = catalog.retired.iter().map(|r| r.meta.id.clone()).collect();
-            (inputs, pending)
+                .collect()
         };
         if inputs.len() != merge.inputs.len() {
             return Err(super::Error::Compaction(
@@ -200,13 +199,20 @@ impl Db {
         let meta = Arc::new(ChunkMeta::new(
             &key,
             merged_wal_marks(&inputs),
-            replaced_ids(&inputs, &pending),
+            inputs.iter().map(|m| m.id.clone()).collect(),
             size,
             summary,
         ));
         // A failed commit leaves the object behind: its metadata may still land (a PUT
-        // that timed out), and a chunk in force must never lose its data.
-        self.commit_meta(&meta).await?;
+        // that timed out), and a chunk in force must never lose its data. For the same
+        // reason the inputs are not merged again until the next start, which finds out
+        // whether the commit landed: a second merge of them could be in force beside it.
+        if let Err(e) = self.commit_meta(&meta).await {
+            self.write_catalog()
+                .unsettled
+                .extend(inputs.iter().map(|m| m.id.clone()));
+            return Err(e);
+        }
         failpoint::pause_async(failpoint::COMPACT_AFTER_COMMIT).await;
         self.swap_in(&meta, &inputs);
         Metrics::add(
@@ -455,22 +461,6 @@ fn merged_wal_marks(inputs: &[Arc<ChunkMeta>]) -> Vec<WalMark> {
             through,
         })
         .collect()
-}
-
-/// The inputs, and the chunks they replace that are not deleted yet: the new chunk
-/// takes over their replacement, so the inputs can go before them.
-fn replaced_ids(inputs: &[Arc<ChunkMeta>], pending: &HashSet<ChunkId>) -> Vec<ChunkId> {
-    let mut ids: Vec<ChunkId> = inputs.iter().map(|m| m.id.clone()).collect();
-    ids.extend(
-        inputs
-            .iter()
-            .flat_map(|m| &m.replaces)
-            .filter(|id| pending.contains(*id))
-            .cloned(),
-    );
-    ids.sort();
-    ids.dedup();
-    ids
 }
 
 /// Splits loaded metadata into the chunks in force and those a compacted chunk

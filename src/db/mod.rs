@@ -129,6 +129,9 @@ pub struct Catalog {
     tables: HashMap<(Tenant, Signal), Table>,
     /// Chunks out of force (replaced or expired) and not yet deleted.
     retired: Vec<compact::Retired>,
+    /// Chunks whose merge may or may not have committed (its metadata PUT failed in a
+    /// way that may yet land): not merged again before the next start.
+    unsettled: HashSet<ChunkId>,
     next_buffer_id: u64,
 }
 
