@@ -131,6 +131,7 @@ fn main() {
         let report = rt
             .block_on(db.compact(i64::MAX, hour + HOUR, &|_: Progress| {}))
             .unwrap();
+        assert_eq!(report.failed_merges, 0, "a merge failed");
         if report.merges == 0 {
             break;
         }

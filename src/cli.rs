@@ -157,6 +157,12 @@ impl Client {
                 let event: Value =
                     serde_json::from_slice(&line).map_err(|e| CliError::Response(e.to_string()))?;
                 match event["event"].as_str() {
+                    Some("done") if event["failed_merges"].as_u64().unwrap_or(0) > 0 => {
+                        return Err(CliError::Response(format!(
+                            "{}; the server's log says why merges failed",
+                            compaction_summary(&event)
+                        )));
+                    }
                     Some("done") => return Ok(compaction_summary(&event)),
                     Some("error") => return Err(CliError::Response(text(&event["error"]))),
                     _ => {

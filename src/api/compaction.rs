@@ -3,7 +3,8 @@
 //! each signal, and until when.
 //!
 //! A pass covers every tenant (it is the same pass the server runs in the background)
-//! and runs to its end even if the client goes away.
+//! and runs to its end even if the client goes away; while one runs, another is
+//! refused with 409.
 
 use axum::Json;
 use axum::body::Body;
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, tenant};
+use super::{ApiError, AppState, ErrorCode, tenant};
 use crate::compact::Progress;
 use crate::ingest::now_ns;
 
@@ -30,11 +31,21 @@ pub async fn compact(
     State(state): State<AppState>,
     Query(params): Query<CompactParams>,
 ) -> Result<Response, ApiError> {
+    if state.db.compacting() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a compaction pass is already running; try again when it has ended",
+        ));
+    }
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
     let db = state.db;
     tokio::spawn(async move {
         let now = now_ns();
-        let settled_before = if params.all { i64::MAX } else { now };
+        let settled_before = if params.all {
+            i64::MAX
+        } else {
+            db.settled_before(now)
+        };
         let events = sender.clone();
         let send = move |progress: Progress| {
             if let Ok(line) = serde_json::to_string(&progress) {

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     Timeout,
     /// The client stopped sending its request body.
     RequestTimeout,
+    /// The same work is already under way.
+    Conflict,
     Internal,
 }
 
@@ -48,6 +50,7 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unavailable | ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,7 +68,7 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "execution",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout | ErrorCode::RequestTimeout => "timeout",
-            ErrorCode::Internal => "internal",
+            ErrorCode::Conflict | ErrorCode::Internal => "internal",
         }
     }
 }

@@ -54,6 +54,7 @@ impl IntoResponse for ConnectError {
             ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorCode::MethodNotAllowed => (StatusCode::NOT_IMPLEMENTED, "unimplemented"),
             ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ErrorCode::Conflict => (StatusCode::CONFLICT, "aborted"),
             ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::{Db, Result};
@@ -38,6 +39,10 @@ pub struct SignalRetention {
     pub rows: u64,
 }
 
+/// Chunks deleted at once: deleting is two small requests per chunk, and a large
+/// retention backlog should not take one round trip after another.
+const DELETES_IN_FLIGHT: usize = 16;
+
 /// Where merged chunks are written before upload, under the data directory.
 pub(super) const SCRATCH_DIR: &str = "compaction";
 
@@ -51,7 +56,9 @@ impl Db {
         now_ns: i64,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<CompactionReport> {
-        let _one_at_a_time = self.compact_lock.lock().await;
+        let Ok(_one_at_a_time) = self.compact_lock.try_lock() else {
+            return Err(super::Error::CompactionRunning);
+        };
         let started = Instant::now();
         let mut report = CompactionReport {
             chunks_before: self.chunk_count(),
@@ -328,32 +335,36 @@ impl Db {
             if due.is_empty() {
                 return deleted;
             }
-            let mut progressed = false;
-            for meta in due {
-                let key = meta.key();
-                let result = async {
-                    self.store.delete(&key.meta_path()).await?;
-                    failpoint::pause_async(failpoint::DELETE_AFTER_META).await;
-                    self.store.delete(&key.data_path()).await
-                }
-                .await;
-                match result {
-                    Ok(()) => {
-                        self.write_catalog()
-                            .retired
-                            .retain(|r| r.meta.id != meta.id);
-                        Metrics::add(&self.metrics.chunks_deleted_total, 1);
-                        deleted += 1;
-                        progressed = true;
+            let results: Vec<(ChunkId, bool)> = futures::stream::iter(due)
+                .map(|meta| async move {
+                    let key = meta.key();
+                    let result = async {
+                        self.store.delete(&key.meta_path()).await?;
+                        failpoint::pause_async(failpoint::DELETE_AFTER_META).await;
+                        self.store.delete(&key.data_path()).await
                     }
-                    Err(e) => {
+                    .await;
+                    if let Err(e) = &result {
                         warn!(chunk = %key.data_path(), error = %e, "cannot delete a chunk; retrying on the next pass");
                     }
-                }
-            }
-            if !progressed {
+                    (meta.id.clone(), result.is_ok())
+                })
+                .buffer_unordered(DELETES_IN_FLIGHT)
+                .collect()
+                .await;
+            let gone: HashSet<ChunkId> = results
+                .into_iter()
+                .filter_map(|(id, ok)| ok.then_some(id))
+                .collect();
+            if gone.is_empty() {
                 return deleted;
             }
+            let mut catalog = self.write_catalog();
+            catalog.retired.retain(|r| !gone.contains(&r.meta.id));
+            self.update_chunk_gauges(&catalog);
+            drop(catalog);
+            Metrics::add(&self.metrics.chunks_deleted_total, gone.len() as u64);
+            deleted += gone.len();
         }
     }
 
@@ -403,8 +414,16 @@ impl Db {
             .collect()
     }
 
-    pub fn compaction_config(&self) -> &crate::compact::CompactionConfig {
-        &self.config.compaction
+    /// Windows that ended before this instant are settled at `now_ns`: their last
+    /// rows have had the head's age limit to be cut into chunks.
+    pub fn settled_before(&self, now_ns: i64) -> i64 {
+        let age = i64::try_from(self.config.head_max_age.as_nanos()).unwrap_or(i64::MAX);
+        now_ns.saturating_sub(age)
+    }
+
+    /// Whether a compaction pass is running.
+    pub fn compacting(&self) -> bool {
+        self.compact_lock.try_lock().is_err()
     }
 
     fn chunk_count(&self) -> usize {
@@ -431,15 +450,14 @@ impl Db {
                 _ = stop.changed() => return,
             }
             let now_ns = crate::ingest::now_ns();
-            // A window is settled once its last rows have had time to be cut.
-            let age = i64::try_from(self.config.head_max_age.as_nanos()).unwrap_or(i64::MAX);
-            let pass = self.compact(now_ns.saturating_sub(age), now_ns, &|_| {});
+            let pass = self.compact(self.settled_before(now_ns), now_ns, &|_| {});
             tokio::select! {
-                result = pass => {
-                    if let Err(e) = result {
-                        warn!(error = %e, "compaction pass failed");
-                    }
-                }
+                result = pass => match result {
+                    Ok(_) => {}
+                    // An on-demand pass is running: this one is not needed.
+                    Err(super::Error::CompactionRunning) => {}
+                    Err(e) => warn!(error = %e, "compaction pass failed"),
+                },
                 _ = stop.changed() => return,
             }
         }

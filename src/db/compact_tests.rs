@@ -416,3 +416,20 @@ async fn abandoned_chunk_objects_are_deleted_on_start() {
     assert!(store.inner.head(&abandoned).await.is_ok());
     assert_eq!(chunk_ids(&db), committed);
 }
+
+/// One pass at a time: a second one is refused while the first runs.
+#[tokio::test]
+async fn a_second_pass_is_refused_while_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_on(&config(dir.path()), &Arc::new(FaultyStore::default())).await;
+    let running = db.compact_lock.lock().await;
+    assert!(db.compacting());
+    let refused = db.compact(i64::MAX, 0, &quiet).await;
+    assert!(
+        matches!(refused, Err(Error::CompactionRunning)),
+        "{refused:?}"
+    );
+    drop(running);
+    assert!(!db.compacting());
+    assert!(db.compact(i64::MAX, 0, &quiet).await.is_ok());
+}

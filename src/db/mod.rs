@@ -69,6 +69,8 @@ pub enum Error {
     Merge(#[from] crate::compact::merge::MergeError),
     #[error("compaction: {0}")]
     Compaction(String),
+    #[error("a compaction pass is already running")]
+    CompactionRunning,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
