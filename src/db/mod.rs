@@ -332,7 +332,7 @@ impl Db {
         let mut replayed_rows = 0;
         for record in records {
             let seq = record.seq;
-            match replay_record(&mut catalog, &flushed, record, now) {
+            match replay_record(&mut catalog, &flushed, &config.retention, record, now) {
                 Ok(rows) => replayed_rows += rows,
                 Err(e) => {
                     Metrics::add(&metrics.wal_corruptions_total, 1);
@@ -708,13 +708,26 @@ impl Db {
 }
 
 /// Re-inserts a replayed record, minus rows whose partition and window already have
-/// them in a chunk. Returns the number of rows kept.
+/// them in a chunk, and rows past retention (their chunk may be deleted, and its WAL
+/// mark with it). Returns the number of rows kept.
 fn replay_record(
     catalog: &mut Catalog,
     flushed: &HashMap<(Tenant, Signal, PartitionKey, i64), u64>,
+    retention: &Retention,
     record: WalRecord,
     now: Instant,
 ) -> Result<usize> {
+    let cutoff = retention.cutoff(&record.tenant, record.signal, crate::ingest::now_ns());
+    let record = match cutoff {
+        Some(cutoff) => WalRecord {
+            batch: rows_since(record.signal, &record.batch, cutoff)?,
+            ..record
+        },
+        None => record,
+    };
+    if record.batch.num_rows() == 0 {
+        return Ok(0);
+    }
     let mut keep = Vec::new();
     for part in split_by_partition(record.signal, &record.batch)? {
         for (window, batch) in split_by_window(record.signal, &part.batch)? {
@@ -740,6 +753,19 @@ fn replay_record(
         catalog.insert(&record.tenant, record.signal, parts, record.seq, now);
     }
     Ok(rows)
+}
+
+/// The rows of `batch` at or after `cutoff`.
+fn rows_since(signal: Signal, batch: &RecordBatch, cutoff: i64) -> Result<RecordBatch> {
+    let times = batch
+        .column_by_name(signal.time_column())
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::TimestampNanosecondType>())
+        .ok_or(ChunkError::Column("time"))?;
+    let keep: arrow::array::BooleanArray = times.iter().map(|t| Some(t >= Some(cutoff))).collect();
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    Ok(arrow::compute::filter_record_batch(batch, &keep).map_err(ChunkError::from)?)
 }
 
 /// A random ID for this WAL, kept beside it: chunk IDs include it, and replay trusts
