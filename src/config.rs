@@ -12,7 +12,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::api::auth::{AuthConfig, MIN_TOKEN_LEN};
-use crate::compact::{CompactionConfig, Periods, Retention};
+use crate::compact::{
+    CompactionConfig, MAX_TARGET_BYTES, MIN_INTERVAL, MIN_RETENTION, Periods, Retention,
+};
 use crate::db::DbConfig;
 use crate::ingest::{
     DEFAULT_LABEL_ATTRIBUTES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TRACE_ID_PATTERN, IngestRules,
@@ -501,7 +503,7 @@ pub const DEFAULT_MAX_ACTIVE_STREAMS: usize = 500_000;
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let retention = retention(&raw)?;
-        let compaction = compaction(&raw)?;
+        let mut compaction = compaction(&raw)?;
         let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen
             .parse()
@@ -603,7 +605,12 @@ impl Config {
         };
         let (limits, query_overrides) = tenant_limits(defaults, &query, &raw.tenants)?;
         let auth = auth(&raw.auth_tokens, raw.require_tenant.unwrap_or(false))?;
-        check_delete_delay(&compaction, &query, &query_overrides)?;
+        settle_delete_delay(
+            &mut compaction,
+            raw.compaction_delete_delay.is_some(),
+            &query,
+            &query_overrides,
+        )?;
         Ok(Config {
             scrape,
             listen,
@@ -726,30 +733,41 @@ fn compaction(raw: &RawConfig) -> Result<CompactionConfig, ConfigError> {
         Some(text) => parse_duration(text).map_err(|e| invalid(setting, e)),
         None => Ok(default),
     };
-    let config = CompactionConfig {
-        enabled: raw.compaction_enabled.unwrap_or(defaults.enabled),
-        interval: duration(
+    let interval = duration(
+        "compaction_interval",
+        &raw.compaction_interval,
+        defaults.interval,
+    )?;
+    if interval < MIN_INTERVAL {
+        return Err(invalid(
             "compaction_interval",
-            &raw.compaction_interval,
-            defaults.interval,
-        )?,
-        target_bytes: positive(
+            format!("{interval:?} is shorter than {MIN_INTERVAL:?}"),
+        ));
+    }
+    let target_bytes = raw.compaction_target_bytes.unwrap_or(defaults.target_bytes);
+    if !(1..=MAX_TARGET_BYTES).contains(&target_bytes) {
+        return Err(invalid(
             "compaction_target_bytes",
-            raw.compaction_target_bytes,
-            defaults.target_bytes,
-        )?,
+            format!("{target_bytes} is outside 1..={MAX_TARGET_BYTES}"),
+        ));
+    }
+    Ok(CompactionConfig {
+        enabled: raw.compaction_enabled.unwrap_or(defaults.enabled),
+        interval,
+        target_bytes,
         delete_delay: duration(
             "compaction_delete_delay",
             &raw.compaction_delete_delay,
             defaults.delete_delay,
         )?,
-    };
-    Ok(config)
+    })
 }
 
-/// Deletion must wait longer than any query can run.
-fn check_delete_delay(
-    config: &CompactionConfig,
+/// Deletion must wait longer than any query can run: a delay left unset grows to a
+/// minute past the longest query timeout, one that is set must already be longer.
+fn settle_delete_delay(
+    config: &mut CompactionConfig,
+    set: bool,
     query: &QueryConfig,
     overrides: &BTreeMap<Tenant, QueryConfig>,
 ) -> Result<(), ConfigError> {
@@ -759,6 +777,11 @@ fn check_delete_delay(
         .chain([query.timeout])
         .max()
         .unwrap_or_default();
+    if !set {
+        config.delete_delay = config
+            .delete_delay
+            .max(longest_query + Duration::from_secs(60));
+    }
     if config.delete_delay <= longest_query {
         return Err(invalid(
             "compaction_delete_delay",
@@ -781,7 +804,10 @@ fn retention_period(setting: &'static str, text: &str) -> Result<Option<Duration
     let ns = crate::logql::parse_duration(text).map_err(|e| invalid(setting, e))?;
     match ns {
         0 => Ok(None),
-        ns if ns < 0 => Err(invalid(setting, format!("{text:?} is negative"))),
+        ns if ns < MIN_RETENTION.as_nanos() as i64 => Err(invalid(
+            setting,
+            format!("{text:?} is shorter than {MIN_RETENTION:?} (0 keeps data for ever)"),
+        )),
         ns => Ok(Some(Duration::from_nanos(ns as u64))),
     }
 }
@@ -1210,6 +1236,41 @@ retention_period = "1d"
         assert!(
             err.starts_with("invalid setting compaction_target_bytes"),
             "{err}"
+        );
+        let err = bad(RawConfig {
+            compaction_target_bytes: Some(MAX_TARGET_BYTES + 1),
+            ..RawConfig::default()
+        });
+        assert!(
+            err.starts_with("invalid setting compaction_target_bytes"),
+            "{err}"
+        );
+        let err = bad(RawConfig {
+            compaction_interval: Some("10ms".into()),
+            ..RawConfig::default()
+        });
+        assert!(
+            err.starts_with("invalid setting compaction_interval"),
+            "{err}"
+        );
+        let err = bad(RawConfig {
+            retention_spans: Some("10m".into()),
+            ..RawConfig::default()
+        });
+        assert!(
+            err.contains("shorter than 3600s (0 keeps data for ever)"),
+            "{err}"
+        );
+
+        // Left unset, the deletion delay outlasts the longest query timeout.
+        let config = Config::from_raw(RawConfig {
+            query_timeout: Some("20m".into()),
+            ..RawConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.db.compaction.delete_delay,
+            Duration::from_secs(21 * 60)
         );
     }
 

@@ -105,9 +105,15 @@ impl Server {
         };
         let _ = api.set(app(state));
         let flusher = tokio::spawn(Arc::clone(&db).run_flusher(stopped.clone()));
-        let compactor = config
-            .db
-            .compaction
+        let compaction = &config.db.compaction;
+        let retention = &config.db.retention;
+        let keeps_for_ever = |p: &crate::compact::Periods| *p == crate::compact::Periods::default();
+        let retains =
+            !keeps_for_ever(&retention.default) || !retention.tenants.values().all(keeps_for_ever);
+        if retains && !compaction.enabled {
+            warn!("compaction is disabled: retention is applied only by `threadline compact`");
+        }
+        let compactor = compaction
             .enabled
             .then(|| tokio::spawn(Arc::clone(&db).run_compactor(stopped.clone())));
         let scrapes = scraper.spawn(Arc::clone(&db), stopped);

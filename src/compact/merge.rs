@@ -1,7 +1,8 @@
 //! The streaming merge: chunks already sorted by stream and time are read batch by
 //! batch and merged in order into one new chunk, written to a local file as it grows.
-//! Memory holds one batch per input and the writer's open row group, never a whole
-//! chunk, so it does not grow with the size of what is merged.
+//! Memory holds, per input, one decoded batch and the compressed pages of the row
+//! group it is in, and the writer's open row group: bounded by the inputs' count and
+//! row group size (so by the target size), not by what is merged in total.
 //!
 //! Rows with equal sort keys keep the order of their inputs (oldest chunk first), so
 //! the same inputs always give the same chunk.
@@ -135,6 +136,19 @@ impl AsyncFileReader for ChunkFile {
         Box::pin(async move {
             self.store
                 .get_range(&self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        // One call for a row group's column chunks: the store may coalesce them.
+        Box::pin(async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
                 .await
                 .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
         })

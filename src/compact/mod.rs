@@ -29,6 +29,14 @@ pub use retention::{Periods, Retention};
 
 /// Merged chunks are packed up to this size unless configured otherwise.
 pub const DEFAULT_TARGET_BYTES: u64 = 128 << 20;
+/// The largest target size: a merge may hold its inputs' current row groups in memory,
+/// which for small inputs is all of them.
+pub const MAX_TARGET_BYTES: u64 = 4 << 30;
+/// The shortest retention period (other than none): shorter ones are typos that would
+/// delete data before anyone looks at it.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+/// The shortest interval between background passes.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the background compactor runs unless configured otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a replaced or expired chunk stays readable unless configured otherwise.

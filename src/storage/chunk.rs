@@ -173,7 +173,7 @@ impl<W: std::io::Write + Send> ChunkWriter<W> {
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ChunkError> {
         self.stats.add(batch)?;
-        if self.partial.is_empty() && batch.num_rows() % BLOCK_ROWS == 0 {
+        if self.partial.is_empty() && batch.num_rows().is_multiple_of(BLOCK_ROWS) {
             self.writer.write(batch)?;
             return Ok(());
         }

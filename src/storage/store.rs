@@ -333,9 +333,17 @@ impl ChunkStore {
                     return Err(local(source));
                 }
             };
-            writer.wait_for_capacity(2).await?;
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
             writer.write(&buffer[..n]);
         }
+        if let Err(e) = writer.wait_for_capacity(0).await {
+            let _ = writer.abort().await;
+            return Err(e.into());
+        }
+        // `finish` aborts the upload itself when completing it fails.
         writer.finish().await?;
         self.sync_local(path).await
     }
