@@ -4,7 +4,8 @@
 //! window, so a merged chunk keeps its key and the WAL marks stay meaningful. A chunk
 //! of at least half the target size is left as it is; the others are taken oldest
 //! first and packed into merges of at most the target size, `MAX_MERGE_INPUTS`
-//! inputs and `MAX_CHUNK_ROWS` rows. A window is compacted only once it is settled
+//! inputs and `MAX_CHUNK_ROWS` rows; a chunk more than eight times the size of the
+//! rest of its merge waits for more beside it. A window is compacted only once it is settled
 //! (its hour ended before `settled_before`), so chunks still being cut into it are
 //! not rewritten again and again.
 
@@ -97,23 +98,39 @@ pub fn plan(chunks: &[Candidate], config: &PlanConfig) -> Vec<Merge> {
                 && size + chunk.size <= config.target_bytes
                 && rows + chunk.rows <= MAX_CHUNK_ROWS as u64;
             if !fits {
-                if current.len() >= 2 {
-                    merges.push(Merge {
-                        inputs: std::mem::take(&mut current),
-                    });
-                }
-                current.clear();
+                merges.extend(worth_rewriting(std::mem::take(&mut current)));
                 (size, rows) = (0, 0);
             }
             size += chunk.size;
             rows += chunk.rows;
             current.push(chunk.clone());
         }
-        if current.len() >= 2 {
-            merges.push(Merge { inputs: current });
-        }
+        merges.extend(worth_rewriting(current));
     }
     merges
+}
+
+/// A chunk more than `MAX_REWRITE_RATIO` times the size of the rest of its merge is
+/// left out of it: rows arriving late to a compacted hour would otherwise rewrite its
+/// large chunk at every pass. It joins a merge once enough has gathered beside it.
+const MAX_REWRITE_RATIO: u64 = 8;
+
+/// The merge of `inputs` without the chunks not worth rewriting; `None` if fewer than
+/// two remain.
+fn worth_rewriting(mut inputs: Vec<Candidate>) -> Option<Merge> {
+    while inputs.len() >= 2 {
+        let total: u64 = inputs.iter().map(|c| c.size).sum();
+        let (largest, size) = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c.size))
+            .max_by_key(|&(i, size)| (size, std::cmp::Reverse(i)))?;
+        if size <= MAX_REWRITE_RATIO * (total - size) {
+            return Some(Merge { inputs });
+        }
+        inputs.remove(largest);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -192,6 +209,8 @@ mod tests {
                     prop_assert!(chunks.contains(input));
                 }
                 prop_assert!(merge.inputs.windows(2).all(|w| w[0].id < w[1].id));
+                let largest = merge.inputs.iter().map(|c| c.size).max().unwrap();
+                prop_assert!(largest <= MAX_REWRITE_RATIO * (merge.size() - largest));
             }
         }
 
@@ -217,7 +236,7 @@ mod tests {
         /// A settled group of small chunks that fits one merge becomes exactly one.
         #[test]
         fn a_group_that_fits_is_merged_whole(
-            sizes in prop::collection::vec(1..50u64, 2..=MAX_MERGE_INPUTS),
+            sizes in prop::collection::vec(10..50u64, 2..=MAX_MERGE_INPUTS),
         ) {
             let chunks: Vec<_> = sizes
                 .iter()
@@ -245,6 +264,31 @@ mod tests {
         assert_eq!(ids, vec![chunks[1].id.clone(), chunks[2].id.clone()]);
         // Once the second hour has ended, its chunks merge too.
         assert_eq!(plan(&chunks, &config(1000, 2)).len(), 2);
+    }
+
+    /// Late rows in a compacted hour do not rewrite its large chunk until enough of
+    /// them have gathered.
+    #[test]
+    fn a_large_chunk_waits_for_enough_beside_it() {
+        let merged = candidate((0, 0, 0, 0, 1, 400, 10));
+        let late = |n: u32, size: u64| candidate((0, 0, 0, 0, n, size, 10));
+        let ids = |merges: &[Merge]| -> Vec<Vec<u32>> {
+            merges
+                .iter()
+                .map(|m| m.inputs.iter().map(|c| id_counter(&c.id)).collect())
+                .collect()
+        };
+        let config = config(1000, 1);
+        // 20 bytes beside 400: only the late chunks merge.
+        let plan_a = plan(&[merged.clone(), late(2, 10), late(3, 10)], &config);
+        assert_eq!(ids(&plan_a), vec![vec![2, 3]]);
+        // 60 bytes beside 400: worth it.
+        let plan_b = plan(&[merged, late(2, 30), late(3, 30)], &config);
+        assert_eq!(ids(&plan_b), vec![vec![1, 2, 3]]);
+    }
+
+    fn id_counter(id: &ChunkId) -> u32 {
+        u32::from_str_radix(id.as_str().rsplit('-').next().unwrap(), 16).unwrap()
     }
 
     #[test]
