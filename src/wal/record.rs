@@ -105,7 +105,9 @@ pub fn decode_body(body: &[u8]) -> Result<WalRecord, RecordError> {
     let tenant = std::str::from_utf8(tenant)
         .map_err(|e| RecordError::Tenant(e.to_string()))
         .and_then(|t| Tenant::new(t).map_err(|e| RecordError::Tenant(e.to_string())))?;
-    let mut reader = StreamReader::try_new(Cursor::new(&body[tenant_end..]), None)?;
+    let rows = &body[tenant_end..];
+    check_buffer_bounds(rows)?;
+    let mut reader = StreamReader::try_new(Cursor::new(rows), None)?;
     let batch = reader.next().ok_or(RecordError::NoBatch)??;
     if batch.schema() != crate::model::schema::schema(signal) {
         return Err(RecordError::Schema(signal));
@@ -116,6 +118,49 @@ pub fn decode_body(body: &[u8]) -> Result<WalRecord, RecordError> {
         signal,
         batch,
     })
+}
+
+/// Checks that every buffer an Arrow IPC stream's messages name lies inside its
+/// message's body. Arrow's reader slices buffers without checking, and panics on a
+/// record whose checksum holds but whose contents do not (a bug, or a checksum
+/// collision); checked first, such a record is an error like any other.
+fn check_buffer_bounds(mut stream: &[u8]) -> Result<(), RecordError> {
+    let bad = |what: &str| RecordError::Rows(arrow::error::ArrowError::IpcError(what.into()));
+    let mut take = |n: usize| -> Result<&[u8], RecordError> {
+        if stream.len() < n {
+            return Err(bad("the stream ends inside a message"));
+        }
+        let (head, rest) = stream.split_at(n);
+        stream = rest;
+        Ok(head)
+    };
+    loop {
+        let mut len = take(4)?;
+        if len == [0xff; 4] {
+            len = take(4)?;
+        }
+        let len = u32::from_le_bytes(len.try_into().map_err(|_| bad("short length"))?) as usize;
+        if len == 0 {
+            return Ok(());
+        }
+        let message = arrow::ipc::root_as_message(take(len)?)
+            .map_err(|e| bad(&format!("unreadable message header: {e}")))?;
+        let body_len = usize::try_from(message.bodyLength())
+            .map_err(|_| bad("negative message body length"))?;
+        let batch = message
+            .header_as_record_batch()
+            .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
+        for buffer in batch.and_then(|b| b.buffers()).iter().flatten() {
+            let end = usize::try_from(buffer.offset())
+                .ok()
+                .zip(usize::try_from(buffer.length()).ok())
+                .and_then(|(offset, length)| offset.checked_add(length));
+            if end.is_none_or(|end| end > body_len) {
+                return Err(bad("a buffer lies outside its message body"));
+            }
+        }
+        take(body_len)?;
+    }
 }
 
 #[cfg(test)]
