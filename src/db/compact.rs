@@ -466,7 +466,7 @@ impl Db {
 
 /// The highest WAL mark of each ingester among the inputs, so replay keeps skipping
 /// what the inputs held.
-fn merged_wal_marks(inputs: &[Arc<ChunkMeta>]) -> Vec<WalMark> {
+pub(super) fn merged_wal_marks(inputs: &[Arc<ChunkMeta>]) -> Vec<WalMark> {
     let mut marks: BTreeMap<&str, u64> = BTreeMap::new();
     for mark in inputs.iter().flat_map(|m| &m.wal) {
         let through = marks.entry(&mark.ingester).or_default();

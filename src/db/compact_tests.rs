@@ -435,3 +435,33 @@ async fn a_second_pass_is_refused_while_one_runs() {
     assert!(!db.compacting());
     assert!(db.compact(i64::MAX, 0, &quiet).await.is_ok());
 }
+
+/// A merged chunk keeps each ingester's highest WAL mark among its inputs.
+#[test]
+fn merged_chunks_keep_each_ingesters_highest_wal_mark() {
+    let meta = |marks: &[(&str, u64)]| {
+        let mut meta = ChunkMeta::example();
+        meta.wal = marks
+            .iter()
+            .map(|(ingester, through)| crate::storage::WalMark {
+                ingester: (*ingester).into(),
+                through: *through,
+            })
+            .collect();
+        Arc::new(meta)
+    };
+    let inputs = [
+        meta(&[("aa", 7)]),
+        meta(&[("bb", 3)]),
+        meta(&[("aa", 9), ("cc", 1)]),
+        meta(&[("aa", 8)]),
+    ];
+    let marks: Vec<(String, u64)> = super::compact::merged_wal_marks(&inputs)
+        .into_iter()
+        .map(|m| (m.ingester, m.through))
+        .collect();
+    assert_eq!(
+        marks,
+        vec![("aa".into(), 9), ("bb".into(), 3), ("cc".into(), 1)]
+    );
+}
