@@ -8,10 +8,7 @@
 //!
 //! Pure encoding and decoding; the segment file handles framing on disk.
 
-use std::io::Cursor;
-
 use arrow::array::RecordBatch;
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -105,13 +102,7 @@ pub fn decode_body(body: &[u8]) -> Result<WalRecord, RecordError> {
     let tenant = std::str::from_utf8(tenant)
         .map_err(|e| RecordError::Tenant(e.to_string()))
         .and_then(|t| Tenant::new(t).map_err(|e| RecordError::Tenant(e.to_string())))?;
-    let rows = &body[tenant_end..];
-    check_buffer_bounds(rows)?;
-    let mut reader = StreamReader::try_new(Cursor::new(rows), None)?;
-    let batch = reader.next().ok_or(RecordError::NoBatch)??;
-    if batch.schema() != crate::model::schema::schema(signal) {
-        return Err(RecordError::Schema(signal));
-    }
+    let batch = decode_rows(signal, &body[tenant_end..])?;
     Ok(WalRecord {
         seq,
         tenant,
@@ -120,15 +111,18 @@ pub fn decode_body(body: &[u8]) -> Result<WalRecord, RecordError> {
     })
 }
 
-/// Checks that every buffer an Arrow IPC stream's messages name lies inside its
-/// message's body. Arrow's reader slices buffers without checking, and panics on a
-/// record whose checksum holds but whose contents do not (a bug, or a checksum
-/// collision); checked first, such a record is an error like any other.
-fn check_buffer_bounds(mut stream: &[u8]) -> Result<(), RecordError> {
-    let bad = |what: &str| RecordError::Rows(arrow::error::ArrowError::IpcError(what.into()));
+/// Reads the batch of an Arrow IPC stream written by `encode_rows`, as the signal's
+/// schema. The stream's own schema message is only compared by field names: Arrow's
+/// reader turns it into types by panicking on ones it does not know, and slices the
+/// batch's buffers without checking them, so a record whose checksum holds but whose
+/// contents do not (a bug, or a checksum collision) is read here, step by step, and
+/// is an error like any other.
+fn decode_rows(signal: Signal, mut stream: &[u8]) -> Result<RecordBatch, RecordError> {
+    let bad = |what: String| RecordError::Rows(arrow::error::ArrowError::IpcError(what));
+    let schema = crate::model::schema::schema(signal);
     let mut take = |n: usize| -> Result<&[u8], RecordError> {
         if stream.len() < n {
-            return Err(bad("the stream ends inside a message"));
+            return Err(bad("the stream ends inside a message".into()));
         }
         let (head, rest) = stream.split_at(n);
         stream = rest;
@@ -139,27 +133,48 @@ fn check_buffer_bounds(mut stream: &[u8]) -> Result<(), RecordError> {
         if len == [0xff; 4] {
             len = take(4)?;
         }
-        let len = u32::from_le_bytes(len.try_into().map_err(|_| bad("short length"))?) as usize;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
         if len == 0 {
-            return Ok(());
+            return Err(RecordError::NoBatch);
         }
         let message = arrow::ipc::root_as_message(take(len)?)
-            .map_err(|e| bad(&format!("unreadable message header: {e}")))?;
+            .map_err(|e| bad(format!("unreadable message header: {e}")))?;
         let body_len = usize::try_from(message.bodyLength())
-            .map_err(|_| bad("negative message body length"))?;
-        let batch = message
-            .header_as_record_batch()
-            .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
-        for buffer in batch.and_then(|b| b.buffers()).iter().flatten() {
+            .map_err(|_| bad("negative message body length".into()))?;
+        let body = take(body_len)?;
+        if let Some(written) = message.header_as_schema() {
+            let names: Vec<&str> = written
+                .fields()
+                .iter()
+                .flatten()
+                .map(|f| f.name().unwrap_or_default())
+                .collect();
+            let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            if names != expected {
+                return Err(RecordError::Schema(signal));
+            }
+            continue;
+        }
+        let Some(batch) = message.header_as_record_batch() else {
+            return Err(bad("a message other than a schema or a record batch".into()));
+        };
+        for buffer in batch.buffers().iter().flatten() {
             let end = usize::try_from(buffer.offset())
                 .ok()
                 .zip(usize::try_from(buffer.length()).ok())
                 .and_then(|(offset, length)| offset.checked_add(length));
             if end.is_none_or(|end| end > body_len) {
-                return Err(bad("a buffer lies outside its message body"));
+                return Err(bad("a buffer lies outside its message body".into()));
             }
         }
-        take(body_len)?;
+        return Ok(arrow::ipc::reader::read_record_batch(
+            &arrow::buffer::Buffer::from(body),
+            batch,
+            schema,
+            &std::collections::HashMap::new(),
+            None,
+            &message.version(),
+        )?);
     }
 }
 
